@@ -1,0 +1,3 @@
+from t2s_fast.cli import main
+
+main()

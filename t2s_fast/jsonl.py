@@ -1,0 +1,108 @@
+"""JSONL reading with errors that name the file and line, and atomic writing.
+
+Nothing already written is lost or left half-written: whole files are written to a temporary file in the
+same folder and renamed into place; append-only logs (predictions) are appended line by line with flush,
+and a torn last line (a crash mid-write) is detected and dropped on read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from t2s_fast.errors import T2SError
+
+
+def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerate_torn_tail: bool = False) -> list[dict]:
+    """Read a JSONL file. A malformed line or a missing required field raises T2SError naming file and line.
+
+    With ``tolerate_torn_tail``, an unparsable *last* line without a trailing newline (a crash mid-append)
+    is ignored instead of being an error.
+    """
+    return list(iter_jsonl(path, required=required, tolerate_torn_tail=tolerate_torn_tail))
+
+
+def iter_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerate_torn_tail: bool = False) -> Iterator[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise T2SError(f"{path}: file not found")
+    required = tuple(required)
+    with path.open("r", encoding="utf-8") as fh:
+        lines = fh.readlines()
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            is_torn_tail = lineno == len(lines) and not line.endswith("\n")
+            if tolerate_torn_tail and is_torn_tail:
+                return
+            raise T2SError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise T2SError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        missing = [k for k in required if k not in record]
+        if missing:
+            raise T2SError(f"{path}:{lineno}: missing field(s) {', '.join(repr(m) for m in missing)}")
+        yield record
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise T2SError(f"{path}: file not found")
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise T2SError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    """Atomically write records as JSONL; returns the number written."""
+    n = 0
+    with atomic_open(path) as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> None:
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, indent=indent, ensure_ascii=False, default=str)
+        fh.write("\n")
+
+
+def append_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """Append records and fsync, so a finished batch survives a crash of the next one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())

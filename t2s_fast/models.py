@@ -1,0 +1,111 @@
+"""Where a model comes from: a hub id, a local folder, or a config file for a random-init model.
+
+No hub is reachable in tests or benchmarks here, so a `config.json` path builds a model of that exact
+shape with random weights (the Qwen3-8B shape for GPU benchmarks, a scaled-down one for CPU tests). That
+is loud in the logs: such a model knows nothing, only its speed and memory mean anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
+                   "added_tokens.json", "chat_template.jinja")
+
+RANDOM_INIT_BANNER = (
+    "\n" + "!" * 78 + "\n"
+    "!! RANDOM-INIT MODEL from {path}\n"
+    "!! Weights are random: use it for speed/memory benchmarks and tests only; its answers mean nothing.\n"
+    + "!" * 78
+)
+
+
+def is_config_file(model_name: str | Path) -> bool:
+    p = Path(model_name)
+    return p.suffix == ".json" and p.is_file()
+
+
+def load_config_dict(config_path: str | Path) -> dict:
+    path = Path(config_path)
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise T2SError(f"{path}: model config not found") from None
+    except json.JSONDecodeError as exc:
+        raise T2SError(f"{path}:{exc.lineno}: malformed model config ({exc.msg})") from None
+    if "model_type" not in cfg:
+        raise T2SError(f"{path}: not a transformers model config (no 'model_type' field)")
+    return cfg
+
+
+def scaled_down_config(config_path: str | Path, **overrides) -> dict:
+    """The same architecture and vocabulary as ``config_path``, scaled down for CPU tests."""
+    cfg = load_config_dict(config_path)
+    small = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, max_window_layers=2, max_position_embeddings=4096,
+                 tie_word_embeddings=True, torch_dtype="float32")
+    small.update(overrides)
+    cfg.update(small)
+    cfg.pop("dtype", None)
+    return cfg
+
+
+def find_tokenizer_dir(model_name: str | Path, tokenizer: str | Path | None) -> str:
+    """The tokenizer to use: the explicit one, else the model folder (or the config file's folder)."""
+    if tokenizer:
+        return str(tokenizer)
+    p = Path(model_name)
+    folder = p.parent if is_config_file(p) else p
+    if folder.is_dir() and any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return str(folder)
+    if is_config_file(p):
+        raise T2SError(f"{p}: a random-init config has no tokenizer beside it; pass --tokenizer PATH_OR_ID")
+    return str(model_name)  # a hub id: the tokenizer lives with the model
+
+
+def build_random_init_model(config_path: str | Path, *, dtype=None, seed: int = 0):
+    """A transformers model of the config's shape with random weights (logged loudly)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    log.warning(RANDOM_INIT_BANNER.format(path=config_path))
+    config = AutoConfig.from_pretrained(str(Path(config_path).parent)) if Path(config_path).name == "config.json" \
+        else AutoConfig.for_model(**load_config_dict(config_path))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype or torch.float32)
+    return model
+
+
+def materialize_random_init(config_path: str | Path, out_dir: str | Path, *, tokenizer: str | Path | None = None,
+                            dtype: str = "bfloat16", seed: int = 0) -> Path:
+    """Save a random-init model (with its tokenizer) as an ordinary model folder.
+
+    Engines that only load from a folder (Unsloth, vLLM, bitsandbytes quantization on load) use this. The
+    folder is reused when it already holds a complete model for the same config and seed.
+    """
+    import torch
+
+    out_dir = Path(out_dir)
+    marker = out_dir / "t2s_random_init.json"
+    want = {"config": load_config_dict(config_path), "seed": seed, "dtype": dtype}
+    if marker.is_file() and json.loads(marker.read_text()) == want:
+        return out_dir
+    model = build_random_init_model(config_path, dtype=getattr(torch, dtype), seed=seed)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok_dir = Path(find_tokenizer_dir(config_path, tokenizer))
+    for name in TOKENIZER_FILES:
+        if (tok_dir / name).is_file():
+            shutil.copy2(tok_dir / name, tmp / name)
+    (tmp / "t2s_random_init.json").write_text(json.dumps(want))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir

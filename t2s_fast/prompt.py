@@ -1,0 +1,114 @@
+"""The one prompt builder. `prepare`, `train`, `infer` and `eval` all call it, so what the model sees at
+evaluation is exactly what it saw in training.
+
+The messages are plain chat messages; rendering to text goes through the tokenizer's own chat template
+(Qwen3's, with thinking disabled).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DIALECT_NAMES = {"sqlite": "SQLite", "bigquery": "BigQuery", "snowflake": "Snowflake"}
+
+SYSTEM_PROMPT = (
+    "You are an expert data analyst who writes SQL. Given a database schema and a question, "
+    "reply with a single SQL query in the requested dialect that answers the question. "
+    "Reply with the SQL only: no explanation and no code fences."
+)
+
+
+def dialect_name(dialect: str) -> str:
+    from t2s_fast.errors import T2SError
+
+    try:
+        return DIALECT_NAMES[dialect.lower()]
+    except KeyError:
+        raise T2SError(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECT_NAMES)}") from None
+
+
+def build_user_message(
+    *, dialect: str, db_id: str, schema: str, question: str, external_knowledge: str | None = None
+) -> str:
+    parts = [
+        f"Dialect: {dialect_name(dialect)}",
+        f"Database: {db_id}",
+        "",
+        "Schema:",
+        schema.strip(),
+    ]
+    if external_knowledge and external_knowledge.strip():
+        parts += ["", "External knowledge:", external_knowledge.strip()]
+    parts += ["", f"Question: {question.strip()}"]
+    return "\n".join(parts)
+
+
+def build_messages(
+    *,
+    dialect: str,
+    db_id: str,
+    schema: str,
+    question: str,
+    external_knowledge: str | None = None,
+    sql: str | None = None,
+) -> list[dict[str, str]]:
+    """[system, user] for inference and evaluation; [system, user, assistant] when ``sql`` is given.
+
+    ``schema`` is the rendered schema text (see ``t2s_fast.schema.render_schema``) or a user's free text.
+    The assistant message is the SQL and nothing else.
+    """
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {
+            "role": "user",
+            "content": build_user_message(
+                dialect=dialect, db_id=db_id, schema=schema, question=question, external_knowledge=external_knowledge
+            ),
+        },
+    ]
+    if sql is not None:
+        messages.append({"role": "assistant", "content": sql.strip()})
+    return messages
+
+
+# Qwen3's template takes `enable_thinking`; other templates ignore unknown keyword arguments.
+CHAT_TEMPLATE_KWARGS: dict[str, Any] = {"enable_thinking": False}
+
+
+def render_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    """The text a model is given at inference: the chat up to the assistant's turn (thinking disabled)."""
+    prompt_messages = [m for m in messages if m["role"] != "assistant"]
+    return tokenizer.apply_chat_template(
+        prompt_messages, tokenize=False, add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS
+    )
+
+
+def render_conversation(tokenizer, messages: list[dict[str, str]]) -> str:
+    """The full training text: prompt plus the assistant's SQL and end-of-turn."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, **CHAT_TEMPLATE_KWARGS)
+
+
+def tokenize_for_training(tokenizer, messages: list[dict[str, str]]) -> dict[str, list[int]]:
+    """Token ids of the whole conversation and a mask that is 1 exactly on the assistant's answer tokens
+    (the SQL and the end-of-turn token that tells the model to stop), 0 on the prompt.
+
+    The prompt rendered with ``add_generation_prompt`` is a prefix of the full conversation for Qwen3 with
+    thinking disabled (both end in ``<think>\\n\\n</think>\\n\\n``); we check that rather than assume it.
+    """
+    from t2s_fast.errors import T2SError
+
+    prompt = render_prompt(tokenizer, messages)
+    full = render_conversation(tokenizer, messages)
+    if not full.startswith(prompt):
+        raise T2SError(
+            "the chat template renders the prompt differently inside a full conversation; "
+            "cannot mask the loss to the answer (use a tokenizer whose template keeps the prompt a prefix)"
+        )
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    # Templates end a turn with "<|im_end|>\n"; the trailing newline is not something to learn to emit.
+    while answer_ids and tokenizer.decode(answer_ids[-1:]).strip() == "" and len(answer_ids) > 1:
+        answer_ids = answer_ids[:-1]
+    input_ids = list(prompt_ids) + list(answer_ids)
+    mask = [0] * len(prompt_ids) + [1] * len(answer_ids)
+    return {"input_ids": input_ids, "completion_mask": mask}
