@@ -49,11 +49,28 @@ class Schema:
         return next((t for t in self.tables if t.name.lower() == low), None)
 
 
-def _quote(name: str) -> str:
-    """Quote an identifier only when it needs it, so common names stay readable."""
-    if name and (name[0].isalpha() or name[0] == "_") and all(c.isalnum() or c in "_." for c in name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
+def _is_plain(name: str, *, allow_dots: bool = True) -> bool:
+    extra = "_." if allow_dots else "_"
+    return bool(name) and (name[0].isalpha() or name[0] == "_") and all(c.isalnum() or c in extra for c in name)
+
+
+def quote_identifier(name: str, dialect: str | None = None) -> str:
+    """Quote an identifier the way ``dialect`` needs it, and only when it needs it, so names stay readable.
+
+    - BigQuery: backticks around the whole path (`bigquery-public-data.dataset.table` has hyphens).
+    - Snowflake: unquoted names fold to upper case, so every part of a dotted name that is not already
+      upper case (or has other characters) is double-quoted, as the gold SQL must write it.
+    - SQLite (default): double quotes when the name is not a plain identifier.
+    """
+    d = (dialect or "sqlite").lower()
+    if d == "bigquery":
+        return name if _is_plain(name) else "`" + name.replace("`", "\\`") + "`"
+    if d == "snowflake":
+        return ".".join(
+            part if _is_plain(part, allow_dots=False) and part == part.upper() else '"' + part.replace('"', '""') + '"'
+            for part in name.split(".")
+        )
+    return name if _is_plain(name) else '"' + name.replace('"', '""') + '"'
 
 
 def _sample_text(value: str | int | float) -> str:
@@ -66,7 +83,10 @@ def _sample_text(value: str | int | float) -> str:
     return repr(text)
 
 
-def render_table(table: Table, *, sample_values: bool = True) -> str:
+def render_table(table: Table, *, sample_values: bool = True, dialect: str | None = None) -> str:
+    def _quote(name: str) -> str:
+        return quote_identifier(name, dialect)
+
     lines = []
     for col in table.columns:
         line = f"  {_quote(col.name)}" + (f" {col.type}" if col.type else "")
@@ -97,9 +117,10 @@ def render_table(table: Table, *, sample_values: bool = True) -> str:
     return head + "\n" + "\n".join(body) + "\n);"
 
 
-def render_schema(schema: Schema, *, sample_values: bool = True) -> str:
-    """CREATE TABLE statements with keys, and sample values as trailing comments."""
-    return "\n\n".join(render_table(t, sample_values=sample_values) for t in schema.tables)
+def render_schema(schema: Schema, *, sample_values: bool = True, dialect: str | None = None) -> str:
+    """CREATE TABLE statements with keys, and sample values as trailing comments; identifiers quoted as
+    ``dialect`` requires (see ``quote_identifier``)."""
+    return "\n\n".join(render_table(t, sample_values=sample_values, dialect=dialect) for t in schema.tables)
 
 
 def _decode(value: bytes) -> str:
