@@ -1,0 +1,100 @@
+"""Settings of one evaluation run (the `t2s-fast eval` flags, one field each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+
+SUITES = ("spider1", "spider2-lite", "jsonl")
+
+
+def parse_adapter_specs(specs: list[str] | tuple[str, ...] | dict[str, str]) -> dict[str, str]:
+    """["NAME=PATH", ...] -> {NAME: PATH}, in the order given; names must be unique."""
+    if isinstance(specs, dict):
+        return dict(specs)
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise T2SError(f"--adapter {spec!r}: expected NAME=PATH (e.g. --adapter stage1=runs/stage1/adapter)")
+        if name == "__base__" or "|" in name:
+            raise T2SError(f"--adapter {spec!r}: the name {name!r} is reserved or contains '|'; pick another")
+        if name in out:
+            raise T2SError(f"--adapter {spec!r}: the name {name!r} is given twice")
+        out[name] = path
+    return out
+
+
+@dataclass
+class EvalConfig:
+    base_model: str = field(metadata={"help": "Base model: hub id, local folder, or a config.json (random-init model)."})
+    out_dir: str = field(metadata={"help": "Run folder: predictions.jsonl, run_settings.json and the reports."})
+    adapters: dict[str, str] = field(default_factory=dict,
+                                     metadata={"help": "LoRA adapters to evaluate, NAME -> folder (--adapter NAME=PATH)."})
+    include_base: bool = field(default=False, metadata={"help": "Also score the base model without any adapter."})
+    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer folder/id (default: the model's)."})
+    suite: str = field(default="spider1", metadata={"help": "spider1 (Spider 1.0 dev), spider2-lite, or jsonl (--questions)."})
+    spider_dir: str | None = field(default=None, metadata={"help": "Spider 1.0 folder (dev.json, tables.json, database/) "
+                                                                   "or, for spider2-lite, the Spider 2.0 folder."})
+    split: str = field(default="dev", metadata={"help": "Which split file to read (<split>.json)."})
+    questions: str | None = field(default=None, metadata={"help": "For --suite jsonl: prepared-format JSONL "
+                                                                  "(db_id, question, sql, dialect, optional messages)."})
+    db_root: str | None = field(default=None, metadata={"help": "For --suite jsonl: folder of <db_id>/<db_id>.sqlite files."})
+    limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions (after --db)."})
+    dbs: list[str] = field(default_factory=list, metadata={"help": "Only questions on these databases (repeatable --db)."})
+    backend: str = field(default="auto", metadata={"help": "auto (vLLM if installed and a GPU is present), vllm or hf."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest generated SQL, in tokens."})
+    batch_size: int | None = field(default=None, metadata={"help": "HF backend: prompts per generate call "
+                                                                   "(default 64 on GPU, 8 on CPU); vLLM schedules its own."})
+    workers: int = field(default=2, metadata={"help": "Processes executing SQL while scoring."})
+    timeout: float = field(default=30.0, metadata={"help": "Seconds allowed per executed query."})
+    n_samples: int = field(default=1, metadata={"help": "Samples per question; >1 = self-consistency (majority vote "
+                                                        "over execution results, invalid SQL skipped)."})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy. Needed > 0 when --n-samples > 1."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    sample_values: int = field(default=3, metadata={"help": "Distinct sample values per column in the schema prompt "
+                                                            "(use what training used)."})
+    keep_distinct: bool = field(default=False, metadata={"help": "Compare results keeping duplicates even without "
+                                                                 "DISTINCT (the official evaluator drops DISTINCT)."})
+    force: bool = field(default=False, metadata={"help": "Discard predictions made with other settings and start over."})
+    max_model_len: int = field(default=8192, metadata={"help": "vLLM: longest prompt + answer, in tokens."})
+    gpu_memory_utilization: float = field(default=0.90, metadata={"help": "vLLM: share of GPU memory it may take."})
+    dtype: str | None = field(default=None, metadata={"help": "Weights dtype (default bfloat16 on GPU, float32 on CPU)."})
+
+    def __post_init__(self):
+        for name in ("base_model", "out_dir"):
+            if not getattr(self, name):
+                raise T2SError(f"--{name.replace('_', '-')} is required (on the command line or in --config)")
+        self.adapters = parse_adapter_specs(self.adapters)
+        if self.suite not in SUITES:
+            raise T2SError(f"--suite {self.suite!r}: choose one of {', '.join(SUITES)}")
+        if not self.adapters:
+            self.include_base = True  # nothing else to evaluate
+        if self.n_samples < 1:
+            raise T2SError(f"--n-samples {self.n_samples}: must be at least 1")
+        if self.n_samples > 1 and self.temperature <= 0:
+            raise T2SError(f"--n-samples {self.n_samples} with --temperature {self.temperature}: greedy decoding gives "
+                           "the same answer every time; set --temperature > 0 (e.g. 0.7)")
+        if self.max_new_tokens < 1:
+            raise T2SError(f"--max-new-tokens {self.max_new_tokens}: must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise T2SError(f"--limit {self.limit}: must be at least 1")
+        if self.suite == "jsonl" and not self.questions:
+            raise T2SError("--suite jsonl needs --questions FILE.jsonl (and --db-root DIR)")
+        if self.questions and self.suite == "spider1":
+            self.suite = "jsonl"
+        if self.suite in ("spider1", "spider2-lite") and not self.spider_dir:
+            raise T2SError(f"--suite {self.suite} needs --spider-dir DIR")
+        for name, path in self.adapters.items():
+            if not (Path(path) / "adapter_config.json").is_file():
+                raise T2SError(f"--adapter {name}={path}: no adapter_config.json there (expected a PEFT adapter folder)")
+
+    @property
+    def adapter_names(self) -> list[str]:
+        """Evaluated names in report order: the base first (when included), then adapters as given."""
+        from t2s_fast.generate.base import BASE_ADAPTER
+
+        return ([BASE_ADAPTER] if self.include_base else []) + list(self.adapters)

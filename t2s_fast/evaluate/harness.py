@@ -1,0 +1,316 @@
+"""`evaluate(cfg)`: prompts -> resumable generation (one engine, all adapters) -> execution scoring -> reports.
+
+The steps are separate functions so benchmarks and tests can call one of them:
+`build_prompts`, `generate_predictions`, `score_predictions`, `evaluate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from t2s_fast.errors import T2SError
+from t2s_fast.evaluate.config import EvalConfig
+from t2s_fast.evaluate.predictions import PredictionStore, adapter_fingerprint, prediction_key, text_sha
+from t2s_fast.evaluate.questions import Question, QuestionSet, load_jsonl, load_spider1
+from t2s_fast.generate.base import GenRequest, GenSettings, select_backend
+from t2s_fast.generate.extract import extract
+
+log = logging.getLogger(__name__)
+
+NOT_EXECUTABLE = "not_executable"  # error kind for questions whose SQL cannot be run here
+
+
+def load_questions(cfg: EvalConfig) -> QuestionSet:
+    if cfg.suite == "spider1":
+        return load_spider1(cfg.spider_dir, cfg.split, dbs=cfg.dbs, limit=cfg.limit)
+    if cfg.suite == "jsonl":
+        return load_jsonl(cfg.questions, cfg.db_root, dbs=cfg.dbs, limit=cfg.limit)
+    from t2s_fast.evaluate.spider2 import load_spider2_lite
+
+    return load_spider2_lite(cfg.spider_dir, dbs=cfg.dbs, limit=cfg.limit, sample_values=cfg.sample_values,
+                             db_root=cfg.db_root, max_prompt_tokens=cfg.max_model_len - cfg.max_new_tokens)
+
+
+def question_messages(q: Question, schema_cache: dict, sample_values: int) -> list[dict]:
+    """The chat messages for a question, from the one prompt builder (or the prepared messages as given)."""
+    from t2s_fast.prompt import build_messages
+    from t2s_fast.schema import read_sqlite_schema, render_schema
+
+    if q.messages:
+        return [m for m in q.messages if m["role"] != "assistant"]
+    schema = q.schema_text
+    if schema is None:
+        key = (q.db_id, str(q.db_path))
+        if key not in schema_cache:
+            schema_cache[key] = render_schema(read_sqlite_schema(q.db_path, db_id=q.db_id, sample_values=sample_values),
+                                              sample_values=sample_values > 0)
+        schema = schema_cache[key]
+    return build_messages(dialect=q.dialect, db_id=q.db_id, schema=schema, question=q.question,
+                          external_knowledge=q.external_knowledge)
+
+
+def build_prompts(questions: list[Question], tokenizer, *, sample_values: int = 3) -> dict[str, str]:
+    """{question id: rendered prompt text} (Qwen3 chat template, thinking disabled)."""
+    from t2s_fast.prompt import render_prompt
+
+    cache: dict = {}
+    return {q.qid: render_prompt(tokenizer, question_messages(q, cache, sample_values)) for q in questions}
+
+
+def load_tokenizer(cfg: EvalConfig):
+    from transformers import AutoTokenizer
+
+    from t2s_fast.models import find_tokenizer_dir
+
+    tok_dir = find_tokenizer_dir(cfg.base_model, cfg.tokenizer)
+    try:
+        return tok_dir, AutoTokenizer.from_pretrained(tok_dir)
+    except OSError as exc:
+        raise T2SError(f"tokenizer {tok_dir}: cannot load it ({exc}); pass --tokenizer PATH") from None
+
+
+def run_settings(cfg: EvalConfig, backend: str, tokenizer_dir: str) -> dict:
+    """What the predictions depend on (compared on resume)."""
+    return {
+        "base_model": str(cfg.base_model),
+        "tokenizer": str(tokenizer_dir),
+        "backend": backend,
+        "suite": cfg.suite,
+        "generation": {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+                       "n_samples": cfg.n_samples, "seed": cfg.seed},
+        "prompt": {"sample_values": cfg.sample_values},
+        "dtype": cfg.dtype,
+        "adapters": {name: adapter_fingerprint(path) for name, path in cfg.adapters.items()},
+    }
+
+
+def _request_seed(key: str) -> int:
+    return int(text_sha(key)[:8], 16) % (2**31 - 1)
+
+
+def plan_requests(cfg: EvalConfig, questions: list[Question], prompts: dict[str, str]) -> list[GenRequest]:
+    """Every (adapter, question, sample) request in a fixed order: longest prompt first (a batch that does
+    not fit shows up at once), ties by question id. The order only depends on the inputs, so a resumed run
+    forms exactly the batches an uninterrupted run would."""
+    order = sorted(questions, key=lambda q: (-len(prompts[q.qid]), q.qid))
+    requests = []
+    for q in order:
+        for adapter in cfg.adapter_names:
+            for s in range(cfg.n_samples):
+                key = prediction_key(adapter, q.qid, s)
+                requests.append(GenRequest(key=key, adapter=adapter, prompt=prompts[q.qid], seed=_request_seed(key)))
+    return requests
+
+
+def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list[GenRequest], *, backend: str,
+                         tokenizer_dir: str, generator=None, on_batch: Callable[[int, int], None] | None = None) -> dict:
+    """Generate what ``store`` lacks, appending each finished batch. Returns this session's throughput:
+    {"requests", "tokens", "seconds", "tokens_per_s"}; no engine is loaded when nothing is missing."""
+    pending = [r for r in requests if not store.has(r.key)]
+    stats = {"requests": 0, "tokens": 0, "seconds": 0.0, "tokens_per_s": 0.0, "resumed": len(requests) - len(pending)}
+    if not pending:
+        return stats
+    settings = GenSettings(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed)
+    own_generator = generator is None
+    if own_generator:
+        from t2s_fast.generate.base import make_generator
+
+        generator = make_generator(backend, base_model=cfg.base_model, adapters=cfg.adapters,
+                                   tokenizer_dir=tokenizer_dir, batch_size=cfg.batch_size, dtype=cfg.dtype,
+                                   seed=cfg.seed, max_model_len=cfg.max_model_len,
+                                   gpu_memory_utilization=cfg.gpu_memory_utilization)
+    step = generator.batch_size or len(pending)
+    by_key = {r.key: r for r in pending}
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    try:
+        with Progress(TextColumn("[bold]generate[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as progress:
+            task = progress.add_task("generate", total=len(pending), rate="")
+            for batch_index, i in enumerate(range(0, len(pending), step)):
+                chunk = pending[i:i + step]
+                t0 = time.perf_counter()
+                results = generator.generate(chunk, settings)
+                seconds = time.perf_counter() - t0
+                records = []
+                for res in results:
+                    adapter, qid, sample = res.key.split("|")
+                    ext = extract(res.text)
+                    records.append({"key": res.key, "adapter": adapter, "qid": qid, "sample": int(sample),
+                                    "raw": res.text, "sql": ext.sql, "extraction": ext.method,
+                                    "extraction_changed": ext.changed, "n_tokens": res.n_tokens,
+                                    "prompt_sha": text_sha(by_key[res.key].prompt)})
+                tokens = sum(r["n_tokens"] for r in records)
+                store.append(records, {"batch": batch_index, "requests": len(records), "tokens": tokens,
+                                       "seconds": round(seconds, 4), "backend": generator.name})
+                stats["requests"] += len(records)
+                stats["tokens"] += tokens
+                stats["seconds"] += seconds
+                progress.update(task, advance=len(records),
+                                rate=f"{stats['tokens'] / max(stats['seconds'], 1e-9):,.0f} tok/s")
+                if on_batch is not None:
+                    on_batch(batch_index, stats["requests"])
+    finally:
+        if own_generator:
+            generator.close()
+    stats["tokens_per_s"] = stats["tokens"] / stats["seconds"] if stats["seconds"] else 0.0
+    return stats
+
+
+def _vote(question: Question, samples: list[dict], cfg: EvalConfig) -> tuple[dict, dict]:
+    """Self-consistency: execute every sample, group equal results (Spider 1.0 comparison, order ignored),
+    keep the SQL of the largest group; invalid SQL does not vote. Ties go to the earliest sample."""
+    from t2s_fast.sql.compare import spider1_results_match
+    from t2s_fast.sql.executor import run_jobs
+
+    results = run_jobs([(question.db_path, s["sql"]) for s in samples], workers=1, timeout_s=cfg.timeout)
+    groups: list[tuple[list, list[int]]] = []
+    for idx, res in enumerate(results):
+        if not res.ok:
+            continue
+        for rows, members in groups:
+            if spider1_results_match(rows, res.rows or [], order_matters=False):
+                members.append(idx)
+                break
+        else:
+            groups.append((res.rows or [], [idx]))
+    if not groups:
+        return samples[0], {"valid": 0, "votes": 0, "groups": 0}
+    best = max(groups, key=lambda g: (len(g[1]), -g[1][0]))
+    return samples[best[1][0]], {"valid": sum(len(g[1]) for g in groups), "votes": len(best[1]), "groups": len(groups)}
+
+
+def choose_predictions(cfg: EvalConfig, questions: list[Question], store: PredictionStore) -> dict[tuple[str, str], dict]:
+    """{(adapter, qid): the prediction to score} (the majority-vote sample with --n-samples > 1)."""
+    chosen = {}
+    for q in questions:
+        for adapter in cfg.adapter_names:
+            samples = [store.records[prediction_key(adapter, q.qid, s)] for s in range(cfg.n_samples)]
+            if cfg.n_samples == 1 or q.db_path is None or q.not_executable:
+                chosen[(adapter, q.qid)] = dict(samples[0])
+            else:
+                pick, vote = _vote(q, samples, cfg)
+                chosen[(adapter, q.qid)] = dict(pick, vote=vote)
+    return chosen
+
+
+def score_predictions(cfg: EvalConfig, questions: list[Question], chosen: dict[tuple[str, str], dict]) -> list[dict]:
+    """One scored record per (adapter, question): exec_match, error_kind, hardness, and the prediction."""
+    from t2s_fast.sql.scorer import ScoreConfig, score_records
+
+    by_qid = {q.qid: q for q in questions}
+    executable, others = [], []
+    for (adapter, qid), pred in chosen.items():
+        q = by_qid[qid]
+        rec = {"adapter": adapter, "qid": qid, "db_id": q.db_id, "question": q.question, "gold": q.gold,
+               "pred": pred["sql"], "raw": pred["raw"], "extraction": pred["extraction"],
+               "extraction_changed": pred["extraction_changed"], "n_tokens": pred["n_tokens"]}
+        if "vote" in pred:
+            rec["vote"] = pred["vote"]
+        custom = q.extra.get("scorer") is not None
+        (others if custom or q.not_executable or q.db_path is None else executable).append((q, rec))
+    scored = []
+    # Score per database folder (the scorer looks databases up as <db_root>/<db_id>/<db_id>.sqlite).
+    by_root = defaultdict(list)
+    for q, rec in executable:
+        by_root[q.db_path.parent.parent].append(rec)
+    for root, recs in by_root.items():
+        scfg = ScoreConfig(db_root=str(root), workers=cfg.workers, timeout_s=cfg.timeout, keep_distinct=cfg.keep_distinct)
+        scored.extend(score_records(recs, scfg))
+    for q, rec in others:
+        if q.extra.get("scorer") is not None and not q.not_executable:
+            scored.append(q.extra["scorer"](q, rec, cfg))
+            continue
+        scored.append(dict(rec, exec_match=None, error_kind=NOT_EXECUTABLE, error=q.not_executable or "no database",
+                           hardness=q.extra.get("hardness", "n/a")))
+    order = {(a, q.qid): i for i, (a, q) in enumerate((a, q) for q in questions for a in cfg.adapter_names)}
+    scored.sort(key=lambda r: order[(r["adapter"], r["qid"])])
+    return scored
+
+
+def _device_info(backend: str) -> dict:
+    info = {"backend": backend, "host": platform.node(), "python": platform.python_version()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["device"] = torch.cuda.get_device_name(0)
+        else:
+            info["device"] = f"cpu ({platform.processor() or platform.machine()})"
+    except ImportError:  # pragma: no cover
+        pass
+    for mod in ("transformers", "peft", "vllm"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - absent or broken optional engines are just not listed
+            pass
+    return info
+
+
+def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = None, generator=None) -> dict:
+    """Run (or resume) an evaluation and write predictions, scored.jsonl and report.{json,md,html} to out_dir.
+
+    ``on_batch(batch_index, n_done)`` is called after each batch is saved (progress hooks, tests).
+    ``generator`` may be given to reuse an already-loaded engine (benchmarks).
+    """
+    from t2s_fast.evaluate.report import build_report, write_reports
+    from t2s_fast.jsonl import write_jsonl
+
+    started = time.perf_counter()
+    out_dir = Path(cfg.out_dir)
+    backend = generator.name if generator is not None else select_backend(cfg.backend)
+    qset = load_questions(cfg)
+    if not qset.questions:
+        raise T2SError(f"{qset.source}: no question to evaluate (check --db/--limit; "
+                       f"{len(qset.skipped)} skipped for missing databases)")
+    tokenizer_dir, tokenizer = load_tokenizer(cfg)
+    prompts = build_prompts(qset.questions, tokenizer, sample_values=cfg.sample_values)
+    store = PredictionStore(out_dir, run_settings(cfg, backend, tokenizer_dir), force=cfg.force)
+    requests = plan_requests(cfg, qset.questions, prompts)
+    for r in requests:
+        store.check_prompt(r.key, text_sha(r.prompt))
+    gen_stats = generate_predictions(cfg, store, requests, backend=backend, tokenizer_dir=tokenizer_dir,
+                                     generator=generator, on_batch=on_batch)
+    t_score = time.perf_counter()
+    chosen = choose_predictions(cfg, qset.questions, store)
+    scored = score_predictions(cfg, qset.questions, chosen)
+    score_seconds = time.perf_counter() - t_score
+    write_jsonl(out_dir / "scored.jsonl", scored)
+    report = build_report(cfg, qset, scored, store, backend=backend)
+    report["timing"] = _timing(cfg, store, gen_stats, score_seconds, time.perf_counter() - started, backend)
+    write_reports(out_dir, report)
+    return report
+
+
+def _timing(cfg: EvalConfig, store: PredictionStore, gen_stats: dict, score_seconds: float, wall: float,
+            backend: str) -> dict:
+    """Speed figures: everything here varies from run to run (kept apart from the accuracy figures)."""
+    batches = store.timings()
+    tokens = sum(b["tokens"] for b in batches)
+    seconds = sum(b["seconds"] for b in batches)
+    per_adapter = Counter()
+    for rec in store.records.values():
+        per_adapter[rec["adapter"]] += rec["n_tokens"]
+    rate = tokens / seconds if seconds else 0.0
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": _device_info(backend),
+        "generation_seconds": round(seconds, 3),
+        "generated_tokens": tokens,
+        "tokens_per_s": round(rate, 2),
+        "batches": len(batches),
+        "this_session": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in gen_stats.items()},
+        "scoring_seconds": round(score_seconds, 3),
+        "wall_seconds_this_session": round(wall, 3),
+        # All adapters share one engine and its batches: each adapter's rate is the engine's rate.
+        "per_adapter": {a: {"generated_tokens": per_adapter.get(a, 0), "tokens_per_s": round(rate, 2),
+                            "generation_seconds_share": round(seconds * per_adapter.get(a, 0) / tokens, 3) if tokens else 0.0}
+                        for a in cfg.adapter_names},
+    }

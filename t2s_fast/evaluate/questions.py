@@ -1,0 +1,107 @@
+"""The questions an evaluation asks: Spider 1.0 dev, Spider 2.0-lite, or a user's prepared JSONL file.
+
+Each question gets a stable id (its position in the source file, or its own id), so predictions from an
+earlier run with another --limit/--db still line up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+from t2s_fast.jsonl import iter_jsonl, read_json
+
+
+@dataclass
+class Question:
+    qid: str
+    db_id: str
+    question: str
+    gold: str | None
+    dialect: str = "sqlite"
+    messages: list[dict] | None = None  # prepared messages (the prompt is built from these when given)
+    external_knowledge: str | None = None
+    db_path: Path | None = None  # local SQLite file, when there is one
+    schema_text: str | None = None  # rendered schema when it does not come from db_path
+    not_executable: str | None = None  # why its SQL cannot be executed here (scored as not executable)
+    extra: dict = field(default_factory=dict)  # suite-specific scoring data (Spider 2.0 gold CSVs, settings)
+
+
+@dataclass
+class QuestionSet:
+    questions: list[Question]
+    skipped: list[dict]  # {qid, db_id, reason}: could not even be prompted (no schema)
+    source: str  # what was read, for the report
+
+
+def sqlite_path(db_root: Path, db_id: str) -> Path:
+    """<db_root>/<db_id>/<db_id>.sqlite: the Spider layout, which the scorer (t2s_fast.sql.scorer) reads."""
+    return db_root / db_id / f"{db_id}.sqlite"
+
+
+def _select(items: list, dbs: list[str], limit: int | None, db_of) -> list:
+    if dbs:
+        wanted = set(dbs)
+        items = [it for it in items if db_of(it) in wanted]
+    return items[:limit] if limit else items
+
+
+def load_spider1(spider_dir: str | Path, split: str, *, dbs: list[str], limit: int | None) -> QuestionSet:
+    root = Path(spider_dir)
+    path = root / f"{split}.json"
+    if not path.is_file():
+        raise T2SError(f"{path}: not found (is --spider-dir the Spider 1.0 folder, and --split {split!r} right?)")
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise T2SError(f"{path}: expected a JSON list of questions")
+    for i, item in enumerate(data):
+        missing = [k for k in ("db_id", "question", "query") if not isinstance(item, dict) or k not in item]
+        if missing:
+            raise T2SError(f"{path}: question {i} has no {', '.join(map(repr, missing))}")
+    known = {item["db_id"] for item in data}
+    unknown = [d for d in dbs if d not in known]
+    if unknown:
+        raise T2SError(f"--db {', '.join(unknown)}: no such database in {path}")
+    indexed = _select(list(enumerate(data)), dbs, limit, lambda it: it[1]["db_id"])
+    db_root = root / "database"
+    questions, skipped = [], []
+    for i, item in indexed:
+        qid = f"{split}-{i:04d}"
+        db_path = sqlite_path(db_root, item["db_id"])
+        if not db_path.is_file():
+            skipped.append({"qid": qid, "db_id": item["db_id"], "reason": f"database file missing: {db_path}"})
+            continue
+        questions.append(Question(qid=qid, db_id=item["db_id"], question=item["question"], gold=item["query"],
+                                  db_path=db_path))
+    return QuestionSet(questions, skipped, str(path))
+
+
+def load_jsonl(questions_file: str | Path, db_root: str | Path | None, *, dbs: list[str], limit: int | None) -> QuestionSet:
+    """Prepared-format lines: db_id, question, sql, dialect (default sqlite), optional id and messages."""
+    path = Path(questions_file)
+    rows = list(enumerate(iter_jsonl(path, required=("db_id", "question")), start=1))
+    rows = _select(rows, dbs, limit, lambda it: it[1]["db_id"])
+    root = Path(db_root) if db_root else None
+    questions, skipped = [], []
+    for lineno, rec in rows:
+        qid = str(rec.get("id") or rec.get("instance_id") or f"line-{lineno:05d}")
+        dialect = str(rec.get("dialect") or "sqlite").lower()
+        messages = rec.get("messages")
+        if messages is not None and not (isinstance(messages, list) and all(isinstance(m, dict) and "role" in m
+                                                                             and "content" in m for m in messages)):
+            raise T2SError(f"{path}:{lineno}: 'messages' must be a list of {{role, content}} objects")
+        db_path = sqlite_path(root, rec["db_id"]) if root else None
+        reason = None
+        if dialect != "sqlite":
+            reason = f"{dialect} SQL cannot be executed locally"
+        elif db_path is None or not db_path.is_file():
+            reason = "no local SQLite database (pass --db-root)" if root is None else f"database file missing: {db_path}"
+        if messages is None and (db_path is None or not db_path.is_file()):
+            skipped.append({"qid": qid, "db_id": rec["db_id"], "reason": f"no messages and {reason}"})
+            continue
+        questions.append(Question(qid=qid, db_id=rec["db_id"], question=rec["question"], gold=rec.get("sql"),
+                                  dialect=dialect, messages=messages, external_knowledge=rec.get("external_knowledge"),
+                                  db_path=db_path if db_path is not None and db_path.is_file() else None,
+                                  not_executable=reason if reason else (None if rec.get("sql") else "no gold SQL")))
+    return QuestionSet(questions, skipped, str(path))

@@ -1,0 +1,463 @@
+"""report.json (the figures), report.md (to read or paste) and report.html (one self-contained page with
+plots embedded as base64 PNG), plus side-by-side comparisons of several runs.
+
+Everything is rendered from report.json alone, so `t2s-fast report RUN_DIR` can re-render old runs.
+Speed figures live under "timing" (they differ between two runs of the same evaluation); everything else
+is a function of the predictions.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+from t2s_fast.generate.base import BASE_ADAPTER
+from t2s_fast.jsonl import atomic_open, read_json, write_json
+
+REPORT_VERSION = 1
+HARDNESS_ORDER = ("easy", "medium", "hard", "extra")
+MAX_DISAGREEMENTS = 500
+
+DISTINCT_TEXT = {
+    False: "DISTINCT is removed from both gold and predicted SQL before execution, as the official Spider "
+           "test-suite evaluator does (so duplicates never decide a match)",
+    True: "DISTINCT is kept: duplicate rows must match too (stricter than the official evaluator)",
+}
+
+SPIDER2_TEXT = ("Spider 2.0 rules: the predicted result must contain each gold column (the question's condition_cols, "
+                "ignore_order per question) of any acceptable gold CSV; the SQL itself is not altered")
+
+
+def display_name(adapter: str) -> str:
+    return "base model" if adapter == BASE_ADAPTER else adapter
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+# ---------------------------------------------------------------- building
+def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
+    from t2s_fast.sql.scorer import summarize
+
+    by_adapter: dict[str, list[dict]] = defaultdict(list)
+    for rec in scored:
+        by_adapter[rec["adapter"]].append(rec)
+    adapters = {}
+    for name in cfg.adapter_names:
+        recs = by_adapter.get(name, [])
+        executable = [r for r in recs if r.get("exec_match") is not None]
+        summary = summarize(executable) if executable else {"ex": None, "n": 0, "by_hardness": {}, "errors": {}}
+        by_db: dict[str, dict] = {}
+        for r in executable:
+            if r.get("error_kind") == "no_database":
+                continue
+            d = by_db.setdefault(r["db_id"], {"n": 0, "correct": 0})
+            d["n"] += 1
+            d["correct"] += int(bool(r["exec_match"]))
+        errors = Counter(summary.get("errors", {}))
+        errors.update(r["error_kind"] for r in recs if r.get("exec_match") is None)
+        n_changed = sum(1 for r in recs if r.get("extraction_changed"))
+        tokens = sum(r.get("n_tokens", 0) for r in recs)
+        adapters[name] = {
+            "display_name": display_name(name),
+            "path": cfg.adapters.get(name),
+            "ex": summary["ex"],
+            "n": summary["n"],
+            "correct": sum(1 for r in executable if r.get("exec_match")),
+            "not_executable": sum(1 for r in recs if r.get("exec_match") is None),
+            "by_hardness": {h: v for h, v in summary.get("by_hardness", {}).items() if v.get("n")},
+            "by_database": {db: {"n": v["n"], "ex": v["correct"] / v["n"]} for db, v in sorted(by_db.items())},
+            "errors": dict(sorted(errors.items())),
+            "extraction": {"n": len(recs), "changed": n_changed, "rate": n_changed / len(recs) if recs else None,
+                           "methods": dict(sorted(Counter(r.get("extraction", "?") for r in recs).items()))},
+            "generated_tokens": tokens,
+            "mean_generated_tokens": tokens / len(recs) if recs else None,
+        }
+        if cfg.n_samples > 1:
+            votes = [r["vote"] for r in recs if "vote" in r]
+            adapters[name]["self_consistency"] = {
+                "samples": cfg.n_samples,
+                "mean_valid_samples": sum(v["valid"] for v in votes) / len(votes) if votes else None,
+                "mean_winning_votes": sum(v["votes"] for v in votes) / len(votes) if votes else None,
+            }
+    missing = Counter(s["db_id"] for s in qset.skipped)
+    not_exec = [r for r in scored if r.get("exec_match") is None and r["adapter"] == cfg.adapter_names[0]]
+    reasons = Counter(r.get("error") or "" for r in not_exec)
+    return {
+        "report_version": REPORT_VERSION,
+        "title": f"t2s-fast evaluation: {cfg.suite}" + (f" {cfg.split}" if cfg.suite == "spider1" else ""),
+        "settings": {
+            "suite": cfg.suite,
+            "source": qset.source,
+            "split": cfg.split if cfg.suite == "spider1" else None,
+            "base_model": str(cfg.base_model),
+            "backend": backend,
+            "adapters": {name: cfg.adapters.get(name) for name in cfg.adapter_names},
+            "limit": cfg.limit,
+            "databases_filter": list(cfg.dbs),
+            "max_new_tokens": cfg.max_new_tokens,
+            "decoding": "greedy" if cfg.temperature <= 0 else f"sampling, temperature {cfg.temperature}",
+            "n_samples": cfg.n_samples,
+            "self_consistency": (f"majority vote over the execution results of {cfg.n_samples} samples "
+                                 "(invalid SQL does not vote; ties go to the earliest sample)") if cfg.n_samples > 1 else None,
+            "sample_values": cfg.sample_values,
+            "distinct_handling": (SPIDER2_TEXT if cfg.suite == "spider2-lite" else DISTINCT_TEXT[bool(cfg.keep_distinct)]),
+            "keep_distinct": bool(cfg.keep_distinct),
+            "timeout_s": cfg.timeout,
+            "prompt": "t2s_fast.prompt.build_messages + the tokenizer's chat template, thinking disabled",
+        },
+        "questions": {
+            "selected": len(qset.questions) + len(qset.skipped),
+            "evaluated": len(qset.questions),
+            "executable": len(qset.questions) - len(not_exec),
+            "missing_databases": [{"db_id": db, "questions": n} for db, n in sorted(missing.items())],
+            "skipped": qset.skipped,
+            "not_executable": {"count": len(not_exec), "reasons": dict(reasons),
+                               "qids": [r["qid"] for r in not_exec]},
+        },
+        "adapters": adapters,
+        "disagreements": disagreements(scored, cfg.adapter_names),
+    }
+
+
+def disagreements(scored: list[dict], adapter_names: list[str]) -> dict:
+    """Questions where some adapters' SQL matched and others' did not."""
+    by_q: dict[str, dict[str, dict]] = defaultdict(dict)
+    for r in scored:
+        by_q[r["qid"]][r["adapter"]] = r
+    rows = []
+    for qid, per in by_q.items():
+        matches = {a: r.get("exec_match") for a, r in per.items() if r.get("exec_match") is not None}
+        if len(set(matches.values())) < 2:
+            continue
+        first = next(iter(per.values()))
+        rows.append({"qid": qid, "db_id": first["db_id"], "question": first["question"], "gold": first.get("gold"),
+                     "hardness": first.get("hardness"),
+                     "results": {a: {"sql": per[a]["pred"], "match": per[a].get("exec_match"),
+                                     "error_kind": per[a].get("error_kind")} for a in adapter_names if a in per}})
+    return {"count": len(rows), "shown": min(len(rows), MAX_DISAGREEMENTS), "rows": rows[:MAX_DISAGREEMENTS]}
+
+
+# ---------------------------------------------------------------- plots
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _grouped_bars(categories: list[str], series: dict[str, list], *, title: str, ylabel: str = "EX (%)",
+                  horizontal: bool = False) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_series = max(1, len(series))
+    width = 0.8 / n_series
+    if horizontal:
+        fig, ax = plt.subplots(figsize=(9, max(3.0, 0.32 * len(categories) * max(1, n_series * 0.6) + 1)))
+    else:
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(categories) * max(1, n_series * 0.5)), 4))
+    for i, (label, values) in enumerate(series.items()):
+        pos = [j + (i - (n_series - 1) / 2) * width for j in range(len(categories))]
+        vals = [0 if v is None else 100 * v for v in values]
+        bars = (ax.barh if horizontal else ax.bar)(pos, vals, width, label=label)
+        for b, v in zip(bars, values):
+            text = "n/a" if v is None else f"{100 * v:.0f}"
+            if horizontal:
+                ax.text(b.get_width() + 0.5, b.get_y() + b.get_height() / 2, text, va="center", fontsize=7)
+            else:
+                ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.5, text, ha="center", fontsize=7)
+    ticks = range(len(categories))
+    if horizontal:
+        ax.set_yticks(list(ticks), categories, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 105)
+        ax.set_xlabel(ylabel)
+    else:
+        ax.set_xticks(list(ticks), categories)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(axis="x" if horizontal else "y", alpha=0.3)
+    return _png(fig)
+
+
+def plot_by_hardness(report: dict) -> str:
+    adapters = report["adapters"]
+    levels = [h for h in HARDNESS_ORDER if any(h in a["by_hardness"] for a in adapters.values())]
+    levels += sorted({h for a in adapters.values() for h in a["by_hardness"]} - set(levels))
+    categories = ["all"] + levels
+    series = {a["display_name"]: [a["ex"]] + [a["by_hardness"].get(h, {}).get("ex") for h in levels]
+              for a in adapters.values()}
+    return _grouped_bars(categories, series, title="Execution accuracy by hardness")
+
+
+def plot_by_database(report: dict) -> str:
+    adapters = report["adapters"]
+    dbs = sorted({db for a in adapters.values() for db in a["by_database"]})
+    series = {a["display_name"]: [a["by_database"].get(db, {}).get("ex") for db in dbs] for a in adapters.values()}
+    return _grouped_bars(dbs, series, title="Execution accuracy per database", horizontal=True)
+
+
+# ---------------------------------------------------------------- markdown
+def _md_escape(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: dict) -> str:
+    s, q, adapters = report["settings"], report["questions"], report["adapters"]
+    levels = [h for h in HARDNESS_ORDER if any(h in a["by_hardness"] for a in adapters.values())]
+    out = [f"# {report['title']}", ""]
+    out += [f"- Base model: `{s['base_model']}`; backend: {s['backend']}",
+            f"- Questions: {q['evaluated']} evaluated of {q['selected']} selected from `{s['source']}`; "
+            f"{q['executable']} executable here",
+            f"- Decoding: {s['decoding']}, max {s['max_new_tokens']} new tokens"
+            + (f"; {s['self_consistency']}" if s.get("self_consistency") else ""),
+            f"- Scoring: {s['distinct_handling']}; timeout {s['timeout_s']} s per query", ""]
+    if q["missing_databases"]:
+        out.append("**Missing databases** (their questions were skipped): "
+                   + ", ".join(f"{m['db_id']} ({m['questions']} questions)" for m in q["missing_databases"]))
+        out.append("")
+    if q["not_executable"]["count"]:
+        out.append(f"**Not executable here: {q['not_executable']['count']} questions.** "
+                   + "; ".join(f"{reason} ({n})" for reason, n in q["not_executable"]["reasons"].items()))
+        out.append("They have predictions but no execution accuracy.")
+        out.append("")
+    out += ["## Execution accuracy", "",
+            "| model | EX | correct / n | " + " | ".join(levels) + " | extraction changed SQL | tokens/answer |",
+            "|---|---|---|" + "---|" * len(levels) + "---|---|"]
+    for a in adapters.values():
+        hard = " | ".join(f"{_pct(a['by_hardness'].get(h, {}).get('ex'))} ({a['by_hardness'].get(h, {}).get('n', 0)})"
+                          for h in levels)
+        ext = a["extraction"]
+        out.append(f"| {_md_escape(a['display_name'])} | **{_pct(a['ex'])}** | {a['correct']} / {a['n']} | "
+                   + (hard + " | " if levels else "")
+                   + f"{ext['changed']} / {ext['n']} ({_pct(ext['rate'])}) | "
+                   + (f"{a['mean_generated_tokens']:.1f}" if a["mean_generated_tokens"] is not None else "n/a") + " |")
+    out += ["", "## Errors by kind", "", "| model | " + " | ".join(_error_kinds(report)) + " |",
+            "|---|" + "---|" * len(_error_kinds(report))]
+    for a in adapters.values():
+        out.append(f"| {_md_escape(a['display_name'])} | "
+                   + " | ".join(str(a["errors"].get(k, 0)) for k in _error_kinds(report)) + " |")
+    dbs = sorted({db for a in adapters.values() for db in a["by_database"]})
+    if dbs:
+        out += ["", "## EX per database", "", "| database | " + " | ".join(_md_escape(a["display_name"])
+                                                                            for a in adapters.values()) + " |",
+                "|---|" + "---|" * len(adapters)]
+        for db in dbs:
+            cells = []
+            for a in adapters.values():
+                d = a["by_database"].get(db)
+                cells.append(f"{_pct(d['ex'])} ({d['n']})" if d else "-")
+            out.append(f"| {db} | " + " | ".join(cells) + " |")
+    t = report.get("timing")
+    if t:
+        out += ["", "## Speed", "",
+                f"- {t['generated_tokens']} tokens generated in {t['generation_seconds']:.1f} s "
+                f"({t['tokens_per_s']:.1f} tokens/s, all adapters in one engine) on {t['device'].get('device', '?')}",
+                f"- scoring {t['scoring_seconds']:.1f} s; this session's wall time {t['wall_seconds_this_session']:.1f} s"]
+    d = report["disagreements"]
+    out += ["", f"## Questions where the models disagree ({d['count']}"
+                + (f", first {d['shown']} shown" if d["shown"] < d["count"] else "") + ")", ""]
+    for row in d["rows"][:50]:
+        out.append(f"- `{row['qid']}` ({row['db_id']}, {row.get('hardness')}): {_md_escape(row['question'])}")
+        out.append(f"  - gold: `{_md_escape(row.get('gold'))}`")
+        for name, res in row["results"].items():
+            mark = "✓" if res["match"] else "✗"
+            out.append(f"  - {mark} {display_name(name)}: `{_md_escape(res['sql'])}`")
+    if len(d["rows"]) > 50:
+        out.append(f"- ... {len(d['rows']) - 50} more in report.html / report.json")
+    return "\n".join(out) + "\n"
+
+
+def _error_kinds(report: dict) -> list[str]:
+    return sorted({k for a in report["adapters"].values() for k in a["errors"]}) or ["none"]
+
+
+# ---------------------------------------------------------------- html
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+th{background:#f3f3f3} td.num{text-align:right} .ok{background:#e6f4ea} .bad{background:#fce8e6}
+code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em} pre{white-space:pre-wrap;margin:0}
+.note{background:#fff8e1;border:1px solid #f0d080;padding:.6em 1em;border-radius:4px}
+img.plot{max-width:100%;border:1px solid #eee}
+"""
+
+
+def _e(text) -> str:
+    return html.escape("" if text is None else str(text))
+
+
+def render_html(report: dict, *, plots: bool = True) -> str:
+    s, q, adapters = report["settings"], report["questions"], report["adapters"]
+    levels = [h for h in HARDNESS_ORDER if any(h in a["by_hardness"] for a in adapters.values())]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(report['title'])}</title>"
+             f"<style>{CSS}</style></head><body>", f"<h1>{_e(report['title'])}</h1>", "<ul>",
+             f"<li>Base model: <code>{_e(s['base_model'])}</code>; backend: {_e(s['backend'])}</li>",
+             f"<li>Questions: {q['evaluated']} evaluated of {q['selected']} selected from <code>{_e(s['source'])}</code>; "
+             f"{q['executable']} executable here</li>",
+             f"<li>Decoding: {_e(s['decoding'])}, max {s['max_new_tokens']} new tokens"
+             + (f"; {_e(s['self_consistency'])}" if s.get("self_consistency") else "") + "</li>",
+             f"<li>Scoring: {_e(s['distinct_handling'])}; timeout {s['timeout_s']} s per query</li></ul>"]
+    notes = []
+    if q["missing_databases"]:
+        notes.append("Missing databases (questions skipped): " + ", ".join(
+            f"{_e(m['db_id'])} ({m['questions']})" for m in q["missing_databases"]))
+    if q["not_executable"]["count"]:
+        notes.append(f"<b>{q['not_executable']['count']} questions cannot be executed here</b>: " + "; ".join(
+            f"{_e(r)} ({n})" for r, n in q["not_executable"]["reasons"].items())
+            + ". They have predictions but no execution accuracy.")
+    if notes:
+        parts.append("<div class='note'>" + "<br>".join(notes) + "</div>")
+    parts += ["<h2>Execution accuracy</h2><table><tr><th>model</th><th>EX</th><th>correct / n</th>"
+              + "".join(f"<th>{h}</th>" for h in levels) + "<th>extraction changed SQL</th><th>tokens / answer</th></tr>"]
+    for a in adapters.values():
+        ext = a["extraction"]
+        mean = "" if a["mean_generated_tokens"] is None else f"{a['mean_generated_tokens']:.1f}"
+        parts.append(f"<tr><td>{_e(a['display_name'])}</td><td class='num'><b>{_pct(a['ex'])}</b></td>"
+                     f"<td class='num'>{a['correct']} / {a['n']}</td>"
+                     + "".join(f"<td class='num'>{_pct(a['by_hardness'].get(h, {}).get('ex'))} "
+                               f"({a['by_hardness'].get(h, {}).get('n', 0)})</td>" for h in levels)
+                     + f"<td class='num'>{ext['changed']} / {ext['n']} ({_pct(ext['rate'])})</td>"
+                     + f"<td class='num'>{mean}</td></tr>")
+    parts.append("</table>")
+    kinds = _error_kinds(report)
+    parts.append("<h2>Errors by kind</h2><table><tr><th>model</th>" + "".join(f"<th>{_e(k)}</th>" for k in kinds) + "</tr>")
+    for a in adapters.values():
+        parts.append(f"<tr><td>{_e(a['display_name'])}</td>"
+                     + "".join(f"<td class='num'>{a['errors'].get(k, 0)}</td>" for k in kinds) + "</tr>")
+    parts.append("</table>")
+    has_scores = any(a["n"] for a in adapters.values())
+    if plots and has_scores:
+        parts.append("<h2>EX by hardness</h2>")
+        parts.append(f"<img class='plot' id='plot-hardness' alt='EX by hardness' src='data:image/png;base64,{plot_by_hardness(report)}'>")
+        if any(a["by_database"] for a in adapters.values()):
+            parts.append("<h2>EX per database</h2>")
+            parts.append(f"<img class='plot' id='plot-database' alt='EX per database' src='data:image/png;base64,{plot_by_database(report)}'>")
+    t = report.get("timing")
+    if t:
+        parts.append(f"<h2>Speed</h2><p>{t['generated_tokens']} tokens generated in {t['generation_seconds']:.1f} s "
+                     f"(<b>{t['tokens_per_s']:.1f} tokens/s</b>, all adapters in one engine) on "
+                     f"{_e(t['device'].get('device', '?'))}; scoring {t['scoring_seconds']:.1f} s.</p>")
+    d = report["disagreements"]
+    names = list(adapters)
+    parts.append(f"<h2>Questions where the models disagree ({d['count']}"
+                 + (f", first {d['shown']} shown" if d["shown"] < d["count"] else "") + ")</h2>")
+    if d["rows"]:
+        parts.append("<table><tr><th>question</th><th>gold</th>"
+                     + "".join(f"<th>{_e(adapters[n]['display_name'])}</th>" for n in names) + "</tr>")
+        for row in d["rows"]:
+            cells = []
+            for n in names:
+                res = row["results"].get(n)
+                if res is None:
+                    cells.append("<td></td>")
+                    continue
+                cls = "ok" if res["match"] else "bad"
+                mark = "✓ match" if res["match"] else ("✗ " + (res.get("error_kind") or "wrong result"))
+                cells.append(f"<td class='{cls}'><b>{_e(mark)}</b><pre>{_e(res['sql'])}</pre></td>")
+            parts.append(f"<tr><td><code>{_e(row['qid'])}</code> {_e(row['db_id'])} ({_e(row.get('hardness'))})<br>"
+                         f"{_e(row['question'])}</td><td><pre>{_e(row.get('gold'))}</pre></td>" + "".join(cells) + "</tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p>None.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_reports(out_dir: str | Path, report: dict) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
+    write_json(paths["json"], report)
+    with atomic_open(paths["md"]) as fh:
+        fh.write(render_markdown(report))
+    with atomic_open(paths["html"]) as fh:
+        fh.write(render_html(report))
+    return paths
+
+
+# ---------------------------------------------------------------- re-render and compare
+def load_report(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "report.json"
+    if not path.is_file():
+        raise T2SError(f"{path}: not found (is {run_dir} a t2s-fast eval run folder? run `t2s-fast eval` first)")
+    report = read_json(path)
+    if not isinstance(report, dict) or "adapters" not in report:
+        raise T2SError(f"{path}: not a t2s-fast evaluation report (no 'adapters')")
+    return report
+
+
+def comparison(run_dirs: list[str | Path]) -> dict:
+    """One row per (run, model): EX overall and by hardness, side by side."""
+    rows = []
+    for run_dir in run_dirs:
+        rep = load_report(run_dir)
+        for name, a in rep["adapters"].items():
+            rows.append({"run": str(run_dir), "model": a.get("display_name", name), "ex": a["ex"], "n": a["n"],
+                         "by_hardness": {h: v.get("ex") for h, v in a["by_hardness"].items()},
+                         "tokens_per_s": (rep.get("timing") or {}).get("tokens_per_s")})
+    return {"runs": [str(r) for r in run_dirs], "rows": rows}
+
+
+def render_comparison(comp: dict) -> tuple[str, str]:
+    levels = [h for h in HARDNESS_ORDER if any(h in r["by_hardness"] for r in comp["rows"])]
+    md = ["# t2s-fast: evaluation runs compared", "",
+          "| run | model | EX | n | " + " | ".join(levels) + " | tokens/s |", "|---|---|---|---|" + "---|" * len(levels) + "---|"]
+    for r in comp["rows"]:
+        md.append(f"| {_md_escape(r['run'])} | {_md_escape(r['model'])} | **{_pct(r['ex'])}** | {r['n']} | "
+                  + "".join(f"{_pct(r['by_hardness'].get(h))} | " for h in levels)
+                  + (f"{r['tokens_per_s']:.1f}" if r["tokens_per_s"] else "n/a") + " |")
+    labels = [f"{Path(r['run']).name}: {r['model']}" for r in comp["rows"]]
+    img = _grouped_bars(["all"] + levels, {lab: [r["ex"]] + [r["by_hardness"].get(h) for h in levels]
+                                          for lab, r in zip(labels, comp["rows"])},
+                        title="Execution accuracy, runs compared")
+    def rate(r) -> str:
+        return f"{r['tokens_per_s']:.1f}" if r["tokens_per_s"] else ""
+
+    rows_html = "".join(
+        f"<tr><td>{_e(r['run'])}</td><td>{_e(r['model'])}</td><td class='num'><b>{_pct(r['ex'])}</b></td><td class='num'>{r['n']}</td>"
+        + "".join(f"<td class='num'>{_pct(r['by_hardness'].get(h))}</td>" for h in levels)
+        + f"<td class='num'>{rate(r)}</td></tr>"
+        for r in comp["rows"])
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>t2s-fast comparison</title><style>{CSS}</style>"
+            f"</head><body><h1>Evaluation runs compared</h1><table><tr><th>run</th><th>model</th><th>EX</th><th>n</th>"
+            + "".join(f"<th>{h}</th>" for h in levels) + f"<th>tokens/s</th></tr>{rows_html}</table>"
+            f"<img class='plot' id='plot-compare' src='data:image/png;base64,{img}'></body></html>")
+    return "\n".join(md) + "\n", page
+
+
+def report_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> dict[str, Path]:
+    """Re-render each run's report.md/html from its report.json; with several runs (or ``out``), also write
+    comparison.md/html to ``out`` (default: the first run folder)."""
+    if not run_dirs:
+        raise T2SError("give at least one run folder")
+    written = {}
+    for run_dir in run_dirs:
+        rep = load_report(run_dir)
+        for kind, p in write_reports(run_dir, rep).items():
+            written[f"{run_dir}:{kind}"] = p
+    if len(run_dirs) > 1 or out:
+        target = Path(out or run_dirs[0])
+        target.mkdir(parents=True, exist_ok=True)
+        comp = comparison(run_dirs)
+        md, page = render_comparison(comp)
+        write_json(target / "comparison.json", comp)
+        with atomic_open(target / "comparison.md") as fh:
+            fh.write(md)
+        with atomic_open(target / "comparison.html") as fh:
+            fh.write(page)
+        written["comparison.md"] = target / "comparison.md"
+        written["comparison.html"] = target / "comparison.html"
+    return written

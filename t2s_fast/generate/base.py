@@ -1,0 +1,117 @@
+"""The seam between the evaluation harness and a generation engine.
+
+A request is one rendered prompt for one adapter ("__base__" = the base model without any adapter, PEFT's
+own name for it). An engine answers a list of requests with one result each, in the same order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from t2s_fast.errors import T2SError
+
+BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in mixed-adapter batches (peft.tuners.lora.layer)
+BACKENDS = ("auto", "vllm", "hf")
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    """How to decode. temperature 0 = greedy. ``seed`` makes sampled runs repeatable per request."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    key: str  # unique within one call, e.g. "adapter|question-id|sample"
+    adapter: str  # an adapter name given to the engine, or BASE_ADAPTER
+    prompt: str  # fully rendered prompt text (t2s_fast.prompt.render_prompt)
+    seed: int = 0  # per-request sampling seed (ignored when greedy)
+
+
+@dataclass
+class GenResult:
+    key: str
+    adapter: str
+    text: str  # the decoded completion, special tokens removed
+    n_tokens: int  # generated tokens, including the end-of-turn token when one was produced
+
+
+class Generator(Protocol):
+    name: str
+    # How many requests the harness should hand over per call; None = everything at once (vLLM schedules
+    # its own batches, and one call over all adapters is what makes LoRA hot-swapping pay off).
+    batch_size: int | None
+
+    def generate(self, requests: list[GenRequest], settings: GenSettings) -> list[GenResult]: ...
+
+    def close(self) -> None: ...
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def select_backend(name: str = "auto") -> str:
+    """'vllm' or 'hf'. auto = vLLM when it is importable and a CUDA GPU is present, else transformers+PEFT."""
+    name = (name or "auto").lower()
+    if name not in BACKENDS:
+        raise T2SError(f"--backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        return "vllm" if vllm_available() and cuda_available() else "hf"
+    if name == "vllm" and not vllm_available():
+        raise T2SError("--backend vllm: the 'vllm' package is not installed here; use --backend hf (or auto)")
+    return name
+
+
+def make_generator(backend: str, *, base_model: str, adapters: dict[str, str], tokenizer_dir: str,
+                   batch_size: int | None = None, **engine_kwargs) -> Generator:
+    """Build the engine for ``backend`` ('auto', 'vllm' or 'hf') with every adapter loaded once."""
+    backend = select_backend(backend)
+    if backend == "vllm":
+        from t2s_fast.generate.vllm import VLLMGenerator
+
+        return VLLMGenerator(base_model=base_model, adapters=adapters, tokenizer_dir=tokenizer_dir, **engine_kwargs)
+    from t2s_fast.generate.hf import HFGenerator
+
+    hf_kwargs = {k: v for k, v in engine_kwargs.items() if k in ("device", "dtype", "seed")}
+    return HFGenerator(base_model=base_model, adapters=adapters, tokenizer_dir=tokenizer_dir,
+                       batch_size=batch_size, **hf_kwargs)
+
+
+def measure_generation(generator: Generator, requests: list[GenRequest], settings: GenSettings | None = None,
+                       ) -> dict:
+    """Run ``requests`` through ``generator`` in its preferred chunks; return results and throughput.
+
+    {"results": [...], "tokens": generated tokens, "seconds": wall time, "tokens_per_s": ...,
+     "requests": n, "requests_per_s": ...}
+    """
+    settings = settings or GenSettings()
+    step = generator.batch_size or max(1, len(requests))
+    results: list[GenResult] = []
+    start = time.perf_counter()
+    for i in range(0, len(requests), step):
+        results.extend(generator.generate(requests[i:i + step], settings))
+    seconds = time.perf_counter() - start
+    tokens = sum(r.n_tokens for r in results)
+    return {"results": results, "tokens": tokens, "seconds": seconds, "requests": len(results),
+            "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+            "requests_per_s": len(results) / seconds if seconds > 0 else 0.0}

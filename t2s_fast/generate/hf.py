@@ -1,0 +1,141 @@
+"""transformers + PEFT generation: one model, every adapter loaded, mixed-adapter batches.
+
+Used on CPUs (tests, laptops) and on GPUs where vLLM is not installed (the H200 image). All adapters are
+loaded into one PeftModel with `load_adapter`; a batch may mix adapters, each row choosing its own through
+PEFT's `adapter_names=` argument to `generate` ("__base__" = no adapter), so there is one model load for
+any number of adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenResult, GenSettings
+
+log = logging.getLogger(__name__)
+
+
+def load_base_model(base_model: str, *, dtype, device: str):
+    """A local folder / hub id via from_pretrained, or a config.json as a random-init model (logged loudly)."""
+    from transformers import AutoModelForCausalLM
+
+    from t2s_fast.models import build_random_init_model, is_config_file
+
+    if is_config_file(base_model):
+        import torch
+
+        # Built directly on the target device: initialising 8B random weights on the CPU takes minutes.
+        with torch.device(device):
+            model = build_random_init_model(base_model, dtype=dtype)
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
+        except OSError as exc:
+            raise T2SError(f"--base-model {base_model}: cannot load a model from it ({exc})") from None
+    return model.to(device)
+
+
+def check_adapter_dir(name: str, path: str) -> Path:
+    p = Path(path)
+    if not (p / "adapter_config.json").is_file():
+        raise T2SError(f"--adapter {name}={path}: no adapter_config.json there (expected a PEFT adapter folder)")
+    return p
+
+
+class HFGenerator:
+    name = "hf"
+
+    def __init__(self, *, base_model: str, adapters: dict[str, str], tokenizer_dir: str,
+                 batch_size: int | None = None, device: str | None = None, dtype: str | None = None,
+                 seed: int = 0):
+        import torch
+        from transformers import AutoTokenizer
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        torch_dtype = getattr(torch, dtype)
+        if self.device.startswith("cuda"):
+            # cuDNN SDPA pays 1-2 ms of host setup per call (measured on the H200, ../shared/notes); decoding makes
+            # one call per layer per token, so the flash/efficient kernels are much faster here.
+            torch.backends.cuda.enable_cudnn_sdp(False)
+        self.batch_size = batch_size or (64 if self.device.startswith("cuda") else 8)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        self.tokenizer.padding_side = "left"  # decoder-only batches: pad on the left so every row ends together
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = load_base_model(base_model, dtype=torch_dtype, device=self.device)
+        self.adapter_names = list(adapters)
+        if adapters:
+            from peft import PeftModel
+
+            first, *rest = self.adapter_names
+            model = PeftModel.from_pretrained(model, str(check_adapter_dir(first, adapters[first])),
+                                              adapter_name=first, is_trainable=False)
+            for name in rest:
+                model.load_adapter(str(check_adapter_dir(name, adapters[name])), adapter_name=name,
+                                   is_trainable=False)
+        self.model = model.eval()
+        self.stop_ids = self._stop_token_ids()
+        self.seed = seed
+
+    def _stop_token_ids(self) -> list[int]:
+        """End of turn (<|im_end|> for Qwen) plus the tokenizer's and model's eos ids."""
+        ids = set()
+        for tok in ("<|im_end|>", "<|endoftext|>"):
+            tid = self.tokenizer.convert_tokens_to_ids(tok)
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid is not None:
+                ids.add(tid)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for tid in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
+            if isinstance(tid, int):
+                ids.add(tid)
+        return sorted(ids)
+
+    def generate(self, requests: list[GenRequest], settings: GenSettings) -> list[GenResult]:
+        import torch
+
+        unknown = {r.adapter for r in requests} - set(self.adapter_names) - {BASE_ADAPTER}
+        if unknown:
+            raise T2SError(f"requests name adapter(s) not loaded: {', '.join(sorted(unknown))}")
+        results: list[GenResult] = []
+        for i in range(0, len(requests), self.batch_size):
+            chunk = requests[i:i + self.batch_size]
+            enc = self.tokenizer([r.prompt for r in chunk], return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.device)
+            kwargs = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=self.stop_ids,
+                          pad_token_id=self.tokenizer.pad_token_id)
+            if settings.greedy:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            else:
+                # One seed per batch: HF samples a batch from one generator, so per-request seeds cannot apply.
+                torch.manual_seed(settings.seed + chunk[0].seed)
+                kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=None)
+            if self.adapter_names:
+                kwargs["adapter_names"] = [r.adapter for r in chunk]
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **kwargs)
+            new_tokens = out[:, enc["input_ids"].shape[1]:].tolist()
+            for req, ids in zip(chunk, new_tokens):
+                n = len(ids)
+                for j, tid in enumerate(ids):
+                    if tid in self.stop_ids:
+                        n = j + 1
+                        break
+                text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
+                results.append(GenResult(key=req.key, adapter=req.adapter, text=text, n_tokens=n))
+        return results
+
+    def close(self) -> None:
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,105 @@
+"""vLLM generation with LoRA hot-swapping: one engine, every adapter, one `generate` call.
+
+`LLM(enable_lora=True, max_loras=<number of adapters>, max_lora_rank=<largest rank, rounded up>)` loads the
+base model once; each request carries its own `LoRARequest(name, int_id, path)` (None = base model), and
+vLLM batches requests for different adapters together (punica kernels). That is why the harness gives this
+backend all (question, adapter) requests in a single call instead of one pass per adapter.
+
+vLLM is imported only here, when this backend is chosen (it cannot be installed on CPU machines).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenResult, GenSettings
+
+log = logging.getLogger(__name__)
+
+# vLLM's LoRAConfig accepts only these ranks for max_lora_rank (vllm/config/lora.py, MaxLoRARanks).
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def round_lora_rank(rank: int) -> int:
+    """The smallest rank vLLM accepts that is >= ``rank``."""
+    for allowed in VLLM_LORA_RANKS:
+        if rank <= allowed:
+            return allowed
+    raise T2SError(f"LoRA rank {rank} is above vLLM's maximum {VLLM_LORA_RANKS[-1]}; use --backend hf")
+
+
+def adapter_rank(name: str, path: str | Path) -> int:
+    """The largest rank an adapter uses (its `r`, or a larger one from `rank_pattern`)."""
+    cfg_file = Path(path) / "adapter_config.json"
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except FileNotFoundError:
+        raise T2SError(f"--adapter {name}={path}: no adapter_config.json there (expected a PEFT adapter folder)") from None
+    except json.JSONDecodeError as exc:
+        raise T2SError(f"{cfg_file}:{exc.lineno}: malformed adapter config ({exc.msg})") from None
+    if "r" not in cfg:
+        raise T2SError(f"{cfg_file}: no 'r' (rank) field; is this a LoRA adapter?")
+    return max([int(cfg["r"]), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())])
+
+
+class VLLMGenerator:
+    name = "vllm"
+    batch_size = None  # everything in one generate call; vLLM schedules its own batches
+
+    def __init__(self, *, base_model: str, adapters: dict[str, str], tokenizer_dir: str,
+                 max_model_len: int = 8192, gpu_memory_utilization: float = 0.90, dtype: str = "bfloat16",
+                 seed: int = 0, materialize_dir: str | None = None, **_ignored):
+        # Imported here so CPU machines never need vllm.
+        from vllm.lora.request import LoRARequest
+
+        from t2s_fast.models import is_config_file, materialize_random_init
+
+        model_path = base_model
+        if is_config_file(base_model):
+            # vLLM loads only from a folder: save the random-init model once (reused on later runs).
+            target = Path(materialize_dir or Path(base_model).parent / "random-init-model")
+            model_path = str(materialize_random_init(base_model, target, tokenizer=tokenizer_dir, dtype=dtype))
+        self.adapters = dict(adapters)
+        # Ids start at 1: vLLM treats lora_int_id 0 as "no LoRA".
+        self.lora_requests = {name: LoRARequest(name, i, str(path))
+                              for i, (name, path) in enumerate(self.adapters.items(), start=1)}
+        engine_kwargs = dict(model=model_path, tokenizer=tokenizer_dir, dtype=dtype, seed=seed,
+                             max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                             enable_prefix_caching=True)
+        if self.adapters:
+            max_rank = max(adapter_rank(n, p) for n, p in self.adapters.items())
+            engine_kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=round_lora_rank(max_rank))
+        log.info("vLLM engine: %s", engine_kwargs)
+        from vllm import LLM
+
+        self.llm = LLM(**engine_kwargs)
+
+    def _sampling_params(self, requests: list[GenRequest], settings: GenSettings):
+        from vllm import SamplingParams
+
+        if settings.greedy:
+            return SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens)
+        # A seed per request makes each sample repeatable whatever else is in the batch.
+        return [SamplingParams(temperature=settings.temperature, top_p=settings.top_p,
+                               max_tokens=settings.max_new_tokens, seed=settings.seed + r.seed) for r in requests]
+
+    def generate(self, requests: list[GenRequest], settings: GenSettings) -> list[GenResult]:
+        unknown = {r.adapter for r in requests} - set(self.lora_requests) - {BASE_ADAPTER}
+        if unknown:
+            raise T2SError(f"requests name adapter(s) not loaded: {', '.join(sorted(unknown))}")
+        lora = [None if r.adapter == BASE_ADAPTER else self.lora_requests[r.adapter] for r in requests]
+        kwargs = {"lora_request": lora} if self.adapters else {}
+        outputs = self.llm.generate([r.prompt for r in requests], self._sampling_params(requests, settings),
+                                    use_tqdm=True, **kwargs)
+        results = []
+        for req, out in zip(requests, outputs):
+            completion = out.outputs[0]
+            results.append(GenResult(key=req.key, adapter=req.adapter, text=completion.text,
+                                     n_tokens=len(completion.token_ids)))
+        return results
+
+    def close(self) -> None:
+        self.llm = None

@@ -1,0 +1,186 @@
+"""The vLLM backend, driven through a fake `vllm` module (tests/fake_vllm): one engine, one generate call
+over every (question, adapter) request, unique LoRA ids, a rank vLLM accepts; plus resume refusal rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from t2s_fast.errors import T2SError
+
+FAKE_DIR = Path(__file__).parent / "fake_vllm"
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    monkeypatch.syspath_prepend(str(FAKE_DIR))
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        monkeypatch.delitem(sys.modules, name)
+    import vllm
+
+    vllm.reset()
+    yield vllm
+    vllm.reset()
+
+
+def write_adapter(folder: Path, r: int) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"r": r, "lora_alpha": 2 * r, "peft_type": "LORA"}))
+    (folder / "adapter_model.safetensors").write_bytes(f"weights r={r}".encode())
+    return str(folder)
+
+
+def gold_by_question(spider1_dir: Path) -> dict[str, str]:
+    return {q["question"].strip(): q["query"] for q in json.loads((spider1_dir / "dev.json").read_text())}
+
+
+def make_responder(golds: dict[str, str]):
+    """'good' answers the gold SQL in a code fence; 'bad' answers a wrong query; the base model an invalid one."""
+
+    def respond(prompt: str, lora) -> str:
+        question = re.search(r"Question: (.*?)<\|im_end\|>", prompt, re.S).group(1).strip()
+        if lora is None:
+            return "I think the answer is"
+        if lora.lora_name == "good":
+            return f"```sql\n{golds[question]}\n```"
+        return "SELECT 1"
+
+    return respond
+
+
+def eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, **overrides):
+    from t2s_fast.evaluate.config import EvalConfig
+
+    adapters = {"good": write_adapter(tmp_path / "good", r=4), "bad": write_adapter(tmp_path / "bad", r=12)}
+    kwargs = dict(base_model=str(qwen3_tokenizer_dir), tokenizer=str(qwen3_tokenizer_dir), adapters=adapters,
+                  include_base=True, spider_dir=str(spider1_dir), dbs=["concert_singer"], limit=5,
+                  out_dir=str(tmp_path / "run"), backend="vllm", max_new_tokens=64, workers=0)
+    kwargs.update(overrides)
+    return EvalConfig(**kwargs)
+
+
+def test_one_engine_one_generate_call_over_all_adapters(tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
+    from t2s_fast.evaluate.harness import evaluate
+
+    fake_vllm.RESPONDER = make_responder(gold_by_question(spider1_dir))
+    report = evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir))
+
+    assert len(fake_vllm.CALLS["engines"]) == 1
+    engine = fake_vllm.CALLS["engines"][0]
+    assert engine["enable_lora"] is True
+    assert engine["max_loras"] == 2
+    assert engine["max_lora_rank"] == 16  # largest rank 12, rounded up to a rank vLLM accepts
+    assert len(fake_vllm.CALLS["generate"]) == 1
+    call = fake_vllm.CALLS["generate"][0]
+    assert len(call["prompts"]) == 5 * 3  # every (question, adapter) pair in the one call
+    loras = [lr for lr in call["lora_request"] if lr is not None]
+    assert {lr.lora_name for lr in loras} == {"good", "bad"}
+    ids = {lr.lora_name: lr.lora_int_id for lr in loras}
+    assert len(set(ids.values())) == 2 and all(i > 0 for i in ids.values())
+    assert all(lr.lora_name == next(n for n, i in ids.items() if i == lr.lora_int_id) for lr in loras)
+    assert sum(lr is None for lr in call["lora_request"]) == 5  # the base model: no LoRA
+    assert all(sp.temperature == 0 and sp.max_tokens == 64 for sp in call["sampling_params"])
+    # prompts come from the shared builder, rendered with thinking disabled
+    assert all("<think>\n\n</think>" in p and "Dialect: SQLite" in p for p in call["prompts"])
+
+    a = report["adapters"]
+    assert a["good"]["ex"] == 1.0 and a["good"]["extraction"]["changed"] == 5
+    assert a["bad"]["ex"] < 1.0
+    assert a["__base__"]["ex"] == 0.0
+    assert report["disagreements"]["count"] >= 1
+    row = report["disagreements"]["rows"][0]
+    assert row["results"]["good"]["match"] is True and row["results"]["__base__"]["match"] is False
+    for name in ("report.json", "report.md", "report.html", "predictions.jsonl", "run_settings.json"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def test_rerun_generates_nothing_and_changed_settings_refuse(tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
+    from t2s_fast.evaluate.harness import evaluate
+
+    fake_vllm.RESPONDER = make_responder(gold_by_question(spider1_dir))
+    first = evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir))
+    again = evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir))
+    assert len(fake_vllm.CALLS["generate"]) == 1  # everything was already predicted: no engine, no call
+    assert len(fake_vllm.CALLS["engines"]) == 1
+    assert again["adapters"] == first["adapters"]
+    lines = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == len({json.loads(x)["key"] for x in lines}) == 15
+
+    with pytest.raises(T2SError, match="max_new_tokens"):
+        evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, max_new_tokens=32))
+    with pytest.raises(T2SError, match="sample_values"):
+        evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, sample_values=0))
+    # --force starts over with the new settings
+    evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, max_new_tokens=32, force=True))
+    assert len(fake_vllm.CALLS["generate"]) == 2
+    assert fake_vllm.CALLS["generate"][-1]["sampling_params"][0].max_tokens == 32
+
+
+def test_lora_rank_rounding():
+    from t2s_fast.generate.vllm import round_lora_rank
+
+    assert [round_lora_rank(r) for r in (1, 4, 8, 9, 16, 17, 64, 200, 300, 512)] == [8, 8, 8, 16, 16, 32, 64, 256, 320, 512]
+    with pytest.raises(T2SError):
+        round_lora_rank(1024)
+
+
+def test_self_consistency_majority_vote(tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
+    """With K samples, the answer is the SQL whose result most samples agree on; invalid SQL does not vote."""
+    from t2s_fast.evaluate.harness import evaluate
+
+    golds = gold_by_question(spider1_dir)
+    counter = {"n": 0}
+
+    def respond(prompt, lora):
+        question = re.search(r"Question: (.*?)<\|im_end\|>", prompt, re.S).group(1).strip()
+        counter["n"] += 1
+        # per question (3 samples in order): invalid, gold, gold  -> the vote must pick the gold result
+        return ["SELEC nonsense", golds[question], golds[question]][(counter["n"] - 1) % 3]
+
+    fake_vllm.RESPONDER = respond
+    cfg = eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, adapters={}, include_base=True, limit=3,
+                      n_samples=3, temperature=0.7)
+    # requests are ordered by question, then sample, so every question sees [invalid, gold, gold]
+    report = evaluate(cfg)
+    call = fake_vllm.CALLS["generate"][0]
+    assert len(call["prompts"]) == 9
+    assert len({sp.seed for sp in call["sampling_params"]}) == 9  # one seed per sample
+    base = report["adapters"]["__base__"]
+    assert base["ex"] == 1.0
+    assert base["self_consistency"]["mean_valid_samples"] == 2.0
+
+
+def test_backend_selection(monkeypatch):
+    from t2s_fast.generate import base
+
+    monkeypatch.setattr(base, "vllm_available", lambda: False)
+    assert base.select_backend("auto") == "hf"
+    with pytest.raises(T2SError, match="vllm"):
+        base.select_backend("vllm")
+    monkeypatch.setattr(base, "vllm_available", lambda: True)
+    monkeypatch.setattr(base, "cuda_available", lambda: True)
+    assert base.select_backend("auto") == "vllm"
+    with pytest.raises(T2SError):
+        base.select_backend("tgi")
+
+
+def test_spider2_lite_states_what_cannot_be_executed(tmp_path, fake_vllm, spider2_dir, qwen3_tokenizer_dir):
+    """Spider2-lite: predictions for every question; those whose databases are not local are listed as such."""
+    from t2s_fast.evaluate.config import EvalConfig
+    from t2s_fast.evaluate.harness import evaluate
+
+    cfg = EvalConfig(base_model=str(qwen3_tokenizer_dir), adapters={"a": write_adapter(tmp_path / "a", r=8)},
+                     suite="spider2-lite", spider_dir=str(spider2_dir), dbs=["E_commerce"], limit=2,
+                     out_dir=str(tmp_path / "run"), backend="vllm", workers=0)
+    report = evaluate(cfg)
+    assert len(fake_vllm.CALLS["generate"][0]["prompts"]) == 2
+    assert all("Dialect: SQLite" in p for p in fake_vllm.CALLS["generate"][0]["prompts"])
+    ne = report["questions"]["not_executable"]
+    assert ne["count"] == 2 and any("SQLite database" in r for r in ne["reasons"])
+    assert report["adapters"]["a"]["ex"] is None and report["adapters"]["a"]["not_executable"] == 2
+    assert "cannot be executed here" in (tmp_path / "run" / "report.html").read_text()
+    assert "Not executable here: 2 questions" in (tmp_path / "run" / "report.md").read_text()
