@@ -1,0 +1,56 @@
+"""What a run.json records about the environment: package versions, git revision, device."""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import metadata
+
+from t2s_fast.paths import REPO_ROOT
+
+PACKAGES = ("t2s-fast", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo",
+            "bitsandbytes", "vllm")
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_revision() -> dict:
+    def run(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    rev = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": rev, "dirty": bool(status) if status is not None else None}
+
+
+def device_info() -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return {"kind": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
+                "total_memory_gib": round(props.total_memory / 1024**3, 1), "cuda": torch.version.cuda,
+                "driver_capability": f"{props.major}.{props.minor}"}
+    import os
+
+    return {"kind": "cpu", "name": "cpu", "count": 1, "cpu_count": os.cpu_count()}
+
+
+def peak_gpu_memory() -> dict:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"peak_gpu_memory_allocated_gib": None, "peak_gpu_memory_reserved_gib": None}
+    return {"peak_gpu_memory_allocated_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 2),
+            "peak_gpu_memory_reserved_gib": round(torch.cuda.max_memory_reserved() / 1024**3, 2)}

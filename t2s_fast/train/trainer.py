@@ -1,0 +1,423 @@
+"""`t2s-fast train`: QLoRA fine-tuning, stage 1 (new adapter) or stage 2 (`adapter_path`: the same adapter
+trained further), on the Unsloth or the transformers+PEFT backend, with TRL's SFTTrainer.
+
+Output directory (stable: `bench` and the docs read it):
+
+- ``adapter/``: the final LoRA adapter in PEFT format (``adapter_config.json`` + ``adapter_model.safetensors``,
+  loadable by PEFT and vLLM) plus the tokenizer files. Written at the end of every run that trained at least
+  one step, including a budget stop or a SIGTERM.
+- ``checkpoints/checkpoint-N/``: HF Trainer checkpoints (adapter, optimizer, scheduler, RNG, trainer state)
+  for ``--resume``; a finished one holds the marker file ``t2s_checkpoint_complete``.
+- ``train_log.jsonl``: one line per optimizer step: ``step, epoch, loss, learning_rate, grad_norm,
+  trained_tokens`` (non-padding tokens in the step, all GPUs), ``loss_tokens`` (tokens with a label: SQL +
+  ``<|im_end|>``), ``step_time_s, tokens_per_s, tokens_total, elapsed_s, cost_usd``; plus one line
+  ``{step, epoch, eval_loss, elapsed_s, cost_usd}`` per evaluation.
+- ``loss.png``: train and eval loss.
+- ``run.json``: every setting (``config``), the chosen ``setup`` (TrainSetup + reasons), ``backend``,
+  ``model`` (source, random init or not), ``data`` (examples, tokens, dropped), ``versions``, ``git``,
+  ``device``, ``world_size``, ``global_step``, ``tokens_trained`` (this session) and ``tokens_trained_total``,
+  ``trained_tokens_per_s`` (steady state: this session's steps after the first), ``peak_gpu_memory_allocated_gib``
+  / ``peak_gpu_memory_reserved_gib``, ``wall_time_s`` (this session) and ``elapsed_s_total``, ``cost_usd``
+  (total, resumed sessions included), ``projected_cost_usd``, ``final_loss``, ``final_eval_loss``,
+  ``resumed_from``, ``stop_reason`` (``completed`` | ``budget`` | ``interrupted`` | ``oom`` | ``aborted``),
+  ``command``, ``started_at``, ``finished_at``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+from t2s_fast.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+OOM_HELP = ("CUDA ran out of memory. Fixes, in the runbook's order: a shorter --max-seq-length (drops the longest "
+            "examples), a smaller --per-device-train-batch-size with more --gradient-accumulation-steps (same global "
+            "batch), or --gradient-checkpointing unsloth (offloads activations to CPU memory).")
+
+
+# ---------------------------------------------------------------------------------------------- model source
+def model_cache_dir(cfg: TrainConfig) -> Path:
+    return Path(os.environ.get("T2S_MODEL_CACHE") or Path(cfg.output_dir).resolve().parent / ".t2s_model_cache")
+
+
+def random_init_folder(config_path, cache_root: Path, dtype: str) -> Path:
+    """Where a random-init model of this config is materialized; the same config reuses the same folder."""
+    from t2s_fast.models import load_config_dict
+
+    key = hashlib.sha1(json.dumps(load_config_dict(config_path), sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cache_root) / f"random-init-{key}-{dtype}"
+
+
+def resolve_model_source(cfg: TrainConfig, device_kind: str):
+    """Hub id / local folder as is; a config.json becomes a random-init model folder (cached beside the run,
+    reused by stage 2) so that Unsloth and bitsandbytes can load it like any checkpoint."""
+    from t2s_fast.models import find_tokenizer_dir, is_config_file, materialize_random_init
+    from t2s_fast.train.backends.base import ModelSource
+
+    name = cfg.model_name
+    if is_config_file(name):
+        tok = find_tokenizer_dir(name, cfg.tokenizer)
+        dtype = "bfloat16" if device_kind == "cuda" else "float32"
+        folder = random_init_folder(name, model_cache_dir(cfg), dtype)
+        log.warning("--model-name %s is a config file: training a RANDOM-INIT model of that shape (benchmarks and "
+                    "tests only), materialized at %s", name, folder)
+        path = materialize_random_init(name, folder, tokenizer=tok, dtype=dtype)
+        return ModelSource(model_path=str(path), tokenizer_path=str(cfg.tokenizer or path), random_init=True,
+                           config_file=str(name))
+    p = Path(name)
+    if (p.suffix == ".json" or "/" in name and (name.startswith((".", "/")))) and not p.exists():
+        raise T2SError(f"--model-name {name}: no such file or folder")
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise T2SError(f"--model-name {name}: folder has no config.json (not a transformers model folder)")
+    return ModelSource(model_path=str(name), tokenizer_path=find_tokenizer_dir(name, cfg.tokenizer))
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest checkpoint that finished writing (marker, else trainer_state.json which Trainer writes last)."""
+    from t2s_fast.train.callbacks import CHECKPOINT_DONE
+
+    if not ckpt_dir.is_dir():
+        return None
+    found = []
+    for d in ckpt_dir.glob("checkpoint-*"):
+        try:
+            step = int(d.name.split("-")[-1])
+        except ValueError:
+            continue
+        if (d / CHECKPOINT_DONE).is_file() or (d / "trainer_state.json").is_file():
+            found.append((step, d))
+    return max(found)[1] if found else None
+
+
+def _restore_log(log_path: Path, ckpt_step: int) -> tuple[float, int]:
+    """Cut train_log.jsonl back to the checkpoint (later steps are redone) and return the money-relevant elapsed
+    time already spent (up to the last line written, steps beyond the checkpoint included) and tokens trained
+    up to the checkpoint."""
+    from t2s_fast.jsonl import read_jsonl, write_jsonl
+
+    if not log_path.is_file():
+        return 0.0, 0
+    rows = read_jsonl(log_path, tolerate_torn_tail=True)
+    spent = max((r.get("elapsed_s", 0.0) for r in rows), default=0.0)
+    kept = [r for r in rows if r.get("step", 0) <= ckpt_step]
+    tokens = max((r.get("tokens_total", 0) for r in kept if "tokens_total" in r), default=0)
+    write_jsonl(log_path, kept)
+    return float(spent), int(tokens)
+
+
+# ---------------------------------------------------------------------------------------------- the run
+@dataclass
+class Run:
+    cfg: TrainConfig
+    out: Path
+    backend: object
+    source: object
+    setup: object
+    train_data: object
+    eval_data: object | None
+    trainer: object
+    tokenizer: object
+    meter: object
+    signal_guard: object
+    resume_from: str | None
+    load_notes: list = field(default_factory=list)
+    started_at: str = ""
+    device: dict = field(default_factory=dict)
+
+
+def prepare_run(cfg: TrainConfig) -> Run:
+    """Everything up to a ready SFTTrainer (tests inspect its batches without training)."""
+    cfg.validate()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.time()
+    from t2s_fast.train.backends import get_backend
+
+    backend = get_backend(cfg.backend)
+    backend.setup_process()  # before trl/transformers/peft (Unsloth patches them on import)
+
+    from transformers import AutoConfig, AutoTokenizer, PrinterCallback
+    from transformers import ProgressCallback as HFProgress
+
+    from t2s_fast.train.autotune import DeviceInfo, ModelShape, choose_setup
+    from t2s_fast.train.callbacks import (BudgetGuard, ProgressCallback, RunMeter, SignalGuard, StepLogCallback,
+                                          counting_trainer_class)
+    from t2s_fast.train.data import load_tokenized
+    from t2s_fast.train.runinfo import device_info
+
+    out = Path(cfg.output_dir)
+    ckpt_dir = out / "checkpoints"
+    resume_from = None
+    if cfg.resume:
+        ckpt = last_complete_checkpoint(ckpt_dir)
+        if ckpt is None:
+            log.warning("--resume: no complete checkpoint in %s; starting from step 0", ckpt_dir)
+        else:
+            resume_from = str(ckpt)
+    elif (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (out / "run.json").is_file():
+        raise T2SError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --output-dir")
+    for flag, f in (("--train-file", cfg.train_file), ("--eval-file", cfg.eval_file)):
+        if f and not Path(f).is_file():  # fail before loading anything heavy
+            raise T2SError(f"{f}: {flag} not found (write it with `t2s-fast prepare`)")
+    if cfg.adapter_path:
+        from t2s_fast.train.adapter import read_adapter_config
+
+        read_adapter_config(cfg.adapter_path)  # fail fast, before loading a model
+
+    device = DeviceInfo.detect()
+    source = resolve_model_source(cfg, device.kind)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_path)
+    except (OSError, ValueError) as exc:
+        raise T2SError(f"cannot load the tokenizer from {source.tokenizer_path} ({exc}); pass --tokenizer") from None
+    train_data = load_tokenized(cfg.train_file, tokenizer, cfg.max_seq_length, what="train")
+    eval_data = load_tokenized(cfg.eval_file, tokenizer, cfg.max_seq_length, what="eval") if cfg.eval_file else None
+    log.info("train data: %s", train_data.summary())
+
+    try:
+        model_config = AutoConfig.from_pretrained(source.model_path)
+    except (OSError, ValueError) as exc:
+        raise T2SError(f"cannot read the model config of {source.model_path} ({exc})") from None
+    setup = choose_setup(
+        device=device, shape=ModelShape.from_config(model_config), max_seq_length=cfg.max_seq_length,
+        mean_tokens_per_example=train_data.mean_tokens, global_batch_examples=cfg.global_batch(),
+        backend=backend.name, packing=cfg.packing, load_in_4bit=cfg.load_in_4bit,
+        gradient_checkpointing=cfg.gradient_checkpointing, attention=cfg.attention,
+        micro_batch_size=None if cfg.auto_setup else cfg.per_device_train_batch_size,
+        max_tokens_per_example=max(train_data.lengths))
+    if not cfg.auto_setup:
+        setup.micro_batch_size = cfg.per_device_train_batch_size
+        setup.gradient_accumulation_steps = cfg.gradient_accumulation_steps
+        setup.reasons.append("batch flags given explicitly: micro-batch and accumulation kept as given")
+    # With packing, TRL's batch size (and autotune's micro-batch) counts packed rows of max_seq_length tokens.
+    rows_per_micro = setup.micro_batch_size
+    log.info("training setup: %s", setup.to_dict())
+
+    loaded = _load_model(backend, cfg, setup, source)
+    model, tokenizer = loaded.model, loaded.tokenizer
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    meter = RunMeter(gpu_hourly_usd=cfg.gpu_hourly_usd, world_size=world_size, t0=t0)
+    if resume_from:
+        meter.prior_elapsed_s, meter.prior_tokens = _restore_log(out / "train_log.jsonl",
+                                                                 int(resume_from.rsplit("-", 1)[-1]))
+    elif (out / "train_log.jsonl").exists():
+        (out / "train_log.jsonl").unlink()
+
+    sft_args = _sft_config(cfg, setup, backend, ckpt_dir, rows_per_micro, eval_data is not None, device.kind)
+    trainer_cls = counting_trainer_class(backend.trainer_class(), meter)
+    step_log = StepLogCallback(meter, out / "train_log.jsonl")
+    signal_guard = SignalGuard(meter)
+    trainer = trainer_cls(model=model, args=sft_args, train_dataset=train_data.dataset,
+                          eval_dataset=eval_data.dataset if eval_data else None, processing_class=tokenizer,
+                          callbacks=[step_log, BudgetGuard(meter, cfg.max_cost_usd, step_log), signal_guard,
+                                     ProgressCallback(meter)])
+    for cb in (PrinterCallback, HFProgress):
+        trainer.remove_callback(cb)
+    _check_loss_mask(trainer)
+
+    _project_cost(cfg, backend, device.kind, setup, train_data, rows_per_micro, meter)
+    return Run(cfg=cfg, out=out, backend=backend, source=source, setup=setup, train_data=train_data,
+               eval_data=eval_data, trainer=trainer, tokenizer=tokenizer, meter=meter, signal_guard=signal_guard,
+               resume_from=resume_from, load_notes=loaded.notes, started_at=started_at, device=device_info())
+
+
+def _check_loss_mask(trainer) -> None:
+    """Refuse to train on the whole sequence: the prepared dataset must carry labels with the prompt masked.
+    (TRL and Unsloth each build `labels` from `completion_mask`; a version change there must not silently
+    turn the loss on the prompt.)"""
+    ds = trainer.train_dataset
+    cols = getattr(ds, "column_names", None) or []
+    if "labels" not in cols:
+        raise RuntimeError(f"internal: the prepared training dataset has no labels column ({cols}); "
+                           "the loss would cover the prompt")
+    first = ds[0]["labels"]
+    if all(lab != -100 for lab in first) or all(lab == -100 for lab in first):
+        raise RuntimeError("internal: the first training example's labels are not masked to the answer")
+
+
+def _load_model(backend, cfg, setup, source):
+    import torch
+
+    try:
+        return backend.load(cfg, setup, source)
+    except torch.OutOfMemoryError:
+        raise T2SError("loading the model: " + OOM_HELP) from None
+
+
+def _sft_config(cfg, setup, backend, ckpt_dir, rows_per_micro, has_eval, device_kind):
+    from trl import SFTConfig
+
+    padding_free = cfg.padding_free if cfg.padding_free is not None else cfg.packing
+    optim = cfg.optim if cfg.optim != "auto" else ("adamw_8bit" if device_kind == "cuda" else "adamw_torch")
+    kwargs = dict(
+        output_dir=str(ckpt_dir), overwrite_output_dir=False,
+        per_device_train_batch_size=rows_per_micro, per_device_eval_batch_size=rows_per_micro,
+        gradient_accumulation_steps=setup.gradient_accumulation_steps,
+        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm, optim=optim, seed=cfg.seed, data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.eval_steps if has_eval else None, report_to=[] if cfg.report_to in ("none", "") else cfg.report_to,
+        prediction_loss_only=True, disable_tqdm=True, dataloader_num_workers=cfg.dataloader_num_workers,
+        # Data: pre-tokenized input_ids + completion_mask; TRL builds labels (-100 on the prompt) from the mask.
+        completion_only_loss=True, max_length=cfg.max_seq_length, packing=cfg.packing, packing_strategy="bfd",
+        padding_free=padding_free, dataset_num_proc=None,
+    )
+    if device_kind != "cuda":
+        kwargs["use_cpu"] = True
+    kwargs.update(backend.sft_overrides(cfg, setup))
+    if "overwrite_output_dir" not in SFTConfig.__dataclass_fields__:
+        kwargs.pop("overwrite_output_dir")
+    return SFTConfig(**kwargs)
+
+
+def _project_cost(cfg, backend, device_kind, setup, train_data, rows_per_micro, meter):
+    """Before training: tokens to train / a conservative throughput -> hours -> dollars; warn over budget."""
+    if cfg.max_steps > 0:
+        per_step = rows_per_micro * setup.gradient_accumulation_steps * meter.world_size
+        # a packed row is (nearly) max_seq_length tokens; a padded micro-batch holds examples of mean length
+        tokens = int(cfg.max_steps * per_step * (cfg.max_seq_length if cfg.packing else train_data.mean_tokens))
+    else:
+        tokens = int(cfg.num_train_epochs * train_data.total_tokens)
+    tps = backend.default_tokens_per_s(device_kind)
+    hours = tokens / tps / 3600
+    cost = hours * cfg.gpu_hourly_usd * meter.world_size
+    meter.projected_cost_usd, meter.estimate_tokens_per_s, meter.planned_tokens = round(cost, 4), tps, tokens
+    msg = (f"projected cost: {tokens:,} tokens at ~{tps:,.0f} tok/s (a conservative {backend.name}/{device_kind} "
+           f"default, refined once steps are measured) = {hours:.2f} h x ${cfg.gpu_hourly_usd}/h x {meter.world_size} "
+           f"GPU(s) = ${cost:.2f}")
+    print(msg, file=sys.stderr)
+    if cfg.max_cost_usd is not None and cost > cfg.max_cost_usd:
+        log.warning("projected cost $%.2f exceeds --max-cost-usd %.2f: the budget guard will stop the run early "
+                    "(the adapter is saved)", cost, cfg.max_cost_usd)
+        print(f"WARNING: projected ${cost:.2f} > --max-cost-usd {cfg.max_cost_usd}; the run will stop early",
+              file=sys.stderr)
+
+
+def run_training(run: Run) -> dict:
+    import torch
+
+    trainer, meter = run.trainer, run.meter
+    run.signal_guard.install()
+    session_t0 = time.time()
+    error = None
+    try:
+        trainer.train(resume_from_checkpoint=run.resume_from)
+        if run.eval_data is not None and meter.stop_reason == "completed" and \
+                trainer.state.global_step % run.cfg.eval_steps != 0 and _can_afford_eval(run):
+            trainer.evaluate()
+    except torch.OutOfMemoryError:
+        meter.stop_reason, error = "oom", T2SError(OOM_HELP)
+    except KeyboardInterrupt:
+        meter.stop_reason = "aborted"
+        _write_run_json(run, time.time() - session_t0)
+        raise
+    finally:
+        run.signal_guard.uninstall()
+    if error is None and trainer.state.global_step > 0:
+        save_adapter(trainer.model, run.tokenizer, run.out / "adapter")
+    from t2s_fast.train.plot import plot_loss
+
+    plot_loss(run.out / "train_log.jsonl", run.out / "loss.png",
+              title=f"{Path(run.cfg.model_name).name} ({run.backend.name}) {'stage 2' if run.cfg.adapter_path else 'stage 1'}")
+    info = _write_run_json(run, time.time() - session_t0)
+    if error is not None:
+        raise error
+    return info
+
+
+def _can_afford_eval(run) -> bool:
+    m = run.meter
+    return run.cfg.max_cost_usd is None or m.cost_usd() + 4 * m.recent_step_time() * m.usd_per_s() < run.cfg.max_cost_usd
+
+
+def save_adapter(model, tokenizer, dest: Path) -> Path:
+    """PEFT-format adapter + tokenizer, written to a temp folder and renamed into place."""
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if dest.exists():
+        old = dest.with_name(dest.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(dest)
+    return dest
+
+
+def _write_run_json(run: Run, wall_s: float) -> dict:
+    from t2s_fast.jsonl import read_jsonl, write_json
+    from t2s_fast.train.runinfo import git_revision, package_versions, peak_gpu_memory
+
+    m, state = run.meter, run.trainer.state
+    rows = read_jsonl(run.out / "train_log.jsonl", tolerate_torn_tail=True) if (run.out / "train_log.jsonl").is_file() else []
+    losses = [r["loss"] for r in rows if r.get("loss") is not None]
+    evals = [r["eval_loss"] for r in rows if r.get("eval_loss") is not None]
+    tps = m.steady_tokens_per_s()
+    info = {
+        "command": " ".join(sys.argv),
+        "started_at": run.started_at,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "stop_reason": m.stop_reason,
+        "config": run.cfg.to_dict(),
+        "backend": run.backend.name,
+        "setup": run.setup.to_dict(),
+        "sft": {"per_device_train_batch_size": run.trainer.args.per_device_train_batch_size,
+                "gradient_accumulation_steps": run.trainer.args.gradient_accumulation_steps,
+                "packing": bool(getattr(run.trainer.args, "packing", False)),
+                "padding_free": bool(getattr(run.trainer.args, "padding_free", False)),
+                "optim": str(run.trainer.args.optim)},
+        "model": {"source": run.cfg.model_name, "path": run.source.model_path, "random_init": run.source.random_init,
+                  "adapter_path": run.cfg.adapter_path, "load_notes": run.load_notes},
+        "data": {"train": run.train_data.summary(), "eval": run.eval_data.summary() if run.eval_data else None},
+        "versions": package_versions(),
+        "git": git_revision(),
+        "device": run.device,
+        "world_size": m.world_size,
+        "resumed_from": run.resume_from,
+        "global_step": state.global_step,
+        "max_steps": state.max_steps,
+        "epoch": state.epoch,
+        "tokens_trained": m.session_tokens,
+        "tokens_trained_total": m.total_tokens(),
+        "trained_tokens_per_s": round(tps, 1) if tps else None,
+        "steps_measured": max(0, len(m.steps) - 1),
+        **peak_gpu_memory(),
+        "wall_time_s": round(wall_s, 2),
+        "elapsed_s_total": round(m.elapsed_s(), 2),
+        "cost_usd": round(m.cost_usd(), 6),
+        "cost_usd_at_stop": round(m.cost_at_stop, 6) if m.cost_at_stop is not None else None,
+        "max_cost_usd": run.cfg.max_cost_usd,
+        "gpu_hourly_usd": run.cfg.gpu_hourly_usd,
+        "projected_cost_usd": m.projected_cost_usd,
+        "projection_tokens_per_s": m.estimate_tokens_per_s,
+        "final_loss": losses[-1] if losses else None,
+        "first_loss": losses[0] if losses else None,
+        "final_eval_loss": evals[-1] if evals else None,
+        "adapter_dir": str(run.out / "adapter") if (run.out / "adapter").is_dir() else None,
+    }
+    write_json(run.out / "run.json", info)
+    return info
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train and return the run.json content (see the module docstring for the output folder)."""
+    run = prepare_run(cfg)
+    return run_training(run)

@@ -1,0 +1,223 @@
+"""End to end on a CPU with a scaled-down Qwen3 (real tokenizer): stage 1 -> stage 2 -> infer -> merge, the
+budget guard, and kill/resume. The HF backend runs here; Unsloth is the same pipeline behind another backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from t2s_fast.errors import T2SError
+
+pytestmark = pytest.mark.slow
+
+DBS = ("concert_singer", "pets_1")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, spider1_dir) -> Path:
+    """8 prepared-format lines from real Spider DBs (schema without sample values: short sequences)."""
+    from t2s_fast.prompt import build_messages
+    from t2s_fast.schema import read_sqlite_schema, render_schema
+
+    rows = json.loads((spider1_dir / "dev.json").read_text())
+    out = []
+    for db in DBS:
+        schema = render_schema(read_sqlite_schema(spider1_dir / "database" / db / f"{db}.sqlite", db_id=db,
+                                                  sample_values=0), sample_values=False)
+        for r in [r for r in rows if r["db_id"] == db][:4]:
+            out.append({"id": f"{db}-{len(out)}", "source": "spider1", "db_id": db, "dialect": "sqlite",
+                        "question": r["question"], "sql": r["query"],
+                        "messages": build_messages(dialect="sqlite", db_id=db, schema=schema,
+                                                   question=r["question"], sql=r["query"])})
+    path = tmp_path_factory.mktemp("data") / "stage1_train.jsonl"
+    path.write_text("".join(json.dumps(o) + "\n" for o in out))
+    return path
+
+
+def _cfg(model, data, out, **kw):
+    from t2s_fast.train.config import TrainConfig
+
+    base = dict(model_name=str(model), train_file=str(data), output_dir=str(out), backend="hf", max_seq_length=1024,
+                per_device_train_batch_size=2, gradient_accumulation_steps=1, learning_rate=1e-2, warmup_ratio=0.0,
+                lr_scheduler_type="constant", save_steps=1000, auto_setup=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory, tiny_qwen3_dir, prepared):
+    from t2s_fast.train.trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "stage1"
+    info = train(_cfg(tiny_qwen3_dir, prepared, out, max_steps=24, eval_file=str(prepared), eval_steps=12))
+    return out, info
+
+
+def test_stage1_trains_and_writes_its_outputs(stage1):
+    out, info = stage1
+    rows = _log(out)
+    steps = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, 25))
+    losses = [r["loss"] for r in steps]
+    assert sum(losses[-4:]) / 4 < sum(losses[:2]) / 2 - 0.3, losses  # it learns the 8 queries
+    assert all(r["trained_tokens"] > r["loss_tokens"] > 0 for r in steps)
+    assert [r["step"] for r in rows if "eval_loss" in r] == [12, 24]
+    assert info["stop_reason"] == "completed" and info["global_step"] == 24
+    assert info["tokens_trained"] == sum(r["trained_tokens"] for r in steps)
+    assert info["trained_tokens_per_s"] > 0 and info["cost_usd"] > 0
+    assert info["config"]["learning_rate"] == 1e-2 and info["backend"] == "hf"
+    assert info["versions"]["transformers"] and info["device"]["kind"] == "cpu"
+    assert json.loads((out / "run.json").read_text())["global_step"] == 24
+    assert (out / "loss.png").stat().st_size > 1000
+    for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json"):
+        assert (out / "adapter" / f).is_file()
+
+
+def test_stage2_continues_the_stage1_adapter(stage1, tiny_qwen3_dir, prepared, tmp_path):
+    from t2s_fast.train.trainer import train
+
+    s1_out, s1 = stage1
+    out = tmp_path / "stage2"
+    info = train(_cfg(tiny_qwen3_dir, prepared, out, max_steps=3, adapter_path=str(s1_out / "adapter")))
+    assert info["global_step"] == 3 and info["model"]["adapter_path"] == str(s1_out / "adapter")
+    # continuing the trained adapter: stage 2 starts where stage 1 ended, far below a fresh adapter's loss
+    assert info["first_loss"] < s1["first_loss"] - 0.3
+    cfg1 = json.loads((s1_out / "adapter" / "adapter_config.json").read_text())
+    cfg2 = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert (cfg2["r"], sorted(cfg2["target_modules"])) == (cfg1["r"], sorted(cfg1["target_modules"]))
+
+
+def test_infer_prints_only_the_sql(stage1, spider1_dir, monkeypatch, capsys):
+    from t2s_fast.cli import main
+    from t2s_fast.infer import InferConfig, infer
+
+    out, _ = stage1
+    db = spider1_dir / "database" / "concert_singer" / "concert_singer.sqlite"
+    cfg = InferConfig(model_path=str(out / "adapter"), question="How many singers do we have?", db=str(db),
+                      db_id="concert_singer", max_new_tokens=12, sample_values=0)
+    sql = infer(cfg)
+    assert isinstance(sql, str)
+    main(["infer", "--model-path", str(out / "adapter"), "--question", "How many singers do we have?", "--db", str(db),
+          "--db-id", "concert_singer", "--max-new-tokens", "12", "--sample-values", "0"])
+    assert capsys.readouterr().out == sql + "\n"  # greedy: the same SQL, and nothing else on stdout
+    with pytest.raises(T2SError, match="exactly one of --schema-file"):
+        infer(InferConfig(model_path=str(out / "adapter"), question="q", db_id="x"))
+
+
+def test_merge_matches_base_plus_adapter_and_refuses_a_mismatched_base(stage1, tiny_qwen3_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from t2s_fast.merge import merge
+    from t2s_fast.models import materialize_random_init, scaled_down_config
+    from t2s_fast.paths import QWEN3_8B_CONFIG
+
+    out, _ = stage1
+    merged_dir = merge(str(tiny_qwen3_dir), str(out / "adapter"), str(tmp_path / "merged"), dtype="fp32")
+    assert (merged_dir / "config.json").is_file() and (merged_dir / "tokenizer_config.json").is_file()
+    assert not (tmp_path / "merged.partial").exists()
+    ids = torch.tensor([[151644, 872, 198, 4340, 1657, 1251]])
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    ref = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir, dtype=torch.float32),
+                                    str(out / "adapter")).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        m, r, b = merged(ids).logits, ref(ids).logits, base(ids).logits
+    assert torch.allclose(m, r, atol=1e-4)
+    assert not torch.allclose(m, b, atol=1e-4)  # the adapter changed something
+
+    cfg = tmp_path / "other" / "config.json"
+    cfg.parent.mkdir()
+    cfg.write_text(json.dumps(scaled_down_config(QWEN3_8B_CONFIG, hidden_size=32, head_dim=8)))
+    other = materialize_random_init(cfg, tmp_path / "other-model", tokenizer=tiny_qwen3_dir, dtype="float32")
+    with pytest.raises(T2SError, match="does not fit this base model"):
+        merge(str(other), str(out / "adapter"), str(tmp_path / "merged2"))
+    assert not (tmp_path / "merged2").exists()
+
+
+def test_budget_guard_stops_cleanly_with_a_loadable_adapter(tiny_qwen3_dir, prepared, tmp_path):
+    import time as _time
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from t2s_fast.train.trainer import prepare_run, run_training
+
+    # $1 per second of wall time; the clock is started at the first step so model loading does not vary the test.
+    out = tmp_path / "budget"
+    run = prepare_run(_cfg(tiny_qwen3_dir, prepared, out, max_steps=500, save_steps=1000,
+                           gpu_hourly_usd=3600.0, max_cost_usd=3.0))
+    run.meter.t0 = _time.time()
+    info = run_training(run)
+    assert info["stop_reason"] == "budget"
+    assert 1 <= info["global_step"] < 500
+    assert info["cost_usd_at_stop"] <= 3.0
+    assert (out / "checkpoints" / f"checkpoint-{info['global_step']}").is_dir()
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir), str(out / "adapter"))
+
+
+def _spawn(args, log_file):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "t2s_fast", "train", *args], stdout=log_file,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _wait_for(pred, proc, timeout=240):
+    t = time.time()
+    while time.time() - t < timeout:
+        if pred():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early with {proc.returncode}")
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_killed_run_resumes_to_the_same_final_step(tiny_qwen3_dir, prepared, tmp_path):
+    """SIGKILL after a checkpoint, --resume, SIGTERM (graceful: checkpoint + adapter, exit 143), --resume again:
+    the run ends at the same final step as an uninterrupted one, each resume starting from a checkpoint."""
+    out = tmp_path / "resume"
+    target = 10
+    args = ["--model-name", str(tiny_qwen3_dir), "--train-file", str(prepared), "--output-dir", str(out),
+            "--backend", "hf", "--max-steps", str(target), "--save-steps", "3", "--max-seq-length", "1024",
+            "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1", "--learning-rate", "1e-2"]
+    logf = open(tmp_path / "train.out", "w")
+    ck3 = out / "checkpoints" / "checkpoint-3" / "t2s_checkpoint_complete"
+
+    p = _spawn(args, logf)
+    _wait_for(ck3.exists, p)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (out / "run.json").exists()
+
+    p = _spawn([*args, "--resume"], logf)
+    _wait_for(lambda: any(r["step"] >= 5 for r in _log(out) if "loss" in r) if (out / "train_log.jsonl").exists()
+              else False, p)
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=240) == 143, (tmp_path / "train.out").read_text()[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["stop_reason"] == "interrupted" and info["resumed_from"].endswith("checkpoint-3")
+    stopped_at = info["global_step"]
+    assert 5 <= stopped_at < target
+    assert (out / "checkpoints" / f"checkpoint-{stopped_at}" / "t2s_checkpoint_complete").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+    p = _spawn([*args, "--resume"], logf)
+    assert p.wait(timeout=300) == 0, (tmp_path / "train.out").read_text()[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["stop_reason"] == "completed" and info["global_step"] == target
+    assert info["resumed_from"].endswith(f"checkpoint-{stopped_at}")
+    assert [r["step"] for r in _log(out) if "loss" in r] == list(range(1, target + 1))
+    assert info["tokens_trained_total"] == sum(r["trained_tokens"] for r in _log(out) if "loss" in r)
