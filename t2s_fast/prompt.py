@@ -90,25 +90,39 @@ def render_conversation(tokenizer, messages: list[dict[str, str]]) -> str:
 
 def tokenize_for_training(tokenizer, messages: list[dict[str, str]]) -> dict[str, list[int]]:
     """Token ids of the whole conversation and a mask that is 1 exactly on the assistant's answer tokens
-    (the SQL and the end-of-turn token that tells the model to stop), 0 on the prompt.
+    (the SQL and the end-of-turn token that tells the model to stop), 0 on the prompt."""
+    return tokenize_many_for_training(tokenizer, [messages])[0]
 
-    The prompt rendered with ``add_generation_prompt`` is a prefix of the full conversation for Qwen3 with
-    thinking disabled (both end in ``<think>\\n\\n</think>\\n\\n``); we check that rather than assume it.
+
+def tokenize_many_for_training(tokenizer, conversations: list[list[dict[str, str]]]) -> list[dict[str, list[int]]]:
+    """`tokenize_for_training` for many conversations, with one batched call of the fast tokenizer.
+
+    The prompt is tokenized on its own, exactly as at inference, and the answer after it. The prompt rendered
+    with ``add_generation_prompt`` must be a prefix of the full conversation (true for Qwen3 with thinking
+    disabled: both end in ``<think>\\n\\n</think>\\n\\n``); we check that rather than assume it.
     """
     from t2s_fast.errors import T2SError
 
-    prompt = render_prompt(tokenizer, messages)
-    full = render_conversation(tokenizer, messages)
-    if not full.startswith(prompt):
-        raise T2SError(
-            "the chat template renders the prompt differently inside a full conversation; "
-            "cannot mask the loss to the answer (use a tokenizer whose template keeps the prompt a prefix)"
-        )
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
-    # Templates end a turn with "<|im_end|>\n"; the trailing newline is not something to learn to emit.
-    while answer_ids and tokenizer.decode(answer_ids[-1:]).strip() == "" and len(answer_ids) > 1:
-        answer_ids = answer_ids[:-1]
-    input_ids = list(prompt_ids) + list(answer_ids)
-    mask = [0] * len(prompt_ids) + [1] * len(answer_ids)
-    return {"input_ids": input_ids, "completion_mask": mask}
+    prompts, answers = [], []
+    for messages in conversations:
+        prompt = render_prompt(tokenizer, messages)
+        full = render_conversation(tokenizer, messages)
+        if not full.startswith(prompt):
+            raise T2SError(
+                "the chat template renders the prompt differently inside a full conversation; "
+                "cannot mask the loss to the answer (use a tokenizer whose template keeps the prompt a prefix)"
+            )
+        prompts.append(prompt)
+        answers.append(full[len(prompt):])
+    if not prompts:
+        return []
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answers, add_special_tokens=False)["input_ids"]
+    out = []
+    for p_ids, a_ids in zip(prompt_ids, answer_ids):
+        a_ids = list(a_ids)
+        # Templates end a turn with "<|im_end|>\\n"; the trailing newline is not something to learn to emit.
+        while len(a_ids) > 1 and tokenizer.decode(a_ids[-1:]).strip() == "":
+            a_ids.pop()
+        out.append({"input_ids": list(p_ids) + a_ids, "completion_mask": [0] * len(p_ids) + [1] * len(a_ids)})
+    return out

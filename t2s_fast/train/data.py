@@ -75,7 +75,7 @@ def load_tokenized(path: str | Path, tokenizer, max_seq_length: int, *, what: st
     """Read, validate and tokenize a prepared JSONL file. Errors name the file and line (T2SError, exit 2)."""
     from datasets import Dataset
 
-    from t2s_fast.prompt import tokenize_for_training
+    from t2s_fast.prompt import tokenize_many_for_training
 
     path = Path(path)
     if not path.is_file():
@@ -84,11 +84,11 @@ def load_tokenized(path: str | Path, tokenizer, max_seq_length: int, *, what: st
     n_read = dropped = completion = 0
     # iter_jsonl numbers lines itself; we count records to name the line of a bad record.
     lineno_of = _line_numbers(path)
-    for k, record in enumerate(iter_jsonl(path, required=("messages",))):
+    conversations = [validate_messages(record, f"{path}:{lineno_of[k]}")
+                     for k, record in enumerate(iter_jsonl(path, required=("messages",)))]
+    # One batched call of the fast (Rust, multi-threaded) tokenizer, not one call per example.
+    for tok in tokenize_many_for_training(tokenizer, conversations):
         n_read += 1
-        where = f"{path}:{lineno_of[k]}"
-        messages = validate_messages(record, where)
-        tok = tokenize_for_training(tokenizer, messages)
         n = len(tok["input_ids"])
         if n > max_seq_length:
             dropped += 1
