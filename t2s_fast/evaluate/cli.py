@@ -37,6 +37,8 @@ _HELP = {f.name: f.metadata.get("help", "") for f in fields(EvalConfig)}
 @click.option("--force", "--overwrite", "force", is_flag=True, help=_HELP["force"])
 @click.option("--max-model-len", type=int, default=8192, help=_HELP["max_model_len"])
 @click.option("--gpu-memory-utilization", type=float, default=0.90, help=_HELP["gpu_memory_utilization"])
+@click.option("--tensor-parallel-size", type=int, default=1, help=_HELP["tensor_parallel_size"])
+@click.option("--data-parallel-size", type=int, default=1, help=_HELP["data_parallel_size"])
 @click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None, help=_HELP["dtype"])
 @click.option("--config", "config_file", default=None, help="JSON file of EvalConfig fields (see eval/configs/); "
               "flags given on the command line override it.")
@@ -53,6 +55,8 @@ def eval_command(ctx, adapters, dbs, config_file, **kwargs):
         kwargs = merge_config_file(ctx, config_file, kwargs)
     cfg = EvalConfig(**kwargs)
     report = evaluate(cfg)
+    if report is None:  # a rank > 0 of `accelerate launch`/torchrun: rank 0 scores and reports
+        return
     for name, a in report["adapters"].items():
         ex = "n/a" if a["ex"] is None else f"{100 * a['ex']:.1f}%"
         click.echo(f"{a['display_name']}: EX {ex} ({a['correct']}/{a['n']})")

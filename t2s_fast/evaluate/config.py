@@ -62,6 +62,9 @@ class EvalConfig:
     force: bool = field(default=False, metadata={"help": "Discard predictions made with other settings and start over."})
     max_model_len: int = field(default=8192, metadata={"help": "vLLM: longest prompt + answer, in tokens."})
     gpu_memory_utilization: float = field(default=0.90, metadata={"help": "vLLM: share of GPU memory it may take."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one engine spreads the model over."})
+    data_parallel_size: int = field(default=1, metadata={"help": "vLLM: engines, each on its own tensor-parallel-size "
+                                                                 "GPUs, sharing the questions (one process each)."})
     dtype: str | None = field(default=None, metadata={"help": "Weights dtype (default bfloat16 on GPU, float32 on CPU)."})
 
     def __post_init__(self):
@@ -78,6 +81,9 @@ class EvalConfig:
         if self.n_samples > 1 and self.temperature <= 0:
             raise T2SError(f"--n-samples {self.n_samples} with --temperature {self.temperature}: greedy decoding gives "
                            "the same answer every time; set --temperature > 0 (e.g. 0.7)")
+        for name in ("tensor_parallel_size", "data_parallel_size"):
+            if getattr(self, name) < 1:
+                raise T2SError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
         if self.max_new_tokens < 1:
             raise T2SError(f"--max-new-tokens {self.max_new_tokens}: must be at least 1")
         if self.limit is not None and self.limit < 1:

@@ -124,7 +124,9 @@ def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list
         generator = make_generator(backend, base_model=cfg.base_model, adapters=cfg.adapters,
                                    tokenizer_dir=tokenizer_dir, batch_size=cfg.batch_size, dtype=cfg.dtype,
                                    seed=cfg.seed, max_model_len=cfg.max_model_len,
-                                   gpu_memory_utilization=cfg.gpu_memory_utilization)
+                                   gpu_memory_utilization=cfg.gpu_memory_utilization,
+                                   tensor_parallel_size=cfg.tensor_parallel_size,
+                                   data_parallel_size=cfg.data_parallel_size, **_device_for_rank(backend))
     step = generator.batch_size or len(pending)
     by_key = {r.key: r for r in pending}
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -161,6 +163,16 @@ def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list
             generator.close()
     stats["tokens_per_s"] = stats["tokens"] / stats["seconds"] if stats["seconds"] else 0.0
     return stats
+
+
+def _device_for_rank(backend: str) -> dict:
+    """Under `accelerate launch`/torchrun each HF process generates on its own GPU."""
+    from t2s_fast import distributed
+    from t2s_fast.generate.base import cuda_available
+
+    if backend == "hf" and distributed.is_distributed() and cuda_available():
+        return {"device": f"cuda:{distributed.local_rank()}"}
+    return {}
 
 
 def _vote(question: Question, samples: list[dict], cfg: EvalConfig) -> tuple[dict, dict]:
@@ -259,25 +271,51 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
 
     ``on_batch(batch_index, n_done)`` is called after each batch is saved (progress hooks, tests).
     ``generator`` may be given to reuse an already-loaded engine (benchmarks).
+
+    Under `accelerate launch` / `torchrun` (HF backend): rank r generates the missing requests r::world into
+    its own predictions.rank<r>.jsonl; after a barrier rank 0 merges them into predictions.jsonl, scores and
+    writes the reports, and returns the report; the other ranks return None.
     """
     from t2s_fast.evaluate.report import build_report, write_reports
     from t2s_fast.jsonl import write_jsonl
 
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
+    from t2s_fast import distributed
+
     backend = generator.name if generator is not None else select_backend(cfg.backend)
+    sharded = distributed.is_distributed()
+    if sharded:
+        if backend == "vllm":
+            raise T2SError("--backend vllm spreads over GPUs itself: run one process with --tensor-parallel-size "
+                           "and/or --data-parallel-size instead of accelerate launch/torchrun")
+        distributed.state()
     qset = load_questions(cfg)
     if not qset.questions:
         raise T2SError(f"{qset.source}: no question to evaluate (check --db/--limit; "
                        f"{len(qset.skipped)} skipped for missing databases)")
     tokenizer_dir, tokenizer = load_tokenizer(cfg)
     prompts = build_prompts(qset.questions, tokenizer, sample_values=cfg.sample_values)
-    store = PredictionStore(out_dir, run_settings(cfg, backend, tokenizer_dir), force=cfg.force)
+    with distributed.main_process_first():  # rank 0 checks/writes run_settings.json (and --force deletes)
+        store = PredictionStore(out_dir, run_settings(cfg, backend, tokenizer_dir),
+                                force=cfg.force and distributed.is_main(),
+                                shard=distributed.rank() if sharded else None)
     requests = plan_requests(cfg, qset.questions, prompts)
     for r in requests:
         store.check_prompt(r.key, text_sha(r.prompt))
-    gen_stats = generate_predictions(cfg, store, requests, backend=backend, tokenizer_dir=tokenizer_dir,
+    mine, already = requests, sum(store.has(r.key) for r in requests)
+    if sharded:
+        distributed.barrier()  # everyone has read the same predictions before anyone appends
+        # every rank sees the same missing set (same files, same order), so the slices never overlap
+        mine = [r for r in requests if not store.has(r.key)][distributed.rank()::distributed.world_size()]
+    gen_stats = generate_predictions(cfg, store, mine, backend=backend, tokenizer_dir=tokenizer_dir,
                                      generator=generator, on_batch=on_batch)
+    if sharded:
+        distributed.barrier()
+        if not distributed.is_main():
+            return None
+        store.merge_shards()
+        gen_stats["resumed"] = already  # rank 0's stats cover its own share; "resumed" is the whole run's
     t_score = time.perf_counter()
     chosen = choose_predictions(cfg, qset.questions, store)
     scored = score_predictions(cfg, qset.questions, chosen)

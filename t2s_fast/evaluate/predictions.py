@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from t2s_fast.errors import T2SError
-from t2s_fast.jsonl import append_jsonl, iter_jsonl, read_json, write_json
+from t2s_fast.jsonl import append_jsonl, iter_jsonl, read_json, write_json, write_jsonl
 
 PREDICTIONS_FILE = "predictions.jsonl"
 TIMINGS_FILE = "timings.jsonl"
@@ -54,26 +54,63 @@ def _comparable(settings: dict) -> dict:
 class PredictionStore:
     """The run folder's predictions, settings and timings."""
 
-    def __init__(self, out_dir: str | os.PathLike, settings: dict, *, force: bool = False):
+    def __init__(self, out_dir: str | os.PathLike, settings: dict, *, force: bool = False, shard: int | None = None):
+        """``shard`` = this process's rank in a multi-process evaluation: it appends to
+        ``predictions.rank<shard>.jsonl`` (no two processes append to one file) and rank 0 later folds every
+        shard into predictions.jsonl with `merge_shards`. Reading always takes the main file and all shards,
+        so a run cut off mid-way resumes whatever the number of processes."""
         self.out_dir = Path(out_dir)
         self.settings = {"version": SETTINGS_VERSION, **settings}
-        self.path = self.out_dir / PREDICTIONS_FILE
-        self.timings_path = self.out_dir / TIMINGS_FILE
+        self.main_path = self.out_dir / PREDICTIONS_FILE
+        self.main_timings_path = self.out_dir / TIMINGS_FILE
+        self.path = self.main_path if shard is None else self.out_dir / f"predictions.rank{shard}.jsonl"
+        self.timings_path = self.main_timings_path if shard is None else self.out_dir / f"timings.rank{shard}.jsonl"
         self.settings_path = self.out_dir / SETTINGS_FILE
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if force:
-            for p in (self.path, self.timings_path, self.settings_path):
+            for p in (self.main_path, self.main_timings_path, self.settings_path, *self._shard_files()):
                 p.unlink(missing_ok=True)
         self._check_settings()
         self.records: dict[str, dict] = {}
-        _drop_torn_tail(self.path)
-        if self.path.is_file():
-            for rec in iter_jsonl(self.path, required=("key",), tolerate_torn_tail=True):
-                self.records[rec["key"]] = rec  # a duplicate (should not happen) keeps the last one
+        self._load()
+
+    def _shard_files(self, kind: str = "*") -> list[Path]:
+        return sorted(p for pattern in ((f"{kind}.rank*.jsonl",) if kind != "*" else
+                                        ("predictions.rank*.jsonl", "timings.rank*.jsonl"))
+                      for p in self.out_dir.glob(pattern))
+
+    def _load(self) -> None:
+        self.records = {}
+        for path in [self.main_path, *self._shard_files("predictions")]:
+            _drop_torn_tail(path)
+            if path.is_file():
+                for rec in iter_jsonl(path, required=("key",), tolerate_torn_tail=True):
+                    self.records[rec["key"]] = rec  # a duplicate (should not happen) keeps the last one
+
+    def merge_shards(self) -> int:
+        """Rank 0, after every rank finished: fold the shard files into predictions.jsonl / timings.jsonl (one
+        record per key) and delete them. Atomic: a crash leaves either the shards or the merged file. Returns
+        the number of records."""
+        self._load()
+        shards = self._shard_files("predictions")
+        timing_shards = self._shard_files("timings")
+        if shards:
+            write_jsonl(self.main_path, list(self.records.values()))
+        if timing_shards:
+            rows = [] if not self.main_timings_path.is_file() else list(
+                iter_jsonl(self.main_timings_path, tolerate_torn_tail=True))
+            for path in timing_shards:
+                rank = path.name.split(".rank")[1].split(".")[0]
+                rows += [dict(r, rank=int(rank)) for r in iter_jsonl(path, tolerate_torn_tail=True)]
+            write_jsonl(self.main_timings_path, rows)
+        for path in shards + timing_shards:
+            path.unlink()
+        self.path, self.timings_path = self.main_path, self.main_timings_path
+        return len(self.records)
 
     def _check_settings(self) -> None:
         if not self.settings_path.is_file():
-            if self.path.is_file() and self.path.stat().st_size > 0:
+            if self.main_path.is_file() and self.main_path.stat().st_size > 0:
                 raise T2SError(f"{self.path}: predictions without {SETTINGS_FILE}; cannot tell how they were made. "
                                "Use another --out-dir, or --force to start over")
             write_json(self.settings_path, self.settings)
@@ -111,9 +148,8 @@ class PredictionStore:
             append_jsonl(self.timings_path, [timing])
 
     def timings(self) -> list[dict]:
-        if not self.timings_path.is_file():
-            return []
-        return list(iter_jsonl(self.timings_path, tolerate_torn_tail=True))
+        return [row for path in [self.main_timings_path, *self._shard_files("timings")] if path.is_file()
+                for row in iter_jsonl(path, tolerate_torn_tail=True)]
 
 
 def _lookup(d: dict, dotted: str):

@@ -51,7 +51,7 @@ class VLLMGenerator:
 
     def __init__(self, *, base_model: str, adapters: dict[str, str], tokenizer_dir: str,
                  max_model_len: int = 8192, gpu_memory_utilization: float = 0.90, dtype: str = "bfloat16",
-                 seed: int = 0, materialize_dir: str | None = None, **_ignored):
+                 seed: int = 0, materialize_dir: str | None = None, tensor_parallel_size: int = 1, **_ignored):
         # Imported here so CPU machines never need vllm.
         from vllm.lora.request import LoRARequest
 
@@ -68,7 +68,7 @@ class VLLMGenerator:
                               for i, (name, path) in enumerate(self.adapters.items(), start=1)}
         engine_kwargs = dict(model=model_path, tokenizer=tokenizer_dir, dtype=dtype, seed=seed,
                              max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-                             enable_prefix_caching=True)
+                             enable_prefix_caching=True, tensor_parallel_size=tensor_parallel_size)
         if self.adapters:
             max_rank = max(adapter_rank(n, p) for n, p in self.adapters.items())
             engine_kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=round_lora_rank(max_rank))
@@ -103,3 +103,94 @@ class VLLMGenerator:
 
     def close(self) -> None:
         self.llm = None
+
+
+# ---------------------------------------------------------------------------------------------- data parallel
+# vLLM's offline `LLM` runs one engine per process; its own data-parallel examples
+# (examples/offline_inference/data_parallel.py) start one process per DP rank, pin it to its GPUs with
+# CUDA_VISIBLE_DEVICES and give it a slice of the prompts. Dense models need no coordination between the
+# engines, so that is what this does: N spawned workers, each a VLLMGenerator on tensor_parallel_size GPUs.
+
+def _dp_worker(conn, rank: int, gpus: str, kwargs: dict) -> None:
+    import os
+
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus  # before vLLM/torch touch CUDA in this fresh (spawned) process
+    try:
+        gen = VLLMGenerator(**kwargs)
+        conn.send(("ready", {"rank": rank, "cuda_visible_devices": gpus, "pid": os.getpid()}))
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                break
+            requests, settings = msg
+            conn.send(("ok", gen.generate(requests, settings)))
+        gen.close()
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class VLLMDataParallel:
+    """`--data-parallel-size N`: N vLLM engines in N processes, requests dealt round-robin (longest-first
+    order from the harness, so the engines get similar work), results returned in request order."""
+
+    name = "vllm"
+    batch_size = None
+
+    def __init__(self, *, data_parallel_size: int, tensor_parallel_size: int = 1, gpus: list[str] | None = None,
+                 **kwargs):
+        import multiprocessing as mp
+        import os
+
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if gpus is None:
+            if visible:
+                gpus = [g.strip() for g in visible.split(",") if g.strip()]
+            else:
+                import torch
+
+                gpus = [str(i) for i in range(torch.cuda.device_count())]
+        need = data_parallel_size * tensor_parallel_size
+        if len(gpus) < need:
+            raise T2SError(f"--data-parallel-size {data_parallel_size} x --tensor-parallel-size {tensor_parallel_size} "
+                           f"needs {need} GPUs; {len(gpus)} visible")
+        ctx = mp.get_context("spawn")  # CUDA cannot be re-initialized in a forked child
+        self.workers, self.engines = [], []
+        for rank in range(data_parallel_size):
+            mine = ",".join(gpus[rank * tensor_parallel_size:(rank + 1) * tensor_parallel_size])
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_dp_worker, args=(child, rank, mine,
+                                                        dict(kwargs, tensor_parallel_size=tensor_parallel_size)),
+                               daemon=True)
+            proc.start()
+            self.workers.append((proc, parent))
+        for proc, conn in self.workers:
+            self.engines.append(self._receive(conn))
+
+    @staticmethod
+    def _receive(conn):
+        kind, payload = conn.recv()
+        if kind == "error":
+            raise T2SError(f"vLLM data-parallel engine failed: {payload}")
+        return payload
+
+    def generate(self, requests: list[GenRequest], settings: GenSettings) -> list[GenResult]:
+        n = len(self.workers)
+        for i, (_, conn) in enumerate(self.workers):
+            conn.send((requests[i::n], settings))
+        by_key = {}
+        for _, conn in self.workers:
+            for res in self._receive(conn):
+                by_key[res.key] = res
+        return [by_key[r.key] for r in requests]
+
+    def close(self) -> None:
+        for proc, conn in self.workers:
+            try:
+                conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        for proc, _ in self.workers:
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.terminate()
+        self.workers = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainerCallback
 
+from t2s_fast import distributed
 from t2s_fast.jsonl import append_jsonl
 
 log = logging.getLogger(__name__)
@@ -85,17 +86,22 @@ def _labelled_positions_loss(trainer, model, inputs, return_outputs, num_items_i
     import torch.nn.functional as F
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone = getattr(base, base.base_model_prefix)
     labels = inputs["labels"]
     model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "seq_lengths")}
-    hidden = backbone(**model_inputs, use_cache=False).last_hidden_state[:, :-1]
-    targets = labels[:, 1:]
+    # Positions whose next token is labelled in any row; `logits_to_keep` (an index tensor) makes the model
+    # project only those through the LM head. The call goes through `model` itself, so a DDP wrapper sees
+    # the forward it needs to all-reduce the gradients.
+    keep = (labels[:, 1:] != -100).any(dim=0).nonzero().flatten()
+    logits = model(**model_inputs, use_cache=False, logits_to_keep=keep).logits.float()
+    targets = labels[:, keep + 1]
     mask = targets != -100
-    logits = base.get_output_embeddings()(hidden[mask]).float()
-    loss_sum = F.cross_entropy(logits, targets[mask], reduction="sum")
+    loss_sum = F.cross_entropy(logits[mask], targets[mask], reduction="sum")
     if num_items_in_batch is not None and getattr(trainer, "model_accepts_loss_kwargs", False):
         loss = loss_sum / num_items_in_batch
+        # num_items_in_batch counts the labelled tokens of ALL processes and DDP averages gradients over
+        # them, so scale back up by the process count, as Trainer.compute_loss does (transformers trainer.py).
+        if getattr(trainer.args, "average_tokens_across_devices", False) and trainer.accelerator.num_processes > 1:
+            loss = loss * trainer.accelerator.num_processes
     else:
         loss = loss_sum / mask.sum().clamp(min=1)
     return (loss, CausalLMOutputWithPast(loss=loss)) if return_outputs else loss
@@ -112,6 +118,26 @@ def counting_trainer_class(base_cls, meter: RunMeter):
         if not fused_ok:
             def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
                 return _labelled_positions_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            # transformers maps the optimizer state to args.device when world_size > 1; under multi-CPU DDP
+            # that is "cpu:0", which torch.load cannot restore to (CPU tests of a distributed resume).
+            import torch
+
+            if checkpoint is None or self.args.world_size <= 1 or self.args.device.type != "cpu":
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            original = torch.load
+
+            def load_on_cpu(*a, **kw):
+                if kw.get("map_location") is not None:
+                    kw["map_location"] = "cpu"
+                return original(*a, **kw)
+
+            torch.load = load_on_cpu
+            try:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            finally:
+                torch.load = original
 
         def training_step(self, model, inputs, *args, **kwargs):
             ids = inputs.get("input_ids")
@@ -148,7 +174,8 @@ class StepLogCallback(TrainerCallback):
 
     def _flush(self):
         if self.pending is not None:
-            append_jsonl(self.log_path, [self.pending])
+            if distributed.is_main():  # one log for the run, written by rank 0
+                append_jsonl(self.log_path, [self.pending])
             self.pending = None
 
     def on_train_begin(self, args, state, control, **kw):
@@ -159,7 +186,10 @@ class StepLogCallback(TrainerCallback):
         now = time.time()
         dt = max(1e-9, now - self.t_last)
         m = self.meter
-        tokens, loss_tokens = m.pending_tokens * m.world_size, m.pending_loss_tokens * m.world_size
+        if distributed.is_distributed():  # every GPU's tokens (ranks get different lengths)
+            tokens, loss_tokens = (int(v) for v in distributed.all_sum([m.pending_tokens, m.pending_loss_tokens]))
+        else:
+            tokens, loss_tokens = m.pending_tokens, m.pending_loss_tokens
         m.pending_tokens = m.pending_loss_tokens = 0
         m.session_tokens += tokens
         rec = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "loss": None,
@@ -181,7 +211,7 @@ class StepLogCallback(TrainerCallback):
             if "grad_norm" in logs:
                 self.pending["grad_norm"] = float(logs["grad_norm"])
             self._flush()
-        if "eval_loss" in logs:
+        if "eval_loss" in logs and distributed.is_main():
             append_jsonl(self.log_path, [{"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                                           "eval_loss": float(logs["eval_loss"]),
                                           "elapsed_s": round(self.meter.elapsed_s(), 2),
@@ -201,7 +231,8 @@ class StepLogCallback(TrainerCallback):
         import os
 
         ckpt = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        if os.path.isdir(ckpt):
+        distributed.barrier()  # every rank has written its part (rng_state_<rank>.pth) before the marker
+        if distributed.is_main() and os.path.isdir(ckpt):
             with open(os.path.join(ckpt, CHECKPOINT_DONE), "w") as fh:
                 fh.write(f"{state.global_step}\n")
 
@@ -232,6 +263,29 @@ class BudgetGuard(TrainerCallback):
             control.should_save = True
             log.warning("budget guard: $%.4f spent, the next step would pass --max-cost-usd %.4f; "
                         "stopping at step %d and saving the adapter", now, self.max_cost_usd, state.global_step)
+
+
+class AgreeOnStop(TrainerCallback):
+    """Under DDP: stop (and save) on every rank as soon as any rank's budget guard or signal guard says so.
+
+    Ranks measure time themselves and a SIGTERM may reach them a step apart; a rank that stopped alone
+    would leave the others blocked in the next gradient all-reduce. Runs after BudgetGuard and SignalGuard."""
+
+    REASONS = ("budget", "interrupted")
+
+    def __init__(self, meter: RunMeter):
+        self.meter = meter
+
+    def on_step_end(self, args, state, control, **kw):
+        m = self.meter
+        flags = distributed.any_true(control.should_training_stop, control.should_save,
+                                     *(m.stop_reason == r for r in self.REASONS))
+        control.should_training_stop, control.should_save = flags[0], flags[1]
+        for reason, on in zip(self.REASONS, flags[2:]):
+            if on and m.stop_reason == "completed":
+                m.stop_reason = reason
+                if reason == "budget" and m.cost_at_stop is None:
+                    m.cost_at_stop = m.cost_usd()
 
 
 class SignalGuard(TrainerCallback):

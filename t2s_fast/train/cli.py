@@ -88,9 +88,12 @@ def train_command(ctx, **kwargs):
     _setup_logging()
     cfg = _build(TrainConfig, kwargs)
     info = train(cfg)
-    click.echo(f"{info['stop_reason']}: step {info['global_step']}, {info['tokens_trained']:,} tokens, "
-               f"{info['trained_tokens_per_s'] or 0:,.0f} tok/s, ${info['cost_usd']:.4f}; "
-               f"adapter: {info['adapter_dir']}", err=True)
+    from t2s_fast import distributed
+
+    if distributed.is_main():
+        click.echo(f"{info['stop_reason']}: step {info['global_step']}, {info['tokens_trained']:,} tokens, "
+                   f"{info['trained_tokens_per_s'] or 0:,.0f} tok/s, ${info['cost_usd']:.4f}; "
+                   f"adapter: {info['adapter_dir']}", err=True)
     if info["stop_reason"] == "interrupted":
         sys.exit(143)  # 128 + SIGTERM: a checkpoint and the adapter were saved; --resume continues
 

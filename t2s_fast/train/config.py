@@ -33,6 +33,9 @@ class TrainConfig:
     max_seq_length: int = _f(3072, "Longest example in tokens; longer ones are dropped (counted in the log), never truncated.")
     per_device_train_batch_size: int = _f(2, "Examples per micro-batch on each GPU.")
     gradient_accumulation_steps: int = _f(16, "Micro-batches per optimizer step.")
+    global_batch_size: int | None = _f(None, "Keep this global batch (examples per optimizer step over all GPUs = "
+                                             "micro-batch x accumulation x GPUs): accumulation is derived from it, "
+                                             "e.g. 32 = 2 x 16 on 1 GPU = 2 x 4 on 4 GPUs.")
     save_steps: int = _f(200, "Checkpoint every N optimizer steps (for --resume).")
     eval_steps: int = _f(200, "Eval loss every N optimizer steps (with --eval-file).")
     logging_steps: int = _f(1, "Log loss every N optimizer steps.")
@@ -62,7 +65,27 @@ class TrainConfig:
     dataloader_num_workers: int = _f(0, "DataLoader workers.")
 
     def global_batch(self) -> int:
+        """Examples per optimizer step on ONE process (micro-batch x accumulation); see per_process_batch."""
         return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
+    def per_process_batch(self, world_size: int) -> int:
+        """Examples per optimizer step each process must contribute: --global-batch-size / world size, or
+        micro-batch x accumulation (the global batch then grows with the number of GPUs)."""
+        if self.global_batch_size is None:
+            return self.global_batch()
+        if self.global_batch_size % world_size:
+            raise T2SError(f"--global-batch-size {self.global_batch_size} is not divisible by the {world_size} "
+                           "processes; choose a multiple of the number of GPUs")
+        return self.global_batch_size // world_size
+
+    def accumulation_for(self, micro_batch: int, world_size: int) -> int:
+        """Accumulation that keeps --global-batch-size with this micro-batch on world_size processes."""
+        share = self.per_process_batch(world_size)
+        if share % micro_batch:
+            raise T2SError(f"--global-batch-size {self.global_batch_size} = {world_size} GPU(s) x micro-batch "
+                           f"{micro_batch} x accumulation needs {share} divisible by {micro_batch}; change "
+                           "--per-device-train-batch-size or --global-batch-size")
+        return share // micro_batch
 
     def validate(self) -> "TrainConfig":
         if not self.train_file:
@@ -81,6 +104,8 @@ class TrainConfig:
                 raise T2SError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
             raise T2SError("nothing to train: give --max-steps > 0 or --num-train-epochs > 0")
+        if self.global_batch_size is not None and self.global_batch_size < 1:
+            raise T2SError(f"--global-batch-size must be at least 1 (got {self.global_batch_size})")
         if self.learning_rate <= 0:
             raise T2SError("--learning-rate must be positive")
         if self.max_cost_usd is not None and self.max_cost_usd <= 0:

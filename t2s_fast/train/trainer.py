@@ -72,7 +72,10 @@ def resolve_model_source(cfg: TrainConfig, device_kind: str):
         folder = random_init_folder(name, model_cache_dir(cfg), dtype)
         log.warning("--model-name %s is a config file: training a RANDOM-INIT model of that shape (benchmarks and "
                     "tests only), materialized at %s", name, folder)
-        path = materialize_random_init(name, folder, tokenizer=tok, dtype=dtype)
+        from t2s_fast import distributed
+
+        with distributed.main_process_first():  # one writer; the other ranks then find it complete
+            path = materialize_random_init(name, folder, tokenizer=tok, dtype=dtype)
         return ModelSource(model_path=str(path), tokenizer_path=str(cfg.tokenizer or path), random_init=True,
                            config_file=str(name))
     p = Path(name)
@@ -101,20 +104,29 @@ def last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _restore_log(log_path: Path, ckpt_step: int) -> tuple[float, int]:
-    """Cut train_log.jsonl back to the checkpoint (later steps are redone) and return the money-relevant elapsed
-    time already spent (up to the last line written, steps beyond the checkpoint included) and tokens trained
-    up to the checkpoint."""
-    from t2s_fast.jsonl import read_jsonl, write_jsonl
+def _read_log_for_resume(log_path: Path, ckpt_step: int) -> tuple[float, int, list[dict] | None]:
+    """The money-relevant elapsed time already spent (up to the last line written, steps beyond the checkpoint
+    included), tokens trained up to the checkpoint, and the log lines to keep (later steps are redone).
+    Every rank reads it (the budget guard needs the same figures everywhere); rank 0 alone rewrites it."""
+    from t2s_fast.jsonl import read_jsonl
 
     if not log_path.is_file():
-        return 0.0, 0
+        return 0.0, 0, None
     rows = read_jsonl(log_path, tolerate_torn_tail=True)
     spent = max((r.get("elapsed_s", 0.0) for r in rows), default=0.0)
     kept = [r for r in rows if r.get("step", 0) <= ckpt_step]
     tokens = max((r.get("tokens_total", 0) for r in kept if "tokens_total" in r), default=0)
-    write_jsonl(log_path, kept)
-    return float(spent), int(tokens)
+    return float(spent), int(tokens), kept
+
+
+def _restore_log(log_path: Path, ckpt_step: int) -> tuple[float, int]:
+    """Cut train_log.jsonl back to the checkpoint; returns (elapsed already spent, tokens up to the checkpoint)."""
+    from t2s_fast.jsonl import write_jsonl
+
+    spent, tokens, kept = _read_log_for_resume(log_path, ckpt_step)
+    if kept is not None:
+        write_jsonl(log_path, kept)
+    return spent, tokens
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -151,11 +163,15 @@ def prepare_run(cfg: TrainConfig) -> Run:
     from transformers import ProgressCallback as HFProgress
 
     from t2s_fast.train.autotune import DeviceInfo, ModelShape, choose_setup
-    from t2s_fast.train.callbacks import (BudgetGuard, ProgressCallback, RunMeter, SignalGuard, StepLogCallback,
-                                          counting_trainer_class)
+    from t2s_fast.train.callbacks import (AgreeOnStop, BudgetGuard, ProgressCallback, RunMeter, SignalGuard,
+                                          StepLogCallback, counting_trainer_class)
     from t2s_fast.train.data import load_tokenized
     from t2s_fast.train.runinfo import device_info
+    from t2s_fast import distributed
 
+    world_size = distributed.world_size()
+    if distributed.is_distributed():
+        distributed.state()  # join the process group now (TrainingArguments reuses it): rank 0 writes shared files
     out = Path(cfg.output_dir)
     ckpt_dir = out / "checkpoints"
     resume_from = None
@@ -191,7 +207,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
         raise T2SError(f"cannot read the model config of {source.model_path} ({exc})") from None
     setup = choose_setup(
         device=device, shape=ModelShape.from_config(model_config), max_seq_length=cfg.max_seq_length,
-        mean_tokens_per_example=train_data.mean_tokens, global_batch_examples=cfg.global_batch(),
+        mean_tokens_per_example=train_data.mean_tokens, global_batch_examples=cfg.per_process_batch(world_size),
         backend=backend.name, packing=cfg.packing, load_in_4bit=cfg.load_in_4bit,
         gradient_checkpointing=cfg.gradient_checkpointing, attention=cfg.attention,
         micro_batch_size=None if cfg.auto_setup else cfg.per_device_train_batch_size,
@@ -200,34 +216,57 @@ def prepare_run(cfg: TrainConfig) -> Run:
         setup.micro_batch_size = cfg.per_device_train_batch_size
         setup.gradient_accumulation_steps = cfg.gradient_accumulation_steps
         setup.reasons.append("batch flags given explicitly: micro-batch and accumulation kept as given")
+    if cfg.global_batch_size is not None:
+        setup.gradient_accumulation_steps = cfg.accumulation_for(setup.micro_batch_size, world_size)
+        setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} on {world_size} process(es): accumulation "
+                             f"{setup.gradient_accumulation_steps}")
+    global_batch = setup.micro_batch_size * setup.gradient_accumulation_steps * world_size
+    msg = (f"global batch = {setup.micro_batch_size} per device x {setup.gradient_accumulation_steps} accumulation x "
+           f"{world_size} process(es) = {global_batch}{' packed rows' if cfg.packing else ' examples'} per optimizer step")
+    if distributed.is_main():
+        print(msg, file=sys.stderr)
     # With packing, TRL's batch size (and autotune's micro-batch) counts packed rows of max_seq_length tokens.
     rows_per_micro = setup.micro_batch_size
     log.info("training setup: %s", setup.to_dict())
 
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # the new adapter's init (LoRA A) comes from this: same --seed, same start, on every rank
     loaded = _load_model(backend, cfg, setup, source)
     model, tokenizer = loaded.model, loaded.tokenizer
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     meter = RunMeter(gpu_hourly_usd=cfg.gpu_hourly_usd, world_size=world_size, t0=t0)
+    kept_log = None
     if resume_from:
-        meter.prior_elapsed_s, meter.prior_tokens = _restore_log(out / "train_log.jsonl",
-                                                                 int(resume_from.rsplit("-", 1)[-1]))
-    elif (out / "train_log.jsonl").exists():
-        (out / "train_log.jsonl").unlink()
+        meter.prior_elapsed_s, meter.prior_tokens, kept_log = _read_log_for_resume(
+            out / "train_log.jsonl", int(resume_from.rsplit("-", 1)[-1]))
+    distributed.barrier()  # every rank has read the log before rank 0 rewrites it
+    if distributed.is_main():
+        from t2s_fast.jsonl import write_jsonl
+
+        if kept_log is not None:
+            write_jsonl(out / "train_log.jsonl", kept_log)
+        elif not resume_from and (out / "train_log.jsonl").exists():
+            (out / "train_log.jsonl").unlink()
 
     sft_args = _sft_config(cfg, setup, backend, ckpt_dir, rows_per_micro, eval_data is not None, device.kind)
     trainer_cls = counting_trainer_class(backend.trainer_class(), meter)
     step_log = StepLogCallback(meter, out / "train_log.jsonl")
     signal_guard = SignalGuard(meter)
+    callbacks = [step_log, BudgetGuard(meter, cfg.max_cost_usd, step_log), signal_guard]
+    if distributed.is_distributed():
+        callbacks.append(AgreeOnStop(meter))  # after every callback that may decide to stop
+    if distributed.is_main():
+        callbacks.append(ProgressCallback(meter))
     trainer = trainer_cls(model=model, args=sft_args, train_dataset=train_data.dataset,
                           eval_dataset=eval_data.dataset if eval_data else None, processing_class=tokenizer,
-                          callbacks=[step_log, BudgetGuard(meter, cfg.max_cost_usd, step_log), signal_guard,
-                                     ProgressCallback(meter)])
+                          callbacks=callbacks)
     for cb in (PrinterCallback, HFProgress):
         trainer.remove_callback(cb)
     _check_loss_mask(trainer)
 
-    _project_cost(cfg, backend, device.kind, setup, train_data, rows_per_micro, meter)
+    if distributed.is_main():
+        _project_cost(cfg, backend, device.kind, setup, train_data, rows_per_micro, meter)
     return Run(cfg=cfg, out=out, backend=backend, source=source, setup=setup, train_data=train_data,
                eval_data=eval_data, trainer=trainer, tokenizer=tokenizer, meter=meter, signal_guard=signal_guard,
                resume_from=resume_from, load_notes=loaded.notes, started_at=started_at, device=device_info())
@@ -316,8 +355,9 @@ def run_training(run: Run) -> dict:
     error = None
     try:
         trainer.train(resume_from_checkpoint=run.resume_from)
+        # evaluate() is a collective under DDP: every rank must take the same decision
         if run.eval_data is not None and meter.stop_reason == "completed" and \
-                trainer.state.global_step % run.cfg.eval_steps != 0 and _can_afford_eval(run):
+                trainer.state.global_step % run.cfg.eval_steps != 0 and _agreed(_can_afford_eval(run)):
             trainer.evaluate()
     except torch.OutOfMemoryError:
         meter.stop_reason, error = "oom", T2SError(OOM_HELP)
@@ -327,16 +367,29 @@ def run_training(run: Run) -> dict:
         raise
     finally:
         run.signal_guard.uninstall()
-    if error is None and trainer.state.global_step > 0:
+    from t2s_fast import distributed
+
+    main = distributed.is_main()  # only rank 0 writes the adapter, the plot and run.json (DDP: same weights)
+    if main and error is None and trainer.state.global_step > 0:
         save_adapter(trainer.model, run.tokenizer, run.out / "adapter")
     from t2s_fast.train.plot import plot_loss
 
-    plot_loss(run.out / "train_log.jsonl", run.out / "loss.png",
-              title=f"{Path(run.cfg.model_name).name} ({run.backend.name}) {'stage 2' if run.cfg.adapter_path else 'stage 1'}")
+    if main:
+        plot_loss(run.out / "train_log.jsonl", run.out / "loss.png",
+                  title=f"{Path(run.cfg.model_name).name} ({run.backend.name}) {'stage 2' if run.cfg.adapter_path else 'stage 1'}")
     info = _write_run_json(run, time.time() - session_t0)
+    distributed.barrier()  # the others return once the adapter and run.json are in place
     if error is not None:
         raise error
     return info
+
+
+def _agreed(flag: bool) -> bool:
+    from t2s_fast import distributed
+
+    if not distributed.is_distributed():
+        return flag
+    return distributed.all_sum([1.0 if (flag and distributed.is_main()) else 0.0])[0] > 0  # rank 0 decides
 
 
 def _can_afford_eval(run) -> bool:
@@ -391,6 +444,8 @@ def _write_run_json(run: Run, wall_s: float) -> dict:
         "git": git_revision(),
         "device": run.device,
         "world_size": m.world_size,
+        "global_batch": run.trainer.args.per_device_train_batch_size * run.trainer.args.gradient_accumulation_steps
+        * m.world_size,
         "resumed_from": run.resume_from,
         "global_step": state.global_step,
         "max_steps": state.max_steps,
@@ -413,7 +468,10 @@ def _write_run_json(run: Run, wall_s: float) -> dict:
         "final_eval_loss": evals[-1] if evals else None,
         "adapter_dir": str(run.out / "adapter") if (run.out / "adapter").is_dir() else None,
     }
-    write_json(run.out / "run.json", info)
+    from t2s_fast import distributed
+
+    if distributed.is_main():
+        write_json(run.out / "run.json", info)
     return info
 
 
