@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +50,17 @@ def tiny_qwen3_dir(tmp_path_factory, qwen3_tokenizer_dir) -> Path:
     cfg_file = root / "config.json"
     cfg_file.write_text(json.dumps(scaled_down_config(config_path)))
     return materialize_random_init(cfg_file, root / "model", tokenizer=qwen3_tokenizer_dir, dtype="float32")
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """The fake `vllm` package in tests/fake_vllm (records engines and generate calls) in place of the real one."""
+    fake_dir = Path(__file__).parent / "fake_vllm"
+    monkeypatch.syspath_prepend(str(fake_dir))
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        monkeypatch.delitem(sys.modules, name)
+    import vllm
+
+    vllm.reset()
+    yield vllm
+    vllm.reset()

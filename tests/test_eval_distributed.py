@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-FAKE_DIR = Path(__file__).parent / "fake_vllm"
 
 
 def _eval_args(model, spider1_dir, out):
@@ -70,15 +69,6 @@ def test_sharded_hf_eval_merges_like_one_process_and_resumes(tmp_path, tiny_qwen
     assert report["timing"]["this_session"]["resumed"] == 3
 
 
-@pytest.fixture
-def fake_vllm(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKE_DIR))
-    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
-        monkeypatch.delitem(sys.modules, name)
-    import vllm
-
-    vllm.reset()
-    return vllm
 
 
 def test_vllm_tensor_parallel_size_reaches_the_engine(fake_vllm, qwen3_tokenizer_dir):

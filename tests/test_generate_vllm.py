@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from t2s_fast.errors import T2SError
 
-FAKE_DIR = Path(__file__).parent / "fake_vllm"
 
 
-@pytest.fixture
-def fake_vllm(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKE_DIR))
-    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
-        monkeypatch.delitem(sys.modules, name)
-    import vllm
-
-    vllm.reset()
-    yield vllm
-    vllm.reset()
 
 
 def write_adapter(folder: Path, r: int) -> str:

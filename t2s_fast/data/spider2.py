@@ -236,7 +236,7 @@ def entries_for_folder(folder: Path, *, dialect: str, qualifier: str, upper_tabl
 
 
 @dataclass
-class _Question:
+class Spider2Question:
     id: str
     db: str
     question: str
@@ -246,7 +246,7 @@ class _Question:
 
 
 @dataclass
-class _Resolver:
+class SchemaResolver:
     """Database name -> metadata folders, with the schema of each database built once."""
 
     root: Path  # spider2-lite/resource/databases
@@ -277,7 +277,7 @@ class _Resolver:
             self._cache[key] = idx
         return self._cache[key]
 
-    def schema_for(self, q: _Question, dialect: str) -> LazySchema | None:
+    def schema_for(self, q: Spider2Question, dialect: str) -> LazySchema | None:
         sf_local = dialect == "snowflake" and q.id.startswith("sf_local")
         kind = "sqlite" if (dialect == "sqlite" or sf_local) else dialect
         folder = self.db_folder(kind, q.db)
@@ -320,7 +320,7 @@ def _gold_files(gold_dir: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(gold_dir.glob("*.sql"))}
 
 
-def _external_knowledge(spider2_dir: Path, name: str | None) -> tuple[str | None, bool]:
+def external_knowledge_for(spider2_dir: Path, name: str | None) -> tuple[str | None, bool]:
     """(text, available). The shared copy leaves the documents out; use one if a user's copy has it."""
     if not name:
         return None, True
@@ -338,13 +338,13 @@ def load_spider2(spider2_dir: str | Path, *, sample_values: int = 3) -> tuple[li
     lite_jsonl = spider2_dir / LITE_DIR / "spider2-lite.jsonl"
     lite_rows = read_jsonl(lite_jsonl, required=("instance_id", "db", "question"))
     lite_gold = _gold_files(spider2_dir / LITE_DIR / "evaluation_suite" / "gold" / "sql")
-    questions: list[_Question] = []
+    questions: list[Spider2Question] = []
     lite_ids = set()
     for row in lite_rows:
         iid = row["instance_id"]
         lite_ids.add(iid)
         if iid in lite_gold:
-            questions.append(_Question(iid, row["db"], row["question"], row.get("external_knowledge"), lite_gold[iid], "lite"))
+            questions.append(Spider2Question(iid, row["db"], row["question"], row.get("external_knowledge"), lite_gold[iid], "lite"))
     info: dict = {
         "lite_questions": len(lite_rows),
         "lite_gold_files": len(lite_gold),
@@ -365,11 +365,11 @@ def load_spider2(spider2_dir: str | Path, *, sample_values: int = 3) -> tuple[li
             if twin is not None and norm(twin.db) == norm(row["db_id"]):
                 dropped.append(Dropped(f"snow:{iid}", "spider2", row["db_id"], f"duplicate of Spider2-lite {iid} (same question and database); the lite gold SQL is kept"))
                 continue
-            questions.append(_Question(iid if twin is None else f"snow:{iid}", row["db_id"], row["instruction"], row.get("external_knowledge"), snow_gold[iid], "snow"))
+            questions.append(Spider2Question(iid if twin is None else f"snow:{iid}", row["db_id"], row["instruction"], row.get("external_knowledge"), snow_gold[iid], "snow"))
     else:
         info["snow"] = f"{snow_dir} not present: Spider2-snow questions not used"
 
-    resolver = _Resolver(spider2_dir / LITE_DIR / "resource" / "databases", sample_values)
+    resolver = SchemaResolver(spider2_dir / LITE_DIR / "resource" / "databases", sample_values)
     examples: list[SourceExample] = []
     ek_missing = []
     for q in questions:
@@ -383,7 +383,7 @@ def load_spider2(spider2_dir: str | Path, *, sample_values: int = 3) -> tuple[li
         if schema is None:
             dropped.append(Dropped(q.id, "spider2", q.db, f"no schema metadata for database {q.db!r} ({dialect}) in {resolver.root}"))
             continue
-        ek_text, available = _external_knowledge(spider2_dir, q.external_knowledge)
+        ek_text, available = external_knowledge_for(spider2_dir, q.external_knowledge)
         if not available:
             ek_missing.append({"id": q.id, "document": q.external_knowledge})
         examples.append(

@@ -70,7 +70,7 @@ def _local_db(db: str, roots: list[Path]) -> Path | None:
 def load_spider2_lite(spider_dir: str | Path, *, dbs: list[str], limit: int | None, sample_values: int = 3,
                       db_root: str | Path | None = None, max_prompt_tokens: int = 7936) -> QuestionSet:
     try:
-        from t2s_fast.data.spider2 import _external_knowledge, _Question, _Resolver, dialect_of
+        from t2s_fast.data.spider2 import external_knowledge_for, Spider2Question, SchemaResolver, dialect_of
     except ImportError as exc:  # the prepare step's reader is what makes prompts match training
         raise T2SError(f"--suite spider2-lite needs t2s_fast.data.spider2 ({exc})") from None
     from t2s_fast.sql.spider2 import find_eval_suite, gold_csv_paths, load_eval_settings
@@ -84,7 +84,7 @@ def load_spider2_lite(spider_dir: str | Path, *, dbs: list[str], limit: int | No
         rows = rows[:limit]
     gold_dir = find_eval_suite(lite)
     settings = load_eval_settings(gold_dir / "spider2lite_eval.jsonl")
-    resolver = _Resolver(lite / "resource" / "databases", sample_values)
+    resolver = SchemaResolver(lite / "resource" / "databases", sample_values)
     db_roots = ([Path(db_root)] if db_root else []) + [lite / "resource" / "databases" / "spider2-localdb"]
     max_chars = int(CHARS_PER_TOKEN * max(256, max_prompt_tokens - 400))
     questions, skipped = [], []
@@ -93,14 +93,14 @@ def load_spider2_lite(spider_dir: str | Path, *, dbs: list[str], limit: int | No
         dialect = dialect_of(iid)
         gold_sql = gold_dir / "sql" / f"{iid}.sql"
         # The reader looks into the gold SQL only to find datasets described under another database's folder.
-        q = _Question(iid, db, row["question"], row.get("external_knowledge"),
+        q = Spider2Question(iid, db, row["question"], row.get("external_knowledge"),
                       gold_sql if gold_sql.is_file() else Path("/dev/null"), "lite")
         schema = resolver.schema_for(q, dialect)
         if schema is None:
             skipped.append({"qid": iid, "db_id": db, "reason": f"no schema metadata for {db!r} ({dialect})"})
             continue
         schema_text, shortening = _fit_schema(schema, max_chars, sample_values)
-        ek_text, _ = _external_knowledge(spider2_root, row.get("external_knowledge"))
+        ek_text, _ = external_knowledge_for(spider2_root, row.get("external_knowledge"))
         golds = gold_csv_paths(gold_dir / "exec_result", iid)
         db_path = _local_db(db, db_roots) if dialect == "sqlite" else None
         if dialect != "sqlite":
