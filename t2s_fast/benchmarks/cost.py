@@ -54,7 +54,8 @@ def project(tokens_per_s: float | None, tokens_per_epoch: int, *, gpu_hourly_usd
     if not tokens_per_s:
         return {"tokens": tokens, "epochs": epochs, "hours": None, "usd": None}
     hours = tokens / tokens_per_s / 3600.0
-    return {"tokens": tokens, "epochs": epochs, "hours": round(hours, 3), "usd": round(hours * gpu_hourly_usd, 2)}
+    # Significant figures, not fixed decimals: a small projection (a test, a tiny data set) must not round to 0.
+    return {"tokens": tokens, "epochs": epochs, "hours": float(f"{hours:.4g}"), "usd": float(f"{hours * gpu_hourly_usd:.4g}")}
 
 
 def project_stages(tokens_per_s: float | None, stages: dict[str, StageData], *, gpu_hourly_usd: float,
@@ -62,6 +63,6 @@ def project_stages(tokens_per_s: float | None, stages: dict[str, StageData], *, 
     out = {name: project(tokens_per_s, sd.tokens, gpu_hourly_usd=gpu_hourly_usd, epochs=epochs)
            for name, sd in stages.items()}
     if out and all(v["hours"] is not None for v in out.values()):
-        out["total"] = {"hours": round(sum(v["hours"] for v in out.values()), 3),
-                        "usd": round(sum(v["usd"] for v in out.values()), 2)}
+        out["total"] = {"hours": float(f"{sum(v['hours'] for v in out.values()):.4g}"),
+                        "usd": float(f"{sum(v['usd'] for v in out.values()):.4g}")}
     return out
