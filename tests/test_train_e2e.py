@@ -189,7 +189,7 @@ def test_killed_run_resumes_to_the_same_final_step(tiny_qwen3_dir, prepared, tmp
     """SIGKILL after a checkpoint, --resume, SIGTERM (graceful: checkpoint + adapter, exit 143), --resume again:
     the run ends at the same final step as an uninterrupted one, each resume starting from a checkpoint."""
     out = tmp_path / "resume"
-    target = 10
+    target = 40  # far enough past step 5 that the SIGTERM always lands mid-run, even on a fast machine
     args = ["--model-name", str(tiny_qwen3_dir), "--train-file", str(prepared), "--output-dir", str(out),
             "--backend", "hf", "--max-steps", str(target), "--save-steps", "3", "--max-seq-length", "1024",
             "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1", "--learning-rate", "1e-2"]

@@ -347,10 +347,19 @@ def _project_cost(cfg, backend, device_kind, setup, train_data, rows_per_micro, 
 
 
 def run_training(run: Run) -> dict:
+    # the guard stays installed through the final save: a SIGTERM that arrives while the adapter is being
+    # written is noted, not fatal, so a finished run never leaves a half-written adapter behind
+    run.signal_guard.install()
+    try:
+        return _train_and_save(run)
+    finally:
+        run.signal_guard.uninstall()
+
+
+def _train_and_save(run: Run) -> dict:
     import torch
 
     trainer, meter = run.trainer, run.meter
-    run.signal_guard.install()
     session_t0 = time.time()
     error = None
     try:
@@ -365,8 +374,6 @@ def run_training(run: Run) -> dict:
         meter.stop_reason = "aborted"
         _write_run_json(run, time.time() - session_t0)
         raise
-    finally:
-        run.signal_guard.uninstall()
     from t2s_fast import distributed
 
     main = distributed.is_main()  # only rank 0 writes the adapter, the plot and run.json (DDP: same weights)
