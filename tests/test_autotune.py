@@ -75,6 +75,22 @@ def test_h200_packed_picks_no_checkpointing_and_no_cudnn_attention():
     assert s.estimated_peak_bytes <= H200.free_bytes
 
 
+def test_packed_unsloth_picks_torch_varlen_where_torch_has_it():
+    from dataclasses import replace
+
+    s = _choose(replace(H200, torch_varlen=True))
+    assert s.attention == "varlen"
+    assert (s.gradient_checkpointing, s.micro_batch_size) == ("off", 8)  # memory choice unchanged
+    # the hf backend has no varlen path: it keeps SDPA without cuDNN; padded batches keep plain SDPA
+    assert _choose(replace(H200, torch_varlen=True), backend="hf").attention == "sdpa-no-cudnn"
+    assert _choose(replace(H200, torch_varlen=True), packing=False).attention == "sdpa"
+
+
+def test_varlen_on_the_hf_backend_is_refused():
+    with pytest.raises(ValueError, match="Unsloth"):
+        _choose(H200, backend="hf", attention="varlen")
+
+
 def test_h100_does_not_pick_no_checkpointing_at_8_packed_rows():
     s = _choose(H100)
     assert not (s.gradient_checkpointing == "off" and s.micro_batch_size >= 8)

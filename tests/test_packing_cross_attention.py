@@ -196,7 +196,8 @@ def test_packed_forward_with_kv_cache_leaks_across_examples(packed_runs):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Unsloth needs a CUDA GPU")
-def test_unsloth_packed_examples_do_not_attend_to_each_other(sharp_tiny_qwen3_dir, tmp_path):
+@pytest.mark.parametrize("attention", ["sdpa-no-cudnn", "varlen"])  # this order: varlen patches Unsloth for the process
+def test_unsloth_packed_examples_do_not_attend_to_each_other(sharp_tiny_qwen3_dir, tmp_path, attention):
     """GPU only (run by bench/gpu_issue9.sh): the same check through Unsloth's patched model and trainer,
     in bf16 (Unsloth does not train fp32), so the tolerance is bf16's (~0.005 measured); a leak moves this
     model's losses by ~0.5 (the use_cache=True test above)."""
@@ -207,10 +208,17 @@ def test_unsloth_packed_examples_do_not_attend_to_each_other(sharp_tiny_qwen3_di
     data = write_prepared(tmp_path / "train.jsonl")
     cfg = TrainConfig(train_file=str(data), output_dir=str(tmp_path / "run"), model_name=str(sharp_tiny_qwen3_dir),
                       backend="unsloth", packing=True, max_seq_length=1024, per_device_train_batch_size=2,
-                      gradient_accumulation_steps=1, auto_setup=False, load_in_4bit=False, max_steps=1, seed=0)
+                      gradient_accumulation_steps=1, auto_setup=False, load_in_4bit=False, max_steps=1, seed=0,
+                      attention=attention)
     run = prepare_run(cfg)
     batch = _on_model_device(next(iter(run.trainer.get_train_dataloader())), run.trainer.model)
     run.trainer.model.eval()
     assert len(example_segments(batch["position_ids"])) >= 3
+    from t2s_fast.train.backends.torch_varlen import installed_shim
+
+    shim = installed_shim()
+    calls_before = shim.calls if shim else 0
     packed, alone = per_example_losses(run.trainer.model, batch, use_cache=False, logits_available=False)
     assert packed == pytest.approx(alone, abs=5e-2)
+    if attention == "varlen" and shim is not None:  # None: this torch's Unsloth uses varlen natively
+        assert shim.calls > calls_before, "the packed forward did not go through torch's varlen kernel"

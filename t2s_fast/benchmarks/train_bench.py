@@ -45,7 +45,7 @@ class BenchTrainConfig:
     warmup_steps: int = _f(2, "Optimizer steps run first and not measured.")
     packing: bool = _f(False, "Packed, padding-free batches.")
     gradient_checkpointing: str = _f("auto", "auto|off|plain|unsloth, passed to every run (variants may override).")
-    attention: str = _f("auto", "auto|sdpa|sdpa-no-cudnn|eager, passed to every run (variants may override).")
+    attention: str = _f("auto", "auto|sdpa|sdpa-no-cudnn|varlen|eager, passed to every run (variants may override).")
     max_examples: int = _f(2000, "Seeded random sample of the data file to train on (0 = all).")
     stage2_data: str | None = _f(None, "Stage-2 train JSONL for the cost projection (default: stage2_mixed_train.jsonl beside --data).")
     gpu_hourly_usd: float = _f(3.44, "Price of one GPU hour for the projected cost.")

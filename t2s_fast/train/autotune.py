@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 GIB = 1024**3
 
 CHECKPOINTING_CHOICES = ("auto", "off", "plain", "unsloth")
-ATTENTION_CHOICES = ("auto", "sdpa", "sdpa-no-cudnn", "eager")
+ATTENTION_CHOICES = ("auto", "sdpa", "sdpa-no-cudnn", "varlen", "eager")
 
 
 @dataclass
@@ -40,14 +40,18 @@ class DeviceInfo:
     total_bytes: int
     free_bytes: int
     kind: str = "cuda"  # "cuda" or "cpu"
+    torch_varlen: bool = False  # torch.nn.attention.varlen.varlen_attn with a CUDA flash kernel
 
     @classmethod
     def detect(cls) -> "DeviceInfo":
         import torch
 
         if torch.cuda.is_available():
+            from t2s_fast.train.backends.torch_varlen import varlen_available
+
             free, total = torch.cuda.mem_get_info()
-            return cls(name=torch.cuda.get_device_name(), total_bytes=total, free_bytes=free, kind="cuda")
+            return cls(name=torch.cuda.get_device_name(), total_bytes=total, free_bytes=free, kind="cuda",
+                       torch_varlen=varlen_available())
         return cls(name="cpu", total_bytes=0, free_bytes=0, kind="cpu")
 
 
@@ -108,7 +112,7 @@ class TrainSetup:
     micro_batch_size: int  # packed rows with packing, examples without
     gradient_accumulation_steps: int
     gradient_checkpointing: str  # "off" | "plain" | "unsloth"
-    attention: str  # "sdpa" | "sdpa-no-cudnn" | "eager"
+    attention: str  # "sdpa" | "sdpa-no-cudnn" | "varlen" | "eager"
     estimated_peak_bytes: int = 0
     reasons: list[str] = field(default_factory=list)
 
@@ -209,12 +213,19 @@ def choose_setup(
         raise ValueError(f"attention must be one of {ATTENTION_CHOICES}")
     reasons: list[str] = []
     if attention == "auto":
-        if device.kind == "cuda" and packing:
+        if device.kind == "cuda" and packing and backend == "unsloth" and device.torch_varlen:
+            attention = "varlen"
+            reasons.append("packed batches on Unsloth: torch's varlen flash kernel, one call per layer for a packed "
+                           "row instead of one SDPA call per example (cuDNN SDPA off for any fallback)")
+        elif device.kind == "cuda" and packing:
             attention = "sdpa-no-cudnn"
             reasons.append("packed batches: cuDNN SDPA costs 1-2 ms CPU per sequence per layer; use SDPA's flash kernel")
         else:
             attention = "sdpa"
     else:
+        if attention == "varlen" and backend != "unsloth":
+            raise ValueError("attention=varlen is an Unsloth option (its packed attention path); "
+                             "the hf backend takes sdpa, sdpa-no-cudnn or eager")
         reasons.append(f"attention={attention} (given)")
 
     global_batch_examples = max(1, global_batch_examples)

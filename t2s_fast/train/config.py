@@ -10,7 +10,7 @@ from t2s_fast.errors import T2SError
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 BACKENDS = ("auto", "unsloth", "hf")
 CHECKPOINTING = ("auto", "off", "plain", "unsloth")
-ATTENTION = ("auto", "sdpa", "sdpa-no-cudnn", "eager")
+ATTENTION = ("auto", "sdpa", "sdpa-no-cudnn", "varlen", "eager")
 
 
 def _f(default, help_: str, **kw):
@@ -53,7 +53,7 @@ class TrainConfig:
     report_to: str = _f("none", "Trainer integrations to report to (none, wandb, tensorboard, ...).")
     load_in_4bit: bool = _f(True, "Load the base in 4-bit NF4 (QLoRA) on a GPU; CPU runs are full precision.")
     gradient_checkpointing: str = _f("auto", "auto|off|plain|unsloth (auto: chosen from free GPU memory).", choices=CHECKPOINTING)
-    attention: str = _f("auto", "auto|sdpa|sdpa-no-cudnn|eager (auto: no cuDNN SDPA for packed batches on a GPU).", choices=ATTENTION)
+    attention: str = _f("auto", "auto|sdpa|sdpa-no-cudnn|varlen|eager (auto, packed on a GPU: torch's varlen kernel on Unsloth, else no cuDNN SDPA).", choices=ATTENTION)
     auto_setup: bool = _f(True, "Let autotune re-choose micro-batch/accumulation, keeping their product (the global batch). "
                                "The CLI turns it off when a batch flag is given explicitly.")
     warmup_ratio: float = _f(0.03, "Fraction of steps for linear warm-up.")

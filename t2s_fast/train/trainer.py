@@ -205,13 +205,16 @@ def prepare_run(cfg: TrainConfig) -> Run:
         model_config = AutoConfig.from_pretrained(source.model_path)
     except (OSError, ValueError) as exc:
         raise T2SError(f"cannot read the model config of {source.model_path} ({exc})") from None
-    setup = choose_setup(
-        device=device, shape=ModelShape.from_config(model_config), max_seq_length=cfg.max_seq_length,
-        mean_tokens_per_example=train_data.mean_tokens, global_batch_examples=cfg.per_process_batch(world_size),
-        backend=backend.name, packing=cfg.packing, load_in_4bit=cfg.load_in_4bit,
-        gradient_checkpointing=cfg.gradient_checkpointing, attention=cfg.attention,
-        micro_batch_size=None if cfg.auto_setup else cfg.per_device_train_batch_size,
-        max_tokens_per_example=max(train_data.lengths))
+    try:
+        setup = choose_setup(
+            device=device, shape=ModelShape.from_config(model_config), max_seq_length=cfg.max_seq_length,
+            mean_tokens_per_example=train_data.mean_tokens, global_batch_examples=cfg.per_process_batch(world_size),
+            backend=backend.name, packing=cfg.packing, load_in_4bit=cfg.load_in_4bit,
+            gradient_checkpointing=cfg.gradient_checkpointing, attention=cfg.attention,
+            micro_batch_size=None if cfg.auto_setup else cfg.per_device_train_batch_size,
+            max_tokens_per_example=max(train_data.lengths))
+    except ValueError as exc:
+        raise T2SError(f"--attention/--gradient-checkpointing: {exc}") from None
     if not cfg.auto_setup:
         setup.micro_batch_size = cfg.per_device_train_batch_size
         setup.gradient_accumulation_steps = cfg.gradient_accumulation_steps

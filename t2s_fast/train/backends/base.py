@@ -59,7 +59,7 @@ def apply_attention_policy(attention: str) -> str:
     """Process-wide SDPA switches; returns the attn_implementation name for transformers."""
     import torch
 
-    if attention == "sdpa-no-cudnn" and torch.cuda.is_available():
+    if attention in ("sdpa-no-cudnn", "varlen") and torch.cuda.is_available():
         # cuDNN's SDPA pays 1-2 ms of CPU per call, one call per packed sequence per layer
         # (../shared/notes/h200-qlora-first-measurements.md); the flash kernel does not.
         torch.backends.cuda.enable_cudnn_sdp(False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 
+from t2s_fast.errors import T2SError
 from t2s_fast.train.backends.base import Backend, Loaded, ModelSource, apply_attention_policy, gc_flag
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,13 @@ class UnslothBackend(Backend):
         apply_attention_policy(setup.attention)
         if setup.attention == "eager":
             notes.append("attention=eager is not an Unsloth option; Unsloth uses its SDPA path")
+        if setup.attention == "varlen":
+            from t2s_fast.train.backends.torch_varlen import install_varlen_for_unsloth
+
+            try:
+                notes.append(install_varlen_for_unsloth())
+            except RuntimeError as exc:
+                raise T2SError(f"--attention varlen: {exc}; use --attention sdpa-no-cudnn") from None
         gc = gc_flag(setup)
         kwargs = dict(model_name=source.model_path, max_seq_length=cfg.max_seq_length, dtype=None,
                       load_in_4bit=cfg.load_in_4bit, use_gradient_checkpointing=gc, random_state=cfg.seed)
