@@ -194,6 +194,26 @@ def test_profile_bucketing():
                          step_time_s=1.0, cpu_ops=[("aten::_cudnn_attention_forward", 0.3, 36)])
     assert s["buckets_s"]["matmul"] == 0.4 and s["buckets_s"]["attention"] == 0.1
     assert s["gpu_busy_s"] == 0.5 and s["idle_s"] == 0.5 and s["attention_host_calls"] == 36
+    # The profiler mirrors its step range onto the GPU timeline; counted as a kernel it made every step look
+    # ~100% busy and put the whole step into "other" (the defect in the first H200 profiles).
+    with_range = summarize_events([("ProfilerStep#3", 0, 1_000_000), ("gemm_a", 0, 400_000)], step_time_s=1.0)
+    assert with_range["gpu_busy_s"] == 0.4 and with_range["idle_s"] == 0.6
+    assert with_range["buckets_s"]["other"] == 0.0
+
+
+def test_readme_corrects_profiles_recorded_with_the_step_range_counted():
+    from t2s_fast.benchmarks.readme import corrected_profile_row
+
+    row = {"label": "x", "step_time_s": 2.0, "gpu_busy_pct": 100.0, "idle_s": 0.0,
+           "buckets_s": {"matmul": 1.0, "attention": 0.2, "quantization": 0.0, "elementwise": 0.2, "copies": 0.1,
+                         "other": 2.05},
+           "top_kernels": [{"name": "ProfilerStep*", "bucket": "other", "total_s": 2.0, "count": 1}]}
+    fixed = corrected_profile_row(row)
+    assert fixed["buckets_s"]["other"] == pytest.approx(0.05)
+    assert fixed["gpu_busy_pct"] == pytest.approx(77.5) and fixed["idle_s"] == pytest.approx(0.45)
+    assert fixed["corrected"] is True
+    clean = dict(row, top_kernels=[], buckets_s=dict(row["buckets_s"], other=0.05), gpu_busy_pct=77.5, idle_s=0.45)
+    assert corrected_profile_row(clean)["corrected"] is False
 
 
 def write_prepared(path, n=24):

@@ -64,9 +64,16 @@ def union_length(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
+def is_annotation(name: str) -> bool:
+    """Profiler ranges mirrored on the GPU timeline (``ProfilerStep#N``, ``record_function`` labels): they span
+    the kernels inside them, so counting them as kernels double-counts the step and hides idle time."""
+    return name.startswith("ProfilerStep") or name.startswith("## ")
+
+
 def summarize_events(kernels: list[tuple[str, float, float]], step_time_s: float,
                      cpu_ops: list[tuple[str, float, int]] | None = None) -> dict:
-    """kernels: (name, start_us, end_us); cpu_ops: (name, self_cpu_s, calls)."""
+    """kernels: (name, start_us, end_us); cpu_ops: (name, self_cpu_s, calls). Annotation ranges are dropped."""
+    kernels = [k for k in kernels if not is_annotation(k[0])]
     buckets = dict.fromkeys(BUCKETS, 0.0)
     per_name: dict[str, list] = {}
     for name, s, e in kernels:
@@ -117,7 +124,8 @@ def profile_training(train_args: list[str], *, warmup_steps: int = 2, label: str
         events = p.events()
         if cuda:
             kernels = [(e.name, e.time_range.start, e.time_range.end) for e in events
-                       if e.device_type == DeviceType.CUDA and e.time_range.end > e.time_range.start]
+                       if e.device_type == DeviceType.CUDA and e.time_range.end > e.time_range.start
+                       and not getattr(e, "is_user_annotation", False)]
         else:  # bucket CPU ops by their self time (leaf-ish view)
             kernels, t = [], 0.0
             for e in events:
