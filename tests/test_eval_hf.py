@@ -73,6 +73,8 @@ def test_hf_end_to_end_reports_and_resume(tmp_path, tiny_qwen3_dir, two_adapters
     qids = {p["qid"] for p in preds}
     assert any(by[("alpha", q)] != by[("__base__", q)] for q in qids)
     assert any(by[("beta", q)] != by[("alpha", q)] for q in qids)
+    # the HF backend gets its requests adapter by adapter (single-adapter batches, not PEFT's mixed path)
+    assert [p["adapter"] for p in preds] == ["__base__"] * 6 + ["alpha"] * 6 + ["beta"] * 6
 
     # 2) killed after two batches, then re-run: same report, no duplicate predictions
     run_b = tmp_path / "b"
@@ -114,3 +116,26 @@ def test_bad_adapter_flag_exits_2(tmp_path, capsys):
               "--out-dir", str(tmp_path / "o")])
     assert exc.value.code == 2
     assert "adapter_config.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_single_adapter_batches_answer_like_mixed_batches(tiny_qwen3_dir, two_adapters, qwen3_tokenizer_dir):
+    """A batch of one adapter (adapter made active, or all adapters disabled for the base) gives each request
+    the same greedy answer as a batch mixing adapters row by row through PEFT's adapter_names."""
+    from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenSettings
+    from t2s_fast.generate.hf import HFGenerator
+
+    gen = HFGenerator(base_model=str(tiny_qwen3_dir), adapters=two_adapters, tokenizer_dir=str(qwen3_tokenizer_dir),
+                      batch_size=3, device="cpu")
+    prompts = [f"How many rows are in table t{i}?" for i in range(3)]
+    lengths = {len(gen.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts}
+    assert len(lengths) == 1  # equal lengths: no padding difference between the two batchings
+    names = [BASE_ADAPTER, "alpha", "beta"]
+    mixed = [GenRequest(key=f"{a}|q{i}|0", adapter=a, prompt=p, seed=0) for i, p in enumerate(prompts) for a in names]
+    grouped = sorted(mixed, key=lambda r: names.index(r.adapter))
+    settings = GenSettings(max_new_tokens=8)
+    mixed_out = {r.key: r.text for r in gen.generate(mixed, settings)}  # every batch holds all three adapters
+    grouped_out = {r.key: r.text for r in gen.generate(grouped, settings)}  # every batch holds one adapter
+    assert grouped_out == mixed_out
+    assert len({mixed_out[f"{a}|q0|0"] for a in names}) > 1  # the adapters change the answer
+    gen.close()

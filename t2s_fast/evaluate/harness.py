@@ -18,7 +18,7 @@ from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.config import EvalConfig
 from t2s_fast.evaluate.predictions import PredictionStore, adapter_fingerprint, prediction_key, text_sha
 from t2s_fast.evaluate.questions import Question, QuestionSet, load_jsonl, load_spider1
-from t2s_fast.generate.base import GenRequest, GenSettings, select_backend
+from t2s_fast.generate.base import GenRequest, GenSettings, order_for_backend, select_backend
 from t2s_fast.generate.extract import extract
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list
                                    gpu_memory_utilization=cfg.gpu_memory_utilization,
                                    tensor_parallel_size=cfg.tensor_parallel_size,
                                    data_parallel_size=cfg.data_parallel_size, **_device_for_rank(backend))
+    pending = order_for_backend(generator, pending, cfg.adapter_names)  # HF: adapter by adapter
     step = generator.batch_size or len(pending)
     by_key = {r.key: r for r in pending}
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -118,3 +118,14 @@ def measure_generation(generator: Generator, requests: list[GenRequest], setting
     return {"results": results, "tokens": tokens, "seconds": seconds, "requests": len(results),
             "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
             "requests_per_s": len(results) / seconds if seconds > 0 else 0.0}
+
+
+def order_for_backend(generator, requests: list[GenRequest], adapter_order: list[str]) -> list[GenRequest]:
+    """The order a backend generates best in. Backends with ``prefers_adapter_grouping`` (HF/PEFT: one active
+    adapter per batch beats PEFT's mixed-adapter path) get the requests adapter by adapter in
+    ``adapter_order``, each group keeping its given order; others (vLLM, which swaps adapters per request)
+    keep the order as given. Deterministic, so a resumed run forms the batches an uninterrupted one would."""
+    if not getattr(generator, "prefers_adapter_grouping", False):
+        return list(requests)
+    rank = {name: i for i, name in enumerate(adapter_order)}
+    return sorted(requests, key=lambda r: rank.get(r.adapter, len(rank)))

@@ -35,7 +35,7 @@ def run_generation_benchmark(*, backend: str, base_model: str, adapters: dict[st
     import torch
     from transformers import AutoTokenizer
 
-    from t2s_fast.generate.base import BASE_ADAPTER, GenSettings, make_generator, measure_generation
+    from t2s_fast.generate.base import BASE_ADAPTER, GenSettings, make_generator, measure_generation, order_for_backend
     from t2s_fast.generate.extract import extract
     from t2s_fast.models import find_tokenizer_dir
 
@@ -50,6 +50,7 @@ def run_generation_benchmark(*, backend: str, base_model: str, adapters: dict[st
     load_s = time.perf_counter() - t0
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    requests = order_for_backend(gen, requests, names)
     m = measure_generation(gen, requests, GenSettings(max_new_tokens=max_new_tokens))
     result = {
         "what": "generation throughput on Spider dev prompts, all adapters through one engine",

@@ -1,9 +1,10 @@
 """transformers + PEFT generation: one model, every adapter loaded, mixed-adapter batches.
 
 Used on CPUs (tests, laptops) and on GPUs where vLLM is not installed (the H200 image). All adapters are
-loaded into one PeftModel with `load_adapter`; a batch may mix adapters, each row choosing its own through
-PEFT's `adapter_names=` argument to `generate` ("__base__" = no adapter), so there is one model load for
-any number of adapters.
+loaded into one PeftModel with `load_adapter`, so there is one model load for any number of adapters. A batch
+of one adapter runs with that adapter active (the base model: adapters disabled); a batch that mixes adapters
+lets each row choose its own through PEFT's `adapter_names=` argument ("__base__" = no adapter), which is
+correct but slower, so the evaluation harness hands this backend its requests adapter by adapter.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def check_adapter_dir(name: str, path: str) -> Path:
 
 class HFGenerator:
     name = "hf"
+    # PEFT's mixed-adapter forward (adapter_names=) splits every LoRA layer's batch per adapter; batches of one
+    # adapter run the plain LoRA path instead, so the harness orders requests adapter by adapter for us.
+    prefers_adapter_grouping = True
 
     def __init__(self, *, base_model: str, adapters: dict[str, str], tokenizer_dir: str,
                  batch_size: int | None = None, device: str | None = None, dtype: str | None = None,
@@ -115,9 +119,7 @@ class HFGenerator:
                 # One seed per batch: HF samples a batch from one generator, so per-request seeds cannot apply.
                 torch.manual_seed(settings.seed + chunk[0].seed)
                 kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=None)
-            if self.adapter_names:
-                kwargs["adapter_names"] = [r.adapter for r in chunk]
-            with torch.inference_mode():
+            with torch.inference_mode(), self._adapters_for(chunk, kwargs):
                 out = self.model.generate(**enc, **kwargs)
             new_tokens = out[:, enc["input_ids"].shape[1]:].tolist()
             for req, ids in zip(chunk, new_tokens):
@@ -129,6 +131,23 @@ class HFGenerator:
                 text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
                 results.append(GenResult(key=req.key, adapter=req.adapter, text=text, n_tokens=n))
         return results
+
+    def _adapters_for(self, chunk: list[GenRequest], kwargs: dict):
+        """A context that applies the chunk's adapters: one adapter -> make it the active one (plain LoRA
+        forward); the base model -> adapters disabled; a mix -> PEFT's per-row ``adapter_names``."""
+        import contextlib
+
+        if not self.adapter_names:
+            return contextlib.nullcontext()
+        names = {r.adapter for r in chunk}
+        if len(names) > 1:
+            kwargs["adapter_names"] = [r.adapter for r in chunk]
+            return contextlib.nullcontext()
+        (name,) = names
+        if name == BASE_ADAPTER:
+            return self.model.disable_adapter()
+        self.model.set_adapter(name)
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         import gc

@@ -47,6 +47,7 @@ def adapter_rank(name: str, path: str | Path) -> int:
 
 class VLLMGenerator:
     name = "vllm"
+    prefers_adapter_grouping = False  # vLLM swaps LoRA adapters per request inside one batch
     batch_size = None  # everything in one generate call; vLLM schedules its own batches
 
     def __init__(self, *, base_model: str, adapters: dict[str, str], tokenizer_dir: str,
