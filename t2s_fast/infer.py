@@ -88,12 +88,12 @@ def load_for_inference(model_path: str, *, base_model: str | None = None, tokeni
         if is_config_file(base):
             raise T2SError(f"--base-model {base} is a config file; pass the model folder the adapter was trained on")
         tok_src = tokenizer or (str(mp) if (mp / "tokenizer_config.json").is_file() else base)
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+        model = _load(AutoModelForCausalLM, base, "--base-model", **kwargs)
         model = load_adapter_checked(model, mp, is_trainable=False, base_name=base)
     else:
         tok_src = tokenizer or model_path
-        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
-    tok = AutoTokenizer.from_pretrained(tok_src)
+        model = _load(AutoModelForCausalLM, model_path, "--model-path", **kwargs)
+    tok = _load(AutoTokenizer, tok_src, "--tokenizer")
     model.eval()
     return model, tok
 
@@ -127,3 +127,12 @@ def infer(cfg: InferConfig) -> str:
     messages = build_infer_messages(cfg)
     model, tok = load_for_inference(cfg.model_path, base_model=cfg.base_model, tokenizer=cfg.tokenizer)
     return generate_sql(model, tok, messages, cfg.max_new_tokens)
+
+
+def _load(cls, name: str, flag: str, **kwargs):
+    """``cls.from_pretrained(name)``; a path or hub id that does not load becomes a one-line error."""
+    try:
+        return cls.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise T2SError(f"{flag} {name}: cannot load it ({first})") from None

@@ -28,12 +28,28 @@ def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerat
 
 
 def iter_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerate_torn_tail: bool = False) -> Iterator[dict]:
+    for _, record in iter_numbered_jsonl(path, required=required, tolerate_torn_tail=tolerate_torn_tail):
+        yield record
+
+
+def iter_numbered_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (),
+                        tolerate_torn_tail: bool = False) -> Iterator[tuple[int, dict]]:
+    """(line number in the file, record) for each non-blank line: what error messages should cite."""
     path = Path(path)
     if not path.is_file():
         raise T2SError(f"{path}: file not found")
     required = tuple(required)
-    with path.open("r", encoding="utf-8") as fh:
-        lines = fh.readlines()
+    with path.open("rb") as fh:
+        raw_lines = fh.readlines()
+    lines = []
+    for lineno, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            if tolerate_torn_tail and lineno == len(raw_lines) and not raw.endswith(b"\n"):
+                lines.append("")  # a multi-byte character cut by a crash mid-append: a torn tail
+                continue
+            raise T2SError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start + 1} of the line)") from None
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -49,7 +65,7 @@ def iter_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerat
         missing = [k for k in required if k not in record]
         if missing:
             raise T2SError(f"{path}:{lineno}: missing field(s) {', '.join(repr(m) for m in missing)}")
-        yield record
+        yield lineno, record
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -61,6 +77,8 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(fh)
     except json.JSONDecodeError as exc:
         raise T2SError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise T2SError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
 
 
 @contextlib.contextmanager

@@ -81,6 +81,8 @@ class PredictionStore:
 
     def _load(self) -> None:
         self.records = {}
+        for path in [self.main_timings_path, *self._shard_files("timings")]:
+            _drop_torn_tail(path)  # else the next append would glue a record onto the torn line
         for path in [self.main_path, *self._shard_files("predictions")]:
             _drop_torn_tail(path)
             if path.is_file():

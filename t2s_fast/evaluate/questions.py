@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2s_fast.errors import T2SError
-from t2s_fast.jsonl import iter_jsonl, read_json
+from t2s_fast.jsonl import iter_numbered_jsonl, read_json
 
 
 @dataclass
@@ -80,7 +80,7 @@ def load_spider1(spider_dir: str | Path, split: str, *, dbs: list[str], limit: i
 def load_jsonl(questions_file: str | Path, db_root: str | Path | None, *, dbs: list[str], limit: int | None) -> QuestionSet:
     """Prepared-format lines: db_id, question, sql, dialect (default sqlite), optional id and messages."""
     path = Path(questions_file)
-    rows = list(enumerate(iter_jsonl(path, required=("db_id", "question")), start=1))
+    rows = list(iter_numbered_jsonl(path, required=("db_id", "question")))  # file line numbers, blanks counted
     rows = _select(rows, dbs, limit, lambda it: it[1]["db_id"])
     root = Path(db_root) if db_root else None
     questions, skipped = [], []

@@ -51,8 +51,9 @@ class VLLMGenerator:
     batch_size = None  # everything in one generate call; vLLM schedules its own batches
 
     def __init__(self, *, base_model: str, adapters: dict[str, str], tokenizer_dir: str,
-                 max_model_len: int = 8192, gpu_memory_utilization: float = 0.90, dtype: str = "bfloat16",
+                 max_model_len: int = 8192, gpu_memory_utilization: float = 0.90, dtype: str | None = None,
                  seed: int = 0, materialize_dir: str | None = None, tensor_parallel_size: int = 1, **_ignored):
+        dtype = dtype or "bfloat16"  # callers pass None for "the backend's default" (EvalConfig.dtype)
         # Imported here so CPU machines never need vllm.
         from vllm.lora.request import LoRARequest
 

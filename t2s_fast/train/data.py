@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2s_fast.errors import T2SError
-from t2s_fast.jsonl import iter_jsonl
+from t2s_fast.jsonl import iter_numbered_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,8 @@ def load_tokenized(path: str | Path, tokenizer, max_seq_length: int, *, what: st
         raise T2SError(f"{path}: {what} file not found (write it with `t2s-fast prepare`)")
     ids, masks, lengths = [], [], []
     n_read = dropped = completion = 0
-    # iter_jsonl numbers lines itself; we count records to name the line of a bad record.
-    lineno_of = _line_numbers(path)
-    conversations = [validate_messages(record, f"{path}:{lineno_of[k]}")
-                     for k, record in enumerate(iter_jsonl(path, required=("messages",)))]
+    conversations = [validate_messages(record, f"{path}:{lineno}")
+                     for lineno, record in iter_numbered_jsonl(path, required=("messages",))]
     # One batched call of the fast (Rust, multi-threaded) tokenizer, not one call per example.
     for tok in tokenize_many_for_training(tokenizer, conversations):
         n_read += 1
@@ -107,9 +105,3 @@ def load_tokenized(path: str | Path, tokenizer, max_seq_length: int, *, what: st
     dataset = Dataset.from_dict({"input_ids": ids, "completion_mask": masks})
     return TokenizedData(dataset=dataset, path=str(path), n_read=n_read, n_dropped_too_long=dropped,
                          lengths=lengths, completion_tokens=completion)
-
-
-def _line_numbers(path: Path) -> list[int]:
-    """1-based line numbers of the non-blank lines (iter_jsonl skips blank ones)."""
-    with path.open("r", encoding="utf-8") as fh:
-        return [i for i, line in enumerate(fh, start=1) if line.strip()]

@@ -52,6 +52,10 @@ class LLM:
     def __init__(self, model: str, *, enable_lora: bool = False, max_loras: int = 1, max_lora_rank: int = 16, **kwargs):
         if enable_lora and max_lora_rank not in ALLOWED_MAX_LORA_RANKS:
             raise ValueError(f"max_lora_rank ({max_lora_rank}) must be one of {ALLOWED_MAX_LORA_RANKS}")
+        # vLLM's ModelConfig validates dtype: "auto" or a dtype name / torch.dtype; None is refused
+        dtype = kwargs.get("dtype", "auto")
+        if dtype is None or not isinstance(dtype, str) and type(dtype).__name__ != "dtype":
+            raise ValueError(f"dtype {dtype!r} is not a valid vLLM dtype")
         self.kwargs = dict(model=model, enable_lora=enable_lora, max_loras=max_loras, max_lora_rank=max_lora_rank, **kwargs)
         CALLS["engines"].append(self.kwargs)
 
