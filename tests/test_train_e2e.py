@@ -221,3 +221,33 @@ def test_killed_run_resumes_to_the_same_final_step(tiny_qwen3_dir, prepared, tmp
     assert info["resumed_from"].endswith(f"checkpoint-{stopped_at}")
     assert [r["step"] for r in _log(out) if "loss" in r] == list(range(1, target + 1))
     assert info["tokens_trained_total"] == sum(r["trained_tokens"] for r in _log(out) if "loss" in r)
+
+
+def test_global_batch_size_with_packing_counts_examples_not_rows(tiny_qwen3_dir, prepared, tmp_path):
+    """--global-batch-size is in examples; with --packing a micro-batch is in packed rows, so the accumulation
+    comes from the rows those examples fill, not from examples / rows (which made steps ~4x too large)."""
+    from t2s_fast.train.autotune import packed_rows_for
+    from t2s_fast.train.trainer import prepare_run
+
+    run = prepare_run(_cfg(tiny_qwen3_dir, prepared, tmp_path / "gbs", packing=True, global_batch_size=32,
+                           per_device_train_batch_size=2, max_steps=1))
+    mean = run.train_data.mean_tokens
+    rows = packed_rows_for(32, mean, 1024)
+    assert rows < 32 / 2  # the bug would have given accumulation 16 here
+    assert run.trainer.args.gradient_accumulation_steps == max(1, round(rows / 2))
+    assert run.trainer.args.per_device_train_batch_size == 2
+
+
+def test_resume_without_a_checkpoint_keeps_the_money_spent_and_the_log(tiny_qwen3_dir, prepared, tmp_path):
+    """A crash before the first checkpoint: --resume restarts at step 0, but the GPU time already paid still
+    counts toward --max-cost-usd, and the earlier log is kept, not deleted."""
+    from t2s_fast.train.trainer import prepare_run
+
+    out = tmp_path / "early-crash"
+    out.mkdir()
+    (out / "train_log.jsonl").write_text(json.dumps({"step": 1, "loss": 3.0, "elapsed_s": 120.0}) + "\n")
+    run = prepare_run(_cfg(tiny_qwen3_dir, prepared, out, resume=True, max_steps=1))
+    assert run.meter.prior_elapsed_s == 120.0
+    kept = list(out.glob("train_log.before-restart-*.jsonl"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["elapsed_s"] == 120.0
+    assert not (out / "train_log.jsonl").exists()

@@ -185,6 +185,13 @@ def _micro_batch_options(limit: int, *, must_divide: bool) -> list[int]:
     return opts or [1]
 
 
+def packed_rows_for(examples: int, mean_tokens_per_example: float, max_seq_length: int) -> int:
+    """Packed rows of ``max_seq_length`` tokens that hold about ``examples`` examples of the mean length: how a
+    batch counted in examples (the runbook's 2 x 16) becomes TRL's packed batch (counted in rows)."""
+    mean = max(1.0, float(mean_tokens_per_example or max_seq_length))
+    return max(1, round(max(1, examples) * min(mean, max_seq_length) / max_seq_length))
+
+
 def choose_setup(
     *,
     device: DeviceInfo,
@@ -232,7 +239,7 @@ def choose_setup(
     mean_tokens = max(1.0, float(mean_tokens_per_example or max_seq_length))
     if packing:
         # keep about the runbook's tokens per optimizer step: global batch in packed rows
-        global_units = max(1, round(global_batch_examples * min(mean_tokens, max_seq_length) / max_seq_length))
+        global_units = packed_rows_for(global_batch_examples, mean_tokens, max_seq_length)
         unit_tokens = max_seq_length
     else:
         global_units = global_batch_examples

@@ -219,7 +219,17 @@ def prepare_run(cfg: TrainConfig) -> Run:
         setup.micro_batch_size = cfg.per_device_train_batch_size
         setup.gradient_accumulation_steps = cfg.gradient_accumulation_steps
         setup.reasons.append("batch flags given explicitly: micro-batch and accumulation kept as given")
-    if cfg.global_batch_size is not None:
+    if cfg.global_batch_size is not None and cfg.packing:
+        # --global-batch-size counts examples; with packing a micro-batch counts packed rows of max_seq_length
+        # tokens, so the examples become about as many tokens' worth of rows (as the automatic setup does)
+        from t2s_fast.train.autotune import packed_rows_for
+
+        rows = packed_rows_for(cfg.per_process_batch(world_size), train_data.mean_tokens, cfg.max_seq_length)
+        setup.gradient_accumulation_steps = max(1, round(rows / setup.micro_batch_size))
+        setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} examples on {world_size} process(es), packed: "
+                             f"~{rows} rows of {cfg.max_seq_length} tokens per process (mean example "
+                             f"{train_data.mean_tokens:.0f} tokens) -> accumulation {setup.gradient_accumulation_steps}")
+    elif cfg.global_batch_size is not None:
         setup.gradient_accumulation_steps = cfg.accumulation_for(setup.micro_batch_size, world_size)
         setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} on {world_size} process(es): accumulation "
                              f"{setup.gradient_accumulation_steps}")
@@ -243,6 +253,10 @@ def prepare_run(cfg: TrainConfig) -> Run:
     if resume_from:
         meter.prior_elapsed_s, meter.prior_tokens, kept_log = _read_log_for_resume(
             out / "train_log.jsonl", int(resume_from.rsplit("-", 1)[-1]))
+    elif cfg.resume:
+        # no checkpoint to resume from (a crash before the first --save-steps): the steps are redone, but the
+        # GPU time they cost was paid, so the budget guard keeps counting it
+        meter.prior_elapsed_s = _read_log_for_resume(out / "train_log.jsonl", 0)[0]
     distributed.barrier()  # every rank has read the log before rank 0 rewrites it
     if distributed.is_main():
         from t2s_fast.jsonl import write_jsonl
@@ -250,7 +264,13 @@ def prepare_run(cfg: TrainConfig) -> Run:
         if kept_log is not None:
             write_jsonl(out / "train_log.jsonl", kept_log)
         elif not resume_from and (out / "train_log.jsonl").exists():
-            (out / "train_log.jsonl").unlink()
+            if cfg.resume:  # keep the lost steps' log for the record instead of deleting it
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                (out / "train_log.jsonl").rename(out / f"train_log.before-restart-{stamp}.jsonl")
+                log.warning("--resume without a checkpoint: the earlier log is kept as train_log.before-restart-%s.jsonl;"
+                            " its %.0f s of GPU time still count toward --max-cost-usd", stamp, meter.prior_elapsed_s)
+            else:
+                (out / "train_log.jsonl").unlink()
 
     sft_args = _sft_config(cfg, setup, backend, ckpt_dir, rows_per_micro, eval_data is not None, device.kind)
     trainer_cls = counting_trainer_class(backend.trainer_class(), meter)
