@@ -46,12 +46,14 @@ def _args(spider_dir, out, tok, *extra):
 
 def test_mini_run_writes_stage1_files(mini, tmp_path, qwen3_tokenizer_dir):
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "stage2_mixed_train.jsonl").write_text("{}\n")  # left by an earlier run with another split
     main(_args(mini, out, qwen3_tokenizer_dir, "--valid-fraction", "0.3"))
     stats = json.loads((out / "prepare_stats.json").read_text())
     # one database present, one missing: the missing one is dropped with a reason
     assert [d["reason"] for d in stats["dropped"]] == ["database file gone/gone.sqlite is missing"]
     assert stats["files"]["stage1_train.jsonl"]["examples"] + stats["files"]["stage1_valid.jsonl"]["examples"] == 2
-    assert not (out / "stage2_mixed_train.jsonl").exists()
+    assert not (out / "stage2_mixed_train.jsonl").exists()  # removed: not written by this run
 
 
 def test_missing_folder(tmp_path, capsys, qwen3_tokenizer_dir):

@@ -88,6 +88,19 @@ def test_missing_database_is_a_per_line_error(spider1_dir):
     assert summary["ex"] == 1.0 and summary["n"] == 1 and summary["errors"] == {"no_database": 1}
 
 
+def test_a_failing_gold_query_is_excluded_not_scored_as_the_models_miss(spider1_dir):
+    recs = [
+        {"db_id": "concert_singer", "gold": "SELECT no_such_column FROM singer", "pred": "SELECT count(*) FROM singer"},
+        {"db_id": "concert_singer", "gold": "SELECT count(*) FROM singer", "pred": "SELECT count(*) FROM singer"},
+    ]
+    out = score_records(recs, ScoreConfig(db_root=spider1_dir / "database", workers=1))
+    assert out[0]["error_kind"] == "gold_error"
+    summary = summarize(out)
+    assert summary["ex"] == 1.0 and summary["n"] == 1
+    assert summary["excluded_gold_error"] == 1 and summary["excluded_no_database"] == 0
+    assert summary["errors"] == {"gold_error": 1}  # still reported, apart from EX
+
+
 def test_huge_prediction_is_wrong_not_fatal(spider1_dir):
     huge = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) SELECT x FROM c"
     rec = {"db_id": "concert_singer", "gold": "SELECT Name FROM singer", "pred": huge}

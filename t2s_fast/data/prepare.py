@@ -14,6 +14,7 @@ temporary folder inside ``out_dir`` and moved into place only when all of them a
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import platform
 import random
@@ -29,6 +30,8 @@ from t2s_fast.data.example import Dropped, SourceExample
 from t2s_fast.data.shorten import DropExample, Fitted, SchemaFitter
 from t2s_fast.errors import T2SError
 from t2s_fast.jsonl import write_json, write_jsonl
+
+log = logging.getLogger(__name__)
 
 STAGE1_TRAIN, STAGE1_VALID = "stage1_train.jsonl", "stage1_valid.jsonl"
 MIXED_TRAIN, MIXED_VALID = "stage2_mixed_train.jsonl", "stage2_mixed_valid.jsonl"
@@ -228,5 +231,11 @@ def _write_outputs(out_dir: Path, outputs: dict, stats: dict, t0: float) -> None
         write_json(tmp / STATS_FILE, stats)
         for name in [*outputs, STATS_FILE]:
             os.replace(tmp / name, out_dir / name)
+        # A file of ours this run did not write (stage 2 without --spider2-dir now) came from an earlier run
+        # with another split: its replay sample could overlap the new validation files. Remove it.
+        for name in set(OUTPUT_FILES) - {*outputs, STATS_FILE}:
+            if (out_dir / name).exists():
+                log.warning("%s: removing %s from an earlier prepare run (not written by this one)", out_dir, name)
+                (out_dir / name).unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -42,7 +42,7 @@ def _pct(x) -> str:
 
 # ---------------------------------------------------------------- building
 def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
-    from t2s_fast.sql.scorer import summarize
+    from t2s_fast.sql.scorer import GOLD_ERROR, summarize
 
     by_adapter: dict[str, list[dict]] = defaultdict(list)
     for rec in scored:
@@ -54,7 +54,7 @@ def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
         summary = summarize(executable) if executable else {"ex": None, "n": 0, "by_hardness": {}, "errors": {}}
         by_db: dict[str, dict] = {}
         for r in executable:
-            if r.get("error_kind") == "no_database":
+            if r.get("error_kind") in ("no_database", GOLD_ERROR):
                 continue
             d = by_db.setdefault(r["db_id"], {"n": 0, "correct": 0})
             d["n"] += 1
@@ -69,6 +69,7 @@ def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
             "ex": summary["ex"],
             "n": summary["n"],
             "correct": sum(1 for r in executable if r.get("exec_match")),
+            "excluded_gold_error": summary.get("excluded_gold_error", 0),
             "not_executable": sum(1 for r in recs if r.get("exec_match") is None),
             "by_hardness": {h: v for h, v in summary.get("by_hardness", {}).items() if v.get("n")},
             "by_database": {db: {"n": v["n"], "ex": v["correct"] / v["n"]} for db, v in sorted(by_db.items())},

@@ -91,10 +91,10 @@ def load_spider2_lite(spider_dir: str | Path, *, dbs: list[str], limit: int | No
     for row in rows:
         iid, db = row["instance_id"], row["db"]
         dialect = dialect_of(iid)
-        gold_sql = gold_dir / "sql" / f"{iid}.sql"
-        # The reader looks into the gold SQL only to find datasets described under another database's folder.
-        q = Spider2Question(iid, db, row["question"], row.get("external_knowledge"),
-                      gold_sql if gold_sql.is_file() else Path("/dev/null"), "lite")
+        gold_sql = gold_dir / "sql" / f"{iid}.sql"  # kept for the report, never read into the prompt
+        # No gold SQL here: the reader would look into it to add datasets described under another database's
+        # folder (bq376, sf_bq233), and which tables the gold reads must not shape an evaluation prompt.
+        q = Spider2Question(iid, db, row["question"], row.get("external_knowledge"), Path("/dev/null"), "lite")
         schema = resolver.schema_for(q, dialect)
         if schema is None:
             skipped.append({"qid": iid, "db_id": db, "reason": f"no schema metadata for {db!r} ({dialect})"})

@@ -34,6 +34,9 @@ def render_summary(summary: dict) -> None:
         console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["errors"].items()))
     if summary["excluded_no_database"]:
         console.print(f"[yellow]{summary['excluded_no_database']} line(s) left out of EX: their database is missing[/]")
+    if summary.get("excluded_gold_error"):
+        console.print(f"[yellow]{summary['excluded_gold_error']} line(s) left out of EX: their gold query failed "
+                      "(see error in the scored lines)[/]")
 
 
 @click.command("score")

@@ -205,10 +205,14 @@ def _run_jobs(jobs: list[tuple[str, str]], cfg: ScoreConfig, progress: bool) -> 
 def summarize(scored: list[dict]) -> dict:
     """``ex`` and ``n`` over records with a database; ``by_hardness`` {level: {n, ex}}; ``errors`` {kind: count}.
 
-    Records with error kind ``no_database``, or with ``exec_match`` None (not scored by execution), are left
-    out of ``ex`` and ``n`` and counted in ``excluded_no_database`` / ``excluded_not_scored``."""
-    counted = [r for r in scored if r.get("error_kind") != "no_database" and r.get("exec_match") is not None]
-    n_not_scored = sum(1 for r in scored if r.get("error_kind") != "no_database" and r.get("exec_match") is None)
+    Records with error kind ``no_database``, ``gold_error`` (the gold query failed: a data problem, not the
+    model's; the official evaluator stops on it) or with ``exec_match`` None (not scored by execution) are left
+    out of ``ex`` and ``n`` and counted in ``excluded_no_database`` / ``excluded_gold_error`` /
+    ``excluded_not_scored``."""
+    data_problems = ("no_database", GOLD_ERROR)
+    counted = [r for r in scored if r.get("error_kind") not in data_problems and r.get("exec_match") is not None]
+    n_gold_error = sum(1 for r in scored if r.get("error_kind") == GOLD_ERROR)
+    n_not_scored = sum(1 for r in scored if r.get("error_kind") not in data_problems and r.get("exec_match") is None)
     n = len(counted)
     levels = list(HARDNESS_LEVELS) + sorted({r.get("hardness", "unknown") for r in counted} - set(HARDNESS_LEVELS))
     by_hardness = {}
@@ -220,7 +224,8 @@ def summarize(scored: list[dict]) -> dict:
         "ex": (sum(r["exec_match"] for r in counted) / n) if n else None,
         "n": n,
         "n_total": len(scored),
-        "excluded_no_database": len(scored) - n - n_not_scored,
+        "excluded_no_database": len(scored) - n - n_not_scored - n_gold_error,
+        "excluded_gold_error": n_gold_error,
         "excluded_not_scored": n_not_scored,
         "by_hardness": by_hardness,
         "errors": dict(sorted(errors.items())),
