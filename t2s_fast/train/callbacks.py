@@ -40,6 +40,11 @@ class RunMeter:
     projected_cost_usd: float | None = None
     estimate_tokens_per_s: float = 0.0
     planned_tokens: int = 0
+    last_eval_s: float = 0.0  # how long the last evaluation on the eval file took (0: none yet)
+
+    def eval_estimate_s(self) -> float:
+        """Time an evaluation will take: the last one measured, else 4 steps' worth (a first guess)."""
+        return self.last_eval_s or 4 * self.recent_step_time()
 
     def elapsed_s(self) -> float:
         return self.prior_elapsed_s + (time.time() - self.t0)
@@ -241,20 +246,36 @@ class StepLogCallback(TrainerCallback):
 
 
 class BudgetGuard(TrainerCallback):
-    """Stops training (checkpoint + adapter saved) before the next step would take the cost past
-    --max-cost-usd. The next step is assumed as slow as the slowest of the last five, plus the time the
-    last checkpoint save took (the stop itself saves one), with 25% margin."""
+    """Stops training (checkpoint + adapter saved) before going on could take the cost past --max-cost-usd.
+    Going on one more step costs: that step (as slow as the slowest of the last five); an evaluation when this
+    step or the next is an eval step (the last one measured, else four steps' worth); and, for the stop that
+    must follow, a checkpoint save and the final adapter save (each as long as the last save, at least a step).
+    All with 25% margin."""
 
     def __init__(self, meter: RunMeter, max_cost_usd: float | None, step_log: StepLogCallback):
         self.meter = meter
         self.max_cost_usd = max_cost_usd
         self.step_log = step_log
+        self._t_step_end: float | None = None
+
+    def on_evaluate(self, args, state, control, **kw):
+        if self._t_step_end is not None:  # evaluation runs right after on_step_end, before any save
+            self.meter.last_eval_s = time.time() - self._t_step_end
+
+    def _eval_due(self, args, step: int) -> bool:
+        every = getattr(args, "eval_steps", None)
+        strategy = str(getattr(args, "eval_strategy", "no"))
+        return bool(every) and strategy.endswith("steps") and (step % int(every) == 0 or (step + 1) % int(every) == 0)
 
     def on_step_end(self, args, state, control, **kw):
+        self._t_step_end = time.time()
         if self.max_cost_usd is None or control.should_training_stop:
             return
         m = self.meter
-        reserve_s = 1.25 * (m.recent_step_time() + max(self.step_log.last_save_s, m.recent_step_time()))
+        step_s = m.recent_step_time()
+        save_s = max(self.step_log.last_save_s, step_s)
+        eval_s = m.eval_estimate_s() if self._eval_due(args, state.global_step) else 0.0
+        reserve_s = 1.25 * (step_s + eval_s + 2 * save_s)
         now = m.cost_usd()
         if now + reserve_s * m.usd_per_s() > self.max_cost_usd:
             m.stop_reason = "budget"

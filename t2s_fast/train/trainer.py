@@ -424,7 +424,7 @@ def _agreed(flag: bool) -> bool:
 
 def _can_afford_eval(run) -> bool:
     m = run.meter
-    return run.cfg.max_cost_usd is None or m.cost_usd() + 4 * m.recent_step_time() * m.usd_per_s() < run.cfg.max_cost_usd
+    return run.cfg.max_cost_usd is None or m.cost_usd() + 1.25 * m.eval_estimate_s() * m.usd_per_s() < run.cfg.max_cost_usd
 
 
 def save_adapter(model, tokenizer, dest: Path) -> Path:
