@@ -176,16 +176,15 @@ def _device_for_rank(backend: str) -> dict:
     return {}
 
 
-def _vote(question: Question, samples: list[dict], cfg: EvalConfig) -> tuple[dict, dict]:
-    """Self-consistency: execute every sample, group equal results (Spider 1.0 comparison, order ignored),
-    keep the SQL of the largest group; invalid SQL does not vote. Ties go to the earliest sample."""
+def _vote(samples: list[dict], results: list) -> tuple[dict, dict]:
+    """Self-consistency: group the samples' execution results (Spider 1.0 comparison, order ignored) and keep
+    the SQL of the largest group; invalid SQL (result None or an error) does not vote. Ties go to the earliest
+    sample."""
     from t2s_fast.sql.compare import spider1_results_match
-    from t2s_fast.sql.executor import run_jobs
 
-    results = run_jobs([(question.db_path, s["sql"]) for s in samples], workers=1, timeout_s=cfg.timeout)
     groups: list[tuple[list, list[int]]] = []
     for idx, res in enumerate(results):
-        if not res.ok:
+        if res is None or not res.ok:
             continue
         for rows, members in groups:
             if spider1_results_match(rows, res.rows or [], order_matters=False):
@@ -199,17 +198,43 @@ def _vote(question: Question, samples: list[dict], cfg: EvalConfig) -> tuple[dic
     return samples[best[1][0]], {"valid": sum(len(g[1]) for g in groups), "votes": len(best[1]), "groups": len(groups)}
 
 
+def _execute_samples(cfg: EvalConfig, voting: list[tuple[Question, list[dict]]]) -> list[list]:
+    """Every sample of every voting question through one executor pool (``--workers`` processes), each
+    prepared exactly as the scorer prepares a prediction (official post-processing, DISTINCT handling), so
+    the vote groups results by the rule the score then applies. A sample that does not prepare gets None."""
+    from t2s_fast.sql.executor import run_jobs
+    from t2s_fast.sql.scorer import ScoreConfig, prepare_pred
+
+    score_cfg = ScoreConfig(db_root=Path(cfg.db_root or "."), workers=cfg.workers, timeout_s=cfg.timeout,
+                            keep_distinct=cfg.keep_distinct)
+    jobs, where = [], []
+    for qi, (q, samples) in enumerate(voting):
+        for si, sample in enumerate(samples):
+            sql, _error = prepare_pred(sample.get("sql"), score_cfg)
+            if sql is not None:
+                where.append((qi, si))
+                jobs.append((q.db_path, sql))
+    results = [[None] * len(samples) for _, samples in voting]
+    if jobs:
+        for (qi, si), res in zip(where, run_jobs(jobs, workers=max(1, cfg.workers), timeout_s=cfg.timeout)):
+            results[qi][si] = res
+    return results
+
+
 def choose_predictions(cfg: EvalConfig, questions: list[Question], store: PredictionStore) -> dict[tuple[str, str], dict]:
     """{(adapter, qid): the prediction to score} (the majority-vote sample with --n-samples > 1)."""
-    chosen = {}
+    chosen, voting, keys = {}, [], []
     for q in questions:
         for adapter in cfg.adapter_names:
             samples = [store.records[prediction_key(adapter, q.qid, s)] for s in range(cfg.n_samples)]
             if cfg.n_samples == 1 or q.db_path is None or q.not_executable:
                 chosen[(adapter, q.qid)] = dict(samples[0])
             else:
-                pick, vote = _vote(q, samples, cfg)
-                chosen[(adapter, q.qid)] = dict(pick, vote=vote)
+                voting.append((q, samples))
+                keys.append((adapter, q.qid))
+    for key, (q, samples), results in zip(keys, voting, _execute_samples(cfg, voting) if voting else []):
+        pick, vote = _vote(samples, results)
+        chosen[key] = dict(pick, vote=vote)
     return chosen
 
 

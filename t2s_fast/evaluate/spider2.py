@@ -131,6 +131,8 @@ def score_spider2(q: Question, rec: dict, cfg) -> dict:
     res = run_jobs([(q.db_path, rec["pred"])], workers=1, timeout_s=cfg.timeout)[0]
     if not res.ok:
         return dict(rec, exec_match=False, error_kind=res.error_kind, error=res.error_text(), hardness="n/a")
+    if res.truncated:  # more rows than the executor keeps: a partial result must not be compared as whole
+        return dict(rec, exec_match=False, error_kind=None, error=None, hardness="n/a", truncated=True)
     golds = [read_csv_table(p)[1] for p in q.extra["gold_csvs"]]
     match = spider2_match_any(pred_table_from_result(res.columns, res.rows), golds, q.extra.get("setting"))
     return dict(rec, exec_match=bool(match), error_kind=None, error=None, hardness="n/a")
