@@ -249,8 +249,12 @@ class BudgetGuard(TrainerCallback):
     """Stops training (checkpoint + adapter saved) before going on could take the cost past --max-cost-usd.
     Going on one more step costs: that step (as slow as the slowest of the last five); an evaluation when this
     step or the next is an eval step (the last one measured, else four steps' worth); and, for the stop that
-    must follow, a checkpoint save and the final adapter save (each as long as the last save, at least a step).
-    All with 25% margin."""
+    must follow, a checkpoint save and the final adapter save (each as long as the last save, at least a step
+    and at least MIN_SAVE_S before any save was timed), all with 25% margin, plus FINALIZE_S for the loss plot
+    and run.json (at $3.44/h, 2 s is $0.002)."""
+
+    MIN_SAVE_S = 1.0
+    FINALIZE_S = 2.0
 
     def __init__(self, meter: RunMeter, max_cost_usd: float | None, step_log: StepLogCallback):
         self.meter = meter
@@ -273,9 +277,9 @@ class BudgetGuard(TrainerCallback):
             return
         m = self.meter
         step_s = m.recent_step_time()
-        save_s = max(self.step_log.last_save_s, step_s)
+        save_s = max(self.step_log.last_save_s or self.MIN_SAVE_S, step_s)
         eval_s = m.eval_estimate_s() if self._eval_due(args, state.global_step) else 0.0
-        reserve_s = 1.25 * (step_s + eval_s + 2 * save_s)
+        reserve_s = 1.25 * (step_s + eval_s + 2 * save_s) + self.FINALIZE_S
         now = m.cost_usd()
         if now + reserve_s * m.usd_per_s() > self.max_cost_usd:
             m.stop_reason = "budget"
