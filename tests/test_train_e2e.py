@@ -276,3 +276,16 @@ def test_budget_guard_reserves_the_evaluation_that_comes_next():
     assert not control.should_training_stop  # 1.25 x (1 step + 2 saves of 1) + 2 = 5.75 < 17 left
     guard.on_step_end(args, SimpleNamespace(global_step=9), control)
     assert control.should_training_stop and meter.stop_reason == "budget"  # step 10 evaluates: 1.25 x 23 + 2 > 17
+
+
+def test_step_log_times_the_evaluation_for_the_budget_guard(tmp_path):
+    import time as _time
+    from types import SimpleNamespace
+
+    from t2s_fast.train.callbacks import RunMeter, StepLogCallback
+
+    meter = RunMeter(gpu_hourly_usd=3.44)
+    step_log = StepLogCallback(meter, tmp_path / "train_log.jsonl")
+    step_log._t_step_end = _time.time() - 5.0  # the step ended 5 s ago; the evaluation ends now
+    step_log.on_evaluate(SimpleNamespace(), SimpleNamespace(global_step=10), None)
+    assert 5.0 <= meter.last_eval_s < 6.0

@@ -22,7 +22,7 @@ import sqlglot
 from sqlglot.errors import SqlglotError
 
 from t2s_fast.errors import T2SError
-from t2s_fast.jsonl import read_jsonl, write_jsonl
+from t2s_fast.jsonl import iter_numbered_jsonl, write_jsonl
 from t2s_fast.sql.compare import gold_has_order_by, official_postprocess, spider1_results_match, strip_distinct
 from t2s_fast.sql.executor import DEFAULT_MAX_RESULT_BYTES, DEFAULT_MAX_ROWS, ExecResult, ExecutorPool
 from t2s_fast.sql.hardness import HARDNESS_LEVELS, spider_hardness
@@ -235,19 +235,14 @@ def summarize(scored: list[dict]) -> dict:
 def score_file(pred_path: str | os.PathLike, out_path: str | os.PathLike | None, cfg: ScoreConfig, progress: bool = False) -> dict:
     """Score a JSONL of {db_id, gold, pred, ...}; write the scored lines atomically to ``out_path``."""
     pred_path = Path(pred_path)
-    records = read_jsonl(pred_path, required=("db_id", "gold", "pred"))
-    line_numbers = _nonblank_line_numbers(pred_path)
-    for i, rec in enumerate(records):
+    numbered = list(iter_numbered_jsonl(pred_path, required=("db_id", "gold", "pred")))
+    for i, (lineno, rec) in enumerate(numbered):
         try:
             _check_record(i, rec)
         except T2SError as exc:
-            raise T2SError(f"{pred_path}:{line_numbers[i]}: {str(exc).split(': ', 1)[1]}") from None
+            raise T2SError(f"{pred_path}:{lineno}: {str(exc).split(': ', 1)[1]}") from None
+    records = [rec for _, rec in numbered]
     scored = score_records(records, cfg, progress=progress)
     if out_path is not None:
         write_jsonl(out_path, scored)
     return summarize(scored)
-
-
-def _nonblank_line_numbers(path: Path) -> list[int]:
-    with path.open("r", encoding="utf-8") as fh:
-        return [n for n, line in enumerate(fh, start=1) if line.strip()]

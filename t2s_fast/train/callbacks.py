@@ -224,7 +224,10 @@ class StepLogCallback(TrainerCallback):
         self.t_last = time.time()
 
     def on_evaluate(self, args, state, control, **kw):
-        self.t_last = time.time()
+        now = time.time()
+        if self._t_step_end is not None:  # evaluation runs right after on_step_end, before any save
+            self.meter.last_eval_s = now - self._t_step_end
+        self.t_last = now
 
     def on_save(self, args, state, control, **kw):
         now = time.time()
@@ -259,12 +262,7 @@ class BudgetGuard(TrainerCallback):
     def __init__(self, meter: RunMeter, max_cost_usd: float | None, step_log: StepLogCallback):
         self.meter = meter
         self.max_cost_usd = max_cost_usd
-        self.step_log = step_log
-        self._t_step_end: float | None = None
-
-    def on_evaluate(self, args, state, control, **kw):
-        if self._t_step_end is not None:  # evaluation runs right after on_step_end, before any save
-            self.meter.last_eval_s = time.time() - self._t_step_end
+        self.step_log = step_log  # times the saves (last_save_s) and the evaluations (meter.last_eval_s)
 
     def _eval_due(self, args, step: int) -> bool:
         every = getattr(args, "eval_steps", None)
@@ -272,7 +270,6 @@ class BudgetGuard(TrainerCallback):
         return bool(every) and strategy.endswith("steps") and (step % int(every) == 0 or (step + 1) % int(every) == 0)
 
     def on_step_end(self, args, state, control, **kw):
-        self._t_step_end = time.time()
         if self.max_cost_usd is None or control.should_training_stop:
             return
         m = self.meter
