@@ -209,15 +209,9 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from t2s_fast.train.runinfo import package_versions
 
-    out = {}
-    for pkg in ("t2s-fast", "transformers", "tokenizers", "sqlglot"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return package_versions(("t2s-fast", "transformers", "tokenizers", "sqlglot"))
 
 
 def _write_outputs(out_dir: Path, outputs: dict, stats: dict, t0: float) -> None:

@@ -87,10 +87,8 @@ def run_generation_benchmark(*, backend: str, base_model: str, adapters: dict[st
 
 
 def _versions() -> dict:
-    out = {"python": platform.python_version()}
-    for mod in ("torch", "transformers", "peft", "vllm"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - an engine that is not installed is simply not listed
-            pass
-    return out
+    from t2s_fast.train.runinfo import package_versions
+
+    installed = package_versions(("torch", "transformers", "peft", "vllm"))
+    # an engine that is not installed is simply not listed
+    return {"python": platform.python_version(), **{k: v for k, v in installed.items() if v is not None}}

@@ -11,9 +11,10 @@ PACKAGES = ("t2s-fast", "torch", "transformers", "trl", "peft", "accelerate", "d
             "bitsandbytes", "vllm")
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """{distribution: installed version, or None when it is not installed}."""
     out = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
