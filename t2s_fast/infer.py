@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2s_fast.errors import T2SError
+from t2s_fast.generate.extract import extract_sql  # the eval extractor, so infer and eval agree
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,6 @@ def generate_sql(model, tokenizer, messages: list[dict], max_new_tokens: int = 5
                              pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0])
     text = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     return extract_sql(text)
-
-
-def extract_sql(text: str) -> str:
-    """The eval helper's extractor (fences, prose, stray <think> blocks), so infer and eval agree."""
-    from t2s_fast.generate.extract import extract_sql as _extract
-
-    return _extract(text)
 
 
 def infer(cfg: InferConfig) -> str:
