@@ -24,7 +24,8 @@ def _f(default, help_: str):
 
 @dataclass
 class InferConfig:
-    model_path: str = _f("", "A LoRA adapter folder (from `t2s-fast train`) or a merged model folder / hub id.")
+    model_path: str = _f("", "A LoRA adapter folder (from `t2s-fast train`), or a model: merged folder, hub id, "
+                            "packaged alias (qwen2.5-coder-0.5b, ...) or .gguf file.")
     question: str = _f("", "The question in natural language.")
     db_id: str = _f("", "Database name shown to the model (default: the --db file's stem).")
     dialect: str = _f("sqlite", "SQL dialect: sqlite, bigquery or snowflake.")
@@ -72,12 +73,16 @@ def load_for_inference(model_path: str, *, base_model: str | None = None, tokeni
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from t2s_fast.models import is_config_file
+    from t2s_fast.models import is_config_file, is_gguf_source, resolve_model
     from t2s_fast.train.adapter import is_adapter_dir, load_adapter_checked, read_adapter_config
 
     on_gpu = torch.cuda.is_available()
     dtype = torch.bfloat16 if on_gpu else torch.float32
     kwargs = {"dtype": dtype, **({"device_map": {"": 0}} if on_gpu else {})}
+    if is_gguf_source(model_path):  # a packaged alias or .gguf: its cached safetensors folder
+        model_path = resolve_model(model_path).path
+    if base_model and is_gguf_source(base_model):
+        base_model = resolve_model(base_model).path
     mp = Path(model_path)
     if not mp.exists() and (model_path.startswith((".", "/")) or model_path.endswith(".json")):
         raise T2SError(f"--model-path {model_path}: not found")

@@ -26,17 +26,20 @@ class MergeConfig:
     adapter_path: str = field(default="", metadata={"help": "LoRA adapter folder (a run's adapter/)."})
     output_dir: str = field(default="", metadata={"help": "Where the merged model is written (must not exist)."})
     base_model: str | None = field(default=None, metadata={
-        "help": "Base model: hub id, folder, or config.json (random init); default: the adapter's base_model_name_or_path."})
+        "help": "Base model: hub id, folder, packaged alias (qwen2.5-coder-0.5b, ...), .gguf file, or config.json "
+                "(random init); default: the adapter's base_model_name_or_path."})
     dtype: str = field(default="bf16", metadata={"help": "Weights dtype of the merged model: bf16, fp16 or fp32."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer to save with it (default: the adapter's)."})
 
 
 def _resolve_base(base_model: str | None, adapter_cfg: dict, output_dir: Path, tokenizer: str | None) -> str:
-    from t2s_fast.models import find_tokenizer_dir, is_config_file, materialize_random_init
+    from t2s_fast.models import find_tokenizer_dir, is_config_file, is_gguf_source, materialize_random_init, resolve_model
 
     base = base_model or adapter_cfg.get("base_model_name_or_path")
     if not base:
         raise T2SError("the adapter names no base model; pass --base-model")
+    if is_gguf_source(base):  # a packaged alias or .gguf: its cached safetensors folder
+        return resolve_model(base).path
     if is_config_file(base):
         from t2s_fast.train.trainer import random_init_folder
 

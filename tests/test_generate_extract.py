@@ -23,6 +23,21 @@ CASES = [
     ("select lower(name) from singer", "select lower(name) from singer", False),
     ("I cannot answer that.", "I cannot answer that.", False),
     ("", "", False),
+    # Seen on the H200 with the real Qwen2.5-Coder-0.5B: a reply ending in a lone closing fence (the opening one
+    # never written) used to extract as an empty prediction.
+    ("SELECT count(*) FROM singer\n```", "SELECT count(*) FROM singer", True),
+    ("SELECT count(*) FROM singer```", "SELECT count(*) FROM singer", True),
+    ("SELECT name FROM singer\n```\nThis lists the names.\n```", "SELECT name FROM singer", True),
+    # ... and a blank line inside a WITH query used to cut it off: inside parentheses, after a comma or a
+    # keyword that needs more, and before the next common table expression, a blank line never ends the query.
+    ("WITH a AS (\n  SELECT x FROM t\n\n  WHERE x > 1\n)\nSELECT * FROM a",
+     "WITH a AS (\n  SELECT x FROM t\n\n  WHERE x > 1\n)\nSELECT * FROM a", False),
+    ("WITH a AS (SELECT x FROM t),\n\nb AS (SELECT y FROM u)\nSELECT * FROM a JOIN b",
+     "WITH a AS (SELECT x FROM t),\n\nb AS (SELECT y FROM u)\nSELECT * FROM a JOIN b", False),
+    ("WITH a AS (SELECT x FROM t)\n\nb AS (SELECT y FROM u)\nSELECT * FROM a, b",
+     "WITH a AS (SELECT x FROM t)\n\nb AS (SELECT y FROM u)\nSELECT * FROM a, b", False),
+    ("SELECT name FROM singer WHERE\n\ncountry = 'France'", "SELECT name FROM singer WHERE\n\ncountry = 'France'", False),
+    ("WITH a AS (SELECT 1 AS v)\nSELECT v FROM a\n\nThe CTE computes v.", "WITH a AS (SELECT 1 AS v)\nSELECT v FROM a", True),
 ]
 
 

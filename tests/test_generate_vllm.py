@@ -172,3 +172,75 @@ def test_spider2_lite_states_what_cannot_be_executed(tmp_path, fake_vllm, spider
     assert report["adapters"]["a"]["ex"] is None and report["adapters"]["a"]["not_executable"] == 2
     assert "cannot be executed here" in (tmp_path / "run" / "report.html").read_text()
     assert "Not executable here: 2 questions" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_engine_starts_with_vllms_own_sampler_when_flashinfer_is_absent(tmp_path, fake_vllm, monkeypatch,
+                                                                         spider1_dir, qwen3_tokenizer_dir):
+    """vLLM 0.26 without flashinfer fails at engine start unless VLLM_USE_FLASHINFER_SAMPLER=0 is set before the
+    engine (and its child process) starts; a value the user chose is left alone."""
+    from t2s_fast.evaluate.harness import evaluate
+
+    real_find_spec = __import__("importlib.util").util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec",
+                        lambda name, *a: None if name == "flashinfer" else real_find_spec(name, *a))
+    monkeypatch.delenv("VLLM_USE_FLASHINFER_SAMPLER", raising=False)
+    evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, limit=1))
+    assert fake_vllm.CALLS["env"][-1].get("VLLM_USE_FLASHINFER_SAMPLER") == "0"
+
+    monkeypatch.setenv("VLLM_USE_FLASHINFER_SAMPLER", "1")
+    evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, limit=1, out_dir=str(tmp_path / "run2")))
+    assert fake_vllm.CALLS["env"][-1]["VLLM_USE_FLASHINFER_SAMPLER"] == "1"
+
+
+def test_repetition_guard_reaches_vllm_and_the_report_counts_how_answers_ended(
+        tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
+    from t2s_fast.evaluate.harness import evaluate
+
+    golds = gold_by_question(spider1_dir)
+
+    def respond(prompt, lora):
+        question = re.search(r"Question: (.*?)<\|im_end\|>", prompt, re.S).group(1).strip()
+        if lora is None:
+            return "LOOP " + "AND x = 1 " * 200  # a runaway the guard ends
+        return golds[question] if lora.lora_name == "good" else "SELECT " + "a, " * 200  # runs to the limit
+
+    fake_vllm.RESPONDER = respond
+    report = evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, limit=3))
+    params = fake_vllm.CALLS["generate"][0]["sampling_params"]
+    assert all(sp.repetition_detection is not None and sp.repetition_detection.min_count == 4 for sp in params)
+    a = report["adapters"]
+    assert a["__base__"]["finish"] == {"repetition": 3}
+    assert a["bad"]["finish"] == {"length": 3} and a["good"]["finish"] == {"stop": 3}
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "| model | length | repetition | stop |" in md
+    assert "one vLLM engine for all 3 variant(s)" in md and "hot-swapped per request" in md
+    preds = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert {p["finish"] for p in preds} == {"stop", "length", "repetition"}
+
+    evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, limit=3, repetition_guard=False,
+                         out_dir=str(tmp_path / "off")))
+    assert all(sp.repetition_detection is None for sp in fake_vllm.CALLS["generate"][-1]["sampling_params"])
+
+
+def test_tail_repeats_matches_vllms_rule():
+    from t2s_fast.generate.base import RepetitionGuard, tail_repeats
+
+    guard = RepetitionGuard(min_pattern=2, max_pattern=8, min_count=4)
+    assert tail_repeats([9, 1, 2, 1, 2, 1, 2, 1, 2], guard)  # (1, 2) four times at the end
+    assert not tail_repeats([9, 1, 2, 1, 2, 1, 2], guard)  # three times only
+    assert not tail_repeats([1, 2, 1, 2, 1, 2, 1, 2, 9], guard)  # the loop must be at the tail
+    assert tail_repeats([0] + [5, 6, 7] * 4, guard)
+    assert not tail_repeats([7, 7, 7, 7, 7, 7, 7], RepetitionGuard(min_pattern=2, max_pattern=8, min_count=4))
+    assert tail_repeats([7] * 8, guard)  # (7, 7) four times
+
+
+def test_hf_repetition_stop_ends_only_looping_rows():
+    import torch
+
+    from t2s_fast.generate.base import RepetitionGuard
+    from t2s_fast.generate.hf import _RepetitionStop
+
+    stop = _RepetitionStop(RepetitionGuard(min_pattern=2, max_pattern=4, min_count=3), prompt_len=2)
+    ids = torch.tensor([[100, 101, 1, 2, 1, 2, 1, 2], [100, 101, 1, 2, 3, 4, 5, 6]])
+    assert stop(ids, None).tolist() == [True, False]
+    assert stop.stopped_at == {0: 6}  # generated tokens when the loop was seen

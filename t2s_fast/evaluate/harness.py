@@ -10,6 +10,7 @@ import logging
 import platform
 import time
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.config import EvalConfig
 from t2s_fast.evaluate.predictions import PredictionStore, adapter_fingerprint, prediction_key, text_sha
 from t2s_fast.evaluate.questions import Question, QuestionSet, load_jsonl, load_spider1
-from t2s_fast.generate.base import GenRequest, GenSettings, order_for_backend, select_backend
+from t2s_fast.generate.base import GenRequest, GenSettings, RepetitionGuard, order_for_backend, select_backend
 from t2s_fast.generate.extract import extract
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,25 @@ def build_prompts(questions: list[Question], tokenizer, *, sample_values: int = 
     return {q.qid: render_prompt(tokenizer, question_messages(q, cache, sample_values)) for q in questions}
 
 
-def load_tokenizer(cfg: EvalConfig):
+def resolve_base_model(cfg: EvalConfig) -> str:
+    """The folder (or hub id, or config.json) the engines load for --base-model: a packaged alias or a `.gguf`
+    file is converted once to a cached safetensors folder (`t2s_fast.models.resolve_model`)."""
+    from t2s_fast import distributed
+    from t2s_fast.models import is_gguf_source, resolve_model
+
+    if not is_gguf_source(cfg.base_model):
+        return cfg.base_model
+    dtype = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}.get(cfg.dtype or "")
+    with distributed.main_process_first():
+        return resolve_model(cfg.base_model, dtype=dtype).path
+
+
+def load_tokenizer(cfg: EvalConfig, model_path: str | None = None):
     from transformers import AutoTokenizer
 
     from t2s_fast.models import find_tokenizer_dir
 
-    tok_dir = find_tokenizer_dir(cfg.base_model, cfg.tokenizer)
+    tok_dir = find_tokenizer_dir(model_path or cfg.base_model, cfg.tokenizer)
     try:
         return tok_dir, AutoTokenizer.from_pretrained(tok_dir)
     except OSError as exc:
@@ -83,11 +97,19 @@ def run_settings(cfg: EvalConfig, backend: str, tokenizer_dir: str) -> dict:
         "backend": backend,
         "suite": cfg.suite,
         "generation": {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
-                       "n_samples": cfg.n_samples, "seed": cfg.seed},
+                       "n_samples": cfg.n_samples, "seed": cfg.seed,
+                       # only when on, so runs made before the guard existed (always off) still resume
+                       **({"repetition_guard": asdict(gen_settings(cfg).repetition_guard)}
+                          if cfg.repetition_guard else {})},
         "prompt": {"sample_values": cfg.sample_values},
         "dtype": cfg.dtype,
         "adapters": {name: adapter_fingerprint(path) for name, path in cfg.adapters.items()},
     }
+
+
+def gen_settings(cfg: EvalConfig) -> GenSettings:
+    return GenSettings(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
+                       repetition_guard=RepetitionGuard() if cfg.repetition_guard else None)
 
 
 def _request_seed(key: str) -> int:
@@ -109,19 +131,20 @@ def plan_requests(cfg: EvalConfig, questions: list[Question], prompts: dict[str,
 
 
 def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list[GenRequest], *, backend: str,
-                         tokenizer_dir: str, generator=None, on_batch: Callable[[int, int], None] | None = None) -> dict:
+                         tokenizer_dir: str, generator=None, on_batch: Callable[[int, int], None] | None = None,
+                         model_path: str | None = None) -> dict:
     """Generate what ``store`` lacks, appending each finished batch. Returns this session's throughput:
     {"requests", "tokens", "seconds", "tokens_per_s"}; no engine is loaded when nothing is missing."""
     pending = [r for r in requests if not store.has(r.key)]
     stats = {"requests": 0, "tokens": 0, "seconds": 0.0, "tokens_per_s": 0.0, "resumed": len(requests) - len(pending)}
     if not pending:
         return stats
-    settings = GenSettings(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed)
+    settings = gen_settings(cfg)
     own_generator = generator is None
     if own_generator:
         from t2s_fast.generate.base import make_generator
 
-        generator = make_generator(backend, base_model=cfg.base_model, adapters=cfg.adapters,
+        generator = make_generator(backend, base_model=model_path or cfg.base_model, adapters=cfg.adapters,
                                    tokenizer_dir=tokenizer_dir, batch_size=cfg.batch_size, dtype=cfg.dtype,
                                    seed=cfg.seed, max_model_len=cfg.max_model_len,
                                    gpu_memory_utilization=cfg.gpu_memory_utilization,
@@ -147,7 +170,7 @@ def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list
                     ext = extract(res.text)
                     records.append({"key": res.key, "adapter": adapter, "qid": qid, "sample": int(sample),
                                     "raw": res.text, "sql": ext.sql, "extraction": ext.method,
-                                    "extraction_changed": ext.changed, "n_tokens": res.n_tokens,
+                                    "extraction_changed": ext.changed, "n_tokens": res.n_tokens, "finish": res.finish,
                                     "prompt_sha": text_sha(by_key[res.key].prompt)})
                 tokens = sum(r["n_tokens"] for r in records)
                 store.append(records, {"batch": batch_index, "requests": len(records), "tokens": tokens,
@@ -248,7 +271,8 @@ def score_predictions(cfg: EvalConfig, questions: list[Question], chosen: dict[t
         q = by_qid[qid]
         rec = {"adapter": adapter, "qid": qid, "db_id": q.db_id, "question": q.question, "gold": q.gold,
                "pred": pred["sql"], "raw": pred["raw"], "extraction": pred["extraction"],
-               "extraction_changed": pred["extraction_changed"], "n_tokens": pred["n_tokens"]}
+               "extraction_changed": pred["extraction_changed"], "n_tokens": pred["n_tokens"],
+               "finish": pred.get("finish", "")}
         if "vote" in pred:
             rec["vote"] = pred["vote"]
         custom = q.extra.get("scorer") is not None
@@ -320,7 +344,8 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
     if not qset.questions:
         raise T2SError(f"{qset.source}: no question to evaluate (check --db/--limit; "
                        f"{len(qset.skipped)} skipped for missing databases)")
-    tokenizer_dir, tokenizer = load_tokenizer(cfg)
+    model_path = resolve_base_model(cfg)
+    tokenizer_dir, tokenizer = load_tokenizer(cfg, model_path)
     prompts = build_prompts(qset.questions, tokenizer, sample_values=cfg.sample_values)
     with distributed.main_process_first():  # rank 0 checks/writes run_settings.json (and --force deletes)
         store = PredictionStore(out_dir, run_settings(cfg, backend, tokenizer_dir),
@@ -335,7 +360,7 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
         # every rank sees the same missing set (same files, same order), so the slices never overlap
         mine = [r for r in requests if not store.has(r.key)][distributed.rank()::distributed.world_size()]
     gen_stats = generate_predictions(cfg, store, mine, backend=backend, tokenizer_dir=tokenizer_dir,
-                                     generator=generator, on_batch=on_batch)
+                                     generator=generator, on_batch=on_batch, model_path=model_path)
     if sharded:
         distributed.barrier()
         if not distributed.is_main():

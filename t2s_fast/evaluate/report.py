@@ -40,6 +40,14 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _engine_text(backend: str, cfg) -> str:
+    n = len(cfg.adapter_names)
+    if backend == "vllm":
+        return (f"one vLLM engine for all {n} variant(s): the base model loaded once, LoRA adapters hot-swapped "
+                "per request, every request in one generate call")
+    return f"one transformers+PEFT model for all {n} variant(s): adapters loaded once, batches adapter by adapter"
+
+
 # ---------------------------------------------------------------- building
 def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
     from t2s_fast.sql.scorer import GOLD_ERROR, summarize
@@ -78,6 +86,9 @@ def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
                            "methods": dict(sorted(Counter(r.get("extraction", "?") for r in recs).items()))},
             "generated_tokens": tokens,
             "mean_generated_tokens": tokens / len(recs) if recs else None,
+            # how the scored completions ended: "stop" (end of turn), "length" (ran to --max-new-tokens),
+            # "repetition" (the repetition guard ended a loop)
+            "finish": dict(sorted(Counter(r.get("finish") or "unrecorded" for r in recs).items())),
         }
         if cfg.n_samples > 1:
             votes = [r["vote"] for r in recs if "vote" in r]
@@ -98,6 +109,7 @@ def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
             "split": cfg.split if cfg.suite == "spider1" else None,
             "base_model": str(cfg.base_model),
             "backend": backend,
+            "engine": _engine_text(backend, cfg),
             "adapters": {name: cfg.adapters.get(name) for name in cfg.adapter_names},
             "limit": cfg.limit,
             "databases_filter": list(cfg.dbs),
@@ -219,7 +231,8 @@ def render_markdown(report: dict) -> str:
     s, q, adapters = report["settings"], report["questions"], report["adapters"]
     levels = [h for h in HARDNESS_ORDER if any(h in a["by_hardness"] for a in adapters.values())]
     out = [f"# {report['title']}", ""]
-    out += [f"- Base model: `{s['base_model']}`; backend: {s['backend']}",
+    out += [f"- Base model: `{s['base_model']}`; backend: {s['backend']}"
+            + (f" ({s['engine']})" if s.get("engine") else ""),
             f"- Questions: {q['evaluated']} evaluated of {q['selected']} selected from `{s['source']}`; "
             f"{q['executable']} executable here",
             f"- Decoding: {s['decoding']}, max {s['max_new_tokens']} new tokens"
@@ -245,6 +258,13 @@ def render_markdown(report: dict) -> str:
                    + (hard + " | " if levels else "")
                    + f"{ext['changed']} / {ext['n']} ({_pct(ext['rate'])}) | "
                    + (f"{a['mean_generated_tokens']:.1f}" if a["mean_generated_tokens"] is not None else "n/a") + " |")
+    finishes = sorted({k for a in adapters.values() for k in a.get("finish", {})})
+    if finishes:
+        out += ["", "How the scored completions ended (stop: end of turn; length: ran to the token limit; "
+                "repetition: the repetition guard ended a loop):", "",
+                "| model | " + " | ".join(finishes) + " |", "|---|" + "---|" * len(finishes)]
+        out += [f"| {_md_escape(a['display_name'])} | " + " | ".join(str(a.get("finish", {}).get(k, 0)) for k in finishes)
+                + " |" for a in adapters.values()]
     out += ["", "## Errors by kind", "", "| model | " + " | ".join(_error_kinds(report)) + " |",
             "|---|" + "---|" * len(_error_kinds(report))]
     for a in adapters.values():

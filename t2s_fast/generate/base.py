@@ -18,13 +18,42 @@ BACKENDS = ("auto", "vllm", "hf")
 
 
 @dataclass(frozen=True)
+class RepetitionGuard:
+    """End a completion whose last tokens are one n-gram repeated ``min_count`` times in a row (any n from
+    ``min_pattern`` to ``max_pattern``): a runaway loop that would otherwise run to the token limit.
+
+    vLLM 0.26 does this check itself per step (`SamplingParams.repetition_detection`); the HF backend runs
+    `tail_repeats` as a stopping criterion, so both engines stop at the same point. Gold SQL never repeats a
+    2-64 token run four times back to back, so a guarded answer that would have been right stays the same.
+    """
+
+    min_pattern: int = 2
+    max_pattern: int = 64
+    min_count: int = 4
+
+
+def tail_repeats(token_ids, guard: RepetitionGuard) -> bool:
+    """Whether ``token_ids`` ends in one n-gram repeated ``guard.min_count`` times (vLLM's rule, same bounds)."""
+    n = len(token_ids)
+    for size in range(max(1, guard.min_pattern), guard.max_pattern + 1):
+        if size * guard.min_count > n:
+            return False
+        tail = token_ids[n - size:]
+        if all(token_ids[n - size * (k + 1):n - size * k] == tail for k in range(1, guard.min_count)):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
 class GenSettings:
-    """How to decode. temperature 0 = greedy. ``seed`` makes sampled runs repeatable per request."""
+    """How to decode. temperature 0 = greedy. ``seed`` makes sampled runs repeatable per request.
+    ``repetition_guard`` (None = off) stops runaway loops early."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    repetition_guard: RepetitionGuard | None = RepetitionGuard()
 
     @property
     def greedy(self) -> bool:
@@ -45,6 +74,7 @@ class GenResult:
     adapter: str
     text: str  # the decoded completion, special tokens removed
     n_tokens: int  # generated tokens, including the end-of-turn token when one was produced
+    finish: str = "stop"  # "stop" (end of turn), "length" (hit max_new_tokens) or "repetition" (guard stopped it)
 
 
 class Generator(Protocol):

@@ -45,6 +45,30 @@ def check_adapter_dir(name: str, path: str) -> Path:
     return p
 
 
+class _RepetitionStop:
+    """A transformers stopping criterion that ends a row whose tail repeats (`tail_repeats`, vLLM's rule), and
+    remembers how many tokens that row had generated when it stopped."""
+
+    def __init__(self, guard, prompt_len: int):
+        self.guard, self.prompt_len = guard, prompt_len
+        self.stopped_at: dict[int, int] = {}
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        from t2s_fast.generate.base import tail_repeats
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        need = self.guard.min_pattern * self.guard.min_count
+        if input_ids.shape[1] - self.prompt_len < need:
+            return done
+        for row, ids in enumerate(input_ids[:, self.prompt_len:].tolist()):
+            if row not in self.stopped_at and tail_repeats(ids, self.guard):
+                self.stopped_at[row] = len(ids)
+            done[row] = row in self.stopped_at
+        return done
+
+
 class HFGenerator:
     name = "hf"
     # PEFT's mixed-adapter forward (adapter_names=) splits every LoRA layer's batch per adapter; batches of one
@@ -102,6 +126,7 @@ class HFGenerator:
 
     def generate(self, requests: list[GenRequest], settings: GenSettings) -> list[GenResult]:
         import torch
+        from transformers import StoppingCriteriaList
 
         unknown = {r.adapter for r in requests} - set(self.adapter_names) - {BASE_ADAPTER}
         if unknown:
@@ -113,6 +138,10 @@ class HFGenerator:
                                  add_special_tokens=False).to(self.device)
             kwargs = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=self.stop_ids,
                           pad_token_id=self.tokenizer.pad_token_id)
+            guard = None
+            if settings.repetition_guard is not None:
+                guard = _RepetitionStop(settings.repetition_guard, enc["input_ids"].shape[1])
+                kwargs["stopping_criteria"] = StoppingCriteriaList([guard])
             if settings.greedy:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             else:
@@ -122,14 +151,17 @@ class HFGenerator:
             with torch.inference_mode(), self._adapters_for(chunk, kwargs):
                 out = self.model.generate(**enc, **kwargs)
             new_tokens = out[:, enc["input_ids"].shape[1]:].tolist()
-            for req, ids in zip(chunk, new_tokens):
-                n = len(ids)
+            for row, (req, ids) in enumerate(zip(chunk, new_tokens)):
+                n, finish = len(ids), "length"
                 for j, tid in enumerate(ids):
                     if tid in self.stop_ids:
-                        n = j + 1
+                        n, finish = j + 1, "stop"
                         break
+                stopped = guard.stopped_at.get(row) if guard is not None else None
+                if stopped is not None and (stopped < n or finish == "length"):  # ended by the guard, not eos
+                    n, finish = stopped, "repetition"
                 text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
-                results.append(GenResult(key=req.key, adapter=req.adapter, text=text, n_tokens=n))
+                results.append(GenResult(key=req.key, adapter=req.adapter, text=text, n_tokens=n, finish=finish))
         return results
 
     def _adapters_for(self, chunk: list[GenRequest], kwargs: dict):

@@ -31,6 +31,23 @@ def round_lora_rank(rank: int) -> int:
     raise T2SError(f"LoRA rank {rank} is above vLLM's maximum {VLLM_LORA_RANKS[-1]}; use --backend hf")
 
 
+def disable_flashinfer_sampler_if_absent() -> bool:
+    """Set VLLM_USE_FLASHINFER_SAMPLER=0 when flashinfer is not importable (and the user has not chosen).
+
+    vLLM 0.26.0 on an H200 without flashinfer fails at engine start unless its FlashInfer top-k/top-p sampler
+    is switched off (seen on the GPU machine, whose carried vLLM wheel set has no flashinfer). Set in the
+    environment, not in Python state: the engine core runs in a child process. Returns whether it set it.
+    """
+    import importlib.util
+    import os
+
+    if "VLLM_USE_FLASHINFER_SAMPLER" in os.environ or importlib.util.find_spec("flashinfer") is not None:
+        return False
+    os.environ["VLLM_USE_FLASHINFER_SAMPLER"] = "0"
+    log.info("flashinfer is not installed: VLLM_USE_FLASHINFER_SAMPLER=0 (vLLM's own sampler)")
+    return True
+
+
 def adapter_rank(name: str, path: str | Path) -> int:
     """The largest rank an adapter uses (its `r`, or a larger one from `rank_pattern`)."""
     cfg_file = Path(path) / "adapter_config.json"
@@ -43,6 +60,13 @@ def adapter_rank(name: str, path: str | Path) -> int:
     if "r" not in cfg:
         raise T2SError(f"{cfg_file}: no 'r' (rank) field; is this a LoRA adapter?")
     return max([int(cfg["r"]), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())])
+
+
+def _finish(completion) -> str:
+    """'stop', 'length' or 'repetition' (vLLM 0.26 ends a guarded loop with stop_reason 'repetition_detected')."""
+    if getattr(completion, "stop_reason", None) == "repetition_detected":
+        return "repetition"
+    return "length" if completion.finish_reason == "length" else "stop"
 
 
 class VLLMGenerator:
@@ -75,6 +99,7 @@ class VLLMGenerator:
             max_rank = max(adapter_rank(n, p) for n, p in self.adapters.items())
             engine_kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=round_lora_rank(max_rank))
         log.info("vLLM engine: %s", engine_kwargs)
+        disable_flashinfer_sampler_if_absent()  # before the engine (and its child process) starts
         from vllm import LLM
 
         self.llm = LLM(**engine_kwargs)
@@ -82,11 +107,18 @@ class VLLMGenerator:
     def _sampling_params(self, requests: list[GenRequest], settings: GenSettings):
         from vllm import SamplingParams
 
+        common = {"max_tokens": settings.max_new_tokens}
+        if settings.repetition_guard is not None:
+            from vllm.sampling_params import RepetitionDetectionParams
+
+            g = settings.repetition_guard
+            common["repetition_detection"] = RepetitionDetectionParams(
+                max_pattern_size=g.max_pattern, min_pattern_size=g.min_pattern, min_count=g.min_count)
         if settings.greedy:
-            return SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens)
+            return SamplingParams(temperature=0.0, **common)
         # A seed per request makes each sample repeatable whatever else is in the batch.
-        return [SamplingParams(temperature=settings.temperature, top_p=settings.top_p,
-                               max_tokens=settings.max_new_tokens, seed=settings.seed + r.seed) for r in requests]
+        return [SamplingParams(temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed + r.seed,
+                               **common) for r in requests]
 
     def generate(self, requests: list[GenRequest], settings: GenSettings) -> list[GenResult]:
         unknown = {r.adapter for r in requests} - set(self.lora_requests) - {BASE_ADAPTER}
@@ -100,7 +132,7 @@ class VLLMGenerator:
         for req, out in zip(requests, outputs):
             completion = out.outputs[0]
             results.append(GenResult(key=req.key, adapter=req.adapter, text=completion.text,
-                                     n_tokens=len(completion.token_ids)))
+                                     n_tokens=len(completion.token_ids), finish=_finish(completion)))
         return results
 
     def close(self) -> None:

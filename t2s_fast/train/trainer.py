@@ -60,12 +60,20 @@ def random_init_folder(config_path, cache_root: Path, dtype: str) -> Path:
 
 
 def resolve_model_source(cfg: TrainConfig, device_kind: str):
-    """Hub id / local folder as is; a config.json becomes a random-init model folder (cached beside the run,
-    reused by stage 2) so that Unsloth and bitsandbytes can load it like any checkpoint."""
-    from t2s_fast.models import find_tokenizer_dir, is_config_file, materialize_random_init
+    """Hub id / local folder as is; a packaged alias or `.gguf` file becomes its cached safetensors folder (bf16
+    on a GPU); a config.json becomes a random-init model folder (cached beside the run, reused by stage 2) so
+    that Unsloth and bitsandbytes can load it like any checkpoint."""
+    from t2s_fast.models import find_tokenizer_dir, is_config_file, is_gguf_source, materialize_random_init, resolve_model
     from t2s_fast.train.backends.base import ModelSource
 
     name = cfg.model_name
+    if is_gguf_source(name):
+        from t2s_fast import distributed
+
+        with distributed.main_process_first():  # one rank converts; the others find the folder complete
+            resolved = resolve_model(name, dtype="bfloat16" if device_kind == "cuda" else "float32")
+        log.info("--model-name %s: %s, at %s", name, resolved.label, resolved.path)
+        return ModelSource(model_path=resolved.path, tokenizer_path=str(cfg.tokenizer or resolved.path))
     if is_config_file(name):
         tok = find_tokenizer_dir(name, cfg.tokenizer)
         dtype = "bfloat16" if device_kind == "cuda" else "float32"
@@ -253,6 +261,9 @@ def prepare_run(cfg: TrainConfig) -> Run:
     if resume_from:
         meter.prior_elapsed_s, meter.prior_tokens, kept_log = _read_log_for_resume(
             out / "train_log.jsonl", int(resume_from.rsplit("-", 1)[-1]))
+        log.warning("--resume: continuing from %s (step %s); %.0f s of GPU time ($%.4f) already spent still count "
+                    "toward --max-cost-usd", resume_from, resume_from.rsplit("-", 1)[-1], meter.prior_elapsed_s,
+                    meter.prior_elapsed_s * meter.usd_per_s())
     elif cfg.resume:
         # no checkpoint to resume from (a crash before the first --save-steps): the steps are redone, but the
         # GPU time they cost was paid, so the budget guard keeps counting it

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+from vllm.sampling_params import RepetitionDetectionParams, SamplingParams  # noqa: F401 - vllm exports it here too
 
 __version__ = "0.0.0-fake"
 
-CALLS: dict = {"engines": [], "generate": []}
+CALLS: dict = {"engines": [], "generate": [], "env": []}
 ALLOWED_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm/config/lora.py
 
 
@@ -21,16 +24,8 @@ def reset():
     global RESPONDER
     CALLS["engines"].clear()
     CALLS["generate"].clear()
+    CALLS["env"].clear()
     RESPONDER = _default_responder
-
-
-@dataclass
-class SamplingParams:
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int | None = 16
-    seed: int | None = None
 
 
 @dataclass
@@ -39,6 +34,7 @@ class CompletionOutput:
     text: str
     token_ids: list = field(default_factory=list)
     finish_reason: str | None = "stop"
+    stop_reason: int | str | None = None
 
 
 @dataclass
@@ -58,6 +54,8 @@ class LLM:
             raise ValueError(f"dtype {dtype!r} is not a valid vLLM dtype")
         self.kwargs = dict(model=model, enable_lora=enable_lora, max_loras=max_loras, max_lora_rank=max_lora_rank, **kwargs)
         CALLS["engines"].append(self.kwargs)
+        # what the engine's child process would inherit (vLLM reads VLLM_* settings from the environment)
+        CALLS["env"].append({k: v for k, v in os.environ.items() if k.startswith("VLLM_")})
 
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True, lora_request=None, **kwargs):
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -72,6 +70,11 @@ class LLM:
         outs = []
         for i, (p, lr, sp) in enumerate(zip(prompts, loras, params)):
             text = RESPONDER(p, lr)
-            ids = list(range(min(len(text.split()) + 1, sp.max_tokens or 10**9)))
-            outs.append(RequestOutput(str(i), p, [CompletionOutput(0, text, ids)]))
+            n = len(text.split()) + 1
+            ids = list(range(min(n, sp.max_tokens or 10**9)))
+            finish = "length" if n > len(ids) else "stop"
+            stop_reason = None
+            if sp.repetition_detection is not None and text.startswith("LOOP"):  # a runaway the guard catches
+                finish, stop_reason = "stop", "repetition_detected"
+            outs.append(RequestOutput(str(i), p, [CompletionOutput(0, text, ids, finish, stop_reason)]))
         return outs
