@@ -18,7 +18,7 @@
 # Needs on the GPU machine (carried with ../shared/tools/gpu-payload/, see bench/README.md "Real models"):
 # /tmp/site with the vLLM set (../shared/tools/vllm-wheels.sh), the training set (../shared/tools/gpu-wheels.sh)
 # and gguf==0.19.0; /tmp/pay/models/<the model's GGUF> (../shared/tools/small-model-gguf.sh MODEL); and
-# /tmp/pay/data.tar.xz holding spider1/ and spider2/ (../shared/data). Each phase writes $OUT/<phase>.tar.gz.
+# /tmp/pay/data.tar.gz (or .xz) holding spider1/ and spider2/ (../shared/data). Each phase writes $OUT/<phase>.tar.gz.
 #
 # T2S_REAL_SMOKE=1 checks the script's plumbing on a CPU in minutes (a few training steps, 20 questions, data
 # read from T2S_REAL_DATA, e.g. ../shared/data; with tests/fake_vllm on T2S_REAL_PYTHONPATH): no figure from it
@@ -49,7 +49,7 @@ pack() { tar -C "$W" -czf "$OUT/$1.tar.gz" "${@:2}" 2>/dev/null || tar -C "$W" -
 step_of() { python3 -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]; print(max([x.get('step',0) for x in r if 'loss' in x] or [0]))" "$1" 2>/dev/null || echo 0; }
 
 phase_setup() {
-  [ -d "$D/spider1" ] || { mkdir -p "$D"; tar -C "$D" -xJf /tmp/pay/data.tar.xz; }
+  [ -d "$D/spider1" ] || { mkdir -p "$D"; tar -C "$D" -xf /tmp/pay/data.tar.*; }  # .xz or .gz: tar reads either
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$W/logs/device.txt" 2>/dev/null \
     || echo "no GPU: $(uname -m), $(nproc) CPU cores" > "$W/logs/device.txt"
   python3 - > "$W/logs/versions.json" <<'PY'
