@@ -89,18 +89,18 @@ phase_crash() {
   record $T2S train $(stage1_flags) --output-dir "$out"
   $T2S train $(stage1_flags) --output-dir "$out" >> "$log" 2>&1 & local pid=$!   # $! is python itself
   until [ "$(step_of "$out/train_log.jsonl")" -ge $term_at ] || ! kill -0 $pid 2>/dev/null; do sleep 2; done
-  kill -TERM $pid; local rc=0; wait $pid || rc=$?
+  kill -TERM $pid 2>/dev/null || true; local rc=0; wait $pid || rc=$?
   echo "== run 1 exit code $rc (143 = stopped on SIGTERM, checkpoint and adapter saved); last step $(step_of "$out/train_log.jsonl")" | tee -a "$log"
   cp "$out/run.json" "$W/logs/stage1-crash-run1.json" 2>/dev/null || true
   echo "== run 2: --resume, SIGKILL at step >= $kill_at" | tee -a "$log"
   record $T2S train $(stage1_flags) --output-dir "$out" --resume
   $T2S train $(stage1_flags) --output-dir "$out" --resume >> "$log" 2>&1 & pid=$!
   until [ "$(step_of "$out/train_log.jsonl")" -ge $kill_at ] || ! kill -0 $pid 2>/dev/null; do sleep 2; done
-  kill -KILL $pid; rc=0; wait $pid || rc=$?
+  kill -KILL $pid 2>/dev/null || true; rc=0; wait $pid || rc=$?
   echo "== run 2 exit code $rc (137 = SIGKILL: nothing saved); last logged step $(step_of "$out/train_log.jsonl"); checkpoints: $(ls "$out/checkpoints" | tr '\n' ' ')" | tee -a "$log"
   echo "== run 3: --resume to the end" | tee -a "$log"
   run $T2S train $(stage1_flags) --output-dir "$out" --resume >> "$log" 2>&1 || echo "run 3 exited $?" | tee -a "$log"
-  grep -E "received|--resume|stop_reason|completed:|interrupted:|budget:" "$log" | tail -20
+  grep -E "received|--resume|stop_reason|completed:|interrupted:|budget:" "$log" | tail -20 || true
   pack crash logs stage1-crash/run.json stage1-crash/loss.png stage1-crash/train_log.jsonl commands.sh
 }
 
