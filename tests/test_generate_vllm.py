@@ -184,8 +184,11 @@ def test_engine_starts_with_vllms_own_sampler_when_flashinfer_is_absent(tmp_path
     monkeypatch.setattr("importlib.util.find_spec",
                         lambda name, *a: None if name == "flashinfer" else real_find_spec(name, *a))
     monkeypatch.delenv("VLLM_USE_FLASHINFER_SAMPLER", raising=False)
+    monkeypatch.delenv("VLLM_WORKER_MULTIPROC_METHOD", raising=False)
     evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, limit=1))
     assert fake_vllm.CALLS["env"][-1].get("VLLM_USE_FLASHINFER_SAMPLER") == "0"
+    # the engine core is spawned: a forked one cannot use CUDA once the parent touched it (seen on the H200)
+    assert fake_vllm.CALLS["env"][-1].get("VLLM_WORKER_MULTIPROC_METHOD") == "spawn"
 
     monkeypatch.setenv("VLLM_USE_FLASHINFER_SAMPLER", "1")
     evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, limit=1, out_dir=str(tmp_path / "run2")))

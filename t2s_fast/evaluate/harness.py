@@ -73,6 +73,8 @@ def resolve_base_model(cfg: EvalConfig) -> str:
     if not is_gguf_source(cfg.base_model):
         return cfg.base_model
     dtype = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}.get(cfg.dtype or "")
+    if not distributed.is_distributed():  # no process group to join: joining one would initialise CUDA here,
+        return resolve_model(cfg.base_model, dtype=dtype).path  # and vLLM's forked engine core then fails
     with distributed.main_process_first():
         return resolve_model(cfg.base_model, dtype=dtype).path
 

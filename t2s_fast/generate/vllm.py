@@ -100,6 +100,11 @@ class VLLMGenerator:
             engine_kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=round_lora_rank(max_rank))
         log.info("vLLM engine: %s", engine_kwargs)
         disable_flashinfer_sampler_if_absent()  # before the engine (and its child process) starts
+        import os
+
+        # Spawn, not fork, the engine core: a parent that has touched CUDA (a GPU check, a model conversion)
+        # leaves a forked child unable to use it ("Cannot re-initialize CUDA in forked subprocess", seen on the H200).
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         from vllm import LLM
 
         self.llm = LLM(**engine_kwargs)
