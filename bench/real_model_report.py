@@ -10,6 +10,7 @@ the crash/resume log, commands, versions, device) and writes summary.json and a 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
 import sys
@@ -82,13 +83,16 @@ def _money(x) -> str:
     return "n/a" if x is None else f"${x:.3f}"
 
 
-def build(work: Path, model: str, price: float, out: Path) -> dict:
+def build(work: Path, model: str, price: float, out: Path, notes: Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for src, dst in (("eval-dev", "eval-dev"), ("eval-dev-maj8", "eval-dev-maj8"), ("eval-hf200", "eval-hf200")):
-        for name in ("report.json", "report.md", "report.html", "scored.jsonl"):
+        for name in ("report.json", "report.md", "report.html"):
             if (work / src / name).is_file():
                 (out / dst).mkdir(exist_ok=True)
                 shutil.copy2(work / src / name, out / dst / name)
+        if (work / src / "scored.jsonl").is_file():  # every answer, raw and extracted, with its verdict
+            with open(work / src / "scored.jsonl", "rb") as f, gzip.open(out / dst / "scored.jsonl.gz", "wb") as g:
+                shutil.copyfileobj(f, g)
     for stage in ("stage1", "stage2", "stage1-crash"):
         for name in ("run.json", "loss.png", "train_log.jsonl"):
             if (work / stage / name).is_file():
@@ -114,7 +118,10 @@ def build(work: Path, model: str, price: float, out: Path) -> dict:
         "device": (work / "logs" / "device.txt").read_text().strip() if (work / "logs" / "device.txt").is_file() else None,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "README.md").write_text(render_readme(summary, work))
+    text = render_readme(summary, work)
+    if notes is not None:  # what the run did not do and why figures differ: written by whoever ran it
+        text += "\n" + notes.read_text()
+    (out / "README.md").write_text(text)
     return summary
 
 
@@ -184,8 +191,9 @@ def render_readme(s: dict, work: Path) -> str:
         timing = e.get("timing") or {}
         if timing:
             lines.append(f"\n{name}: {timing.get('generated_tokens'):,} tokens generated in "
-                         f"{timing.get('generation_seconds')} s ({timing.get('tokens_per_s')} tok/s); wall "
-                         f"{timing.get('wall_seconds_this_session')} s without the engine start (see `logs/{name}.log`).")
+                         f"{timing.get('generation_seconds')} s ({timing.get('tokens_per_s')} tok/s); the whole command "
+                         f"(engine start, generation, scoring) {timing.get('wall_seconds_this_session')} s "
+                         f"(see `logs/{name}.log`).")
     return "\n".join(lines) + "\n"
 
 
@@ -202,13 +210,14 @@ def main(argv=None) -> int:
     b.add_argument("--model", required=True)
     b.add_argument("--price", type=float, default=3.44)
     b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--notes", type=Path, default=None, help="Markdown appended to the README (gaps, explanations).")
     args = ap.parse_args(argv)
     if args.cmd == "compare":
         result = compare(args.hf_scored, args.vllm_scored, args.adapter)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps({k: v for k, v in result.items() if k != "examples_of_differences"}))
     else:
-        build(args.work, args.model, args.price, args.out)
+        build(args.work, args.model, args.price, args.out, args.notes)
         print((args.out / "README.md").read_text())
     return 0
 
