@@ -36,6 +36,8 @@ class InferConfig:
     max_new_tokens: int = _f(512, "Longest SQL to generate, in tokens.")
     sample_values: int = _f(3, "Sample values per column shown with --db (training used the same setting).")
     external_knowledge: str | None = _f(None, "Optional external knowledge text (Spider 2.0 style).")
+    question_values: int = _f(0, "Question-matched database values per column shown with --db (0 = off; "
+                                 "use what training used).")
 
 
 def build_infer_messages(cfg: InferConfig) -> list[dict]:
@@ -52,9 +54,15 @@ def build_infer_messages(cfg: InferConfig) -> list[dict]:
         if not db.is_file():
             raise T2SError(f"{db}: SQLite database not found")
         db_id = cfg.db_id or db.stem
+        from t2s_fast.schema_values import make_matcher
+
         schema = read_sqlite_schema(db, db_id=db_id, sample_values=cfg.sample_values)
-        schema_text = render_schema(schema, sample_values=cfg.sample_values > 0)
+        matcher = make_matcher(cfg.question_values)
+        schema_text = render_schema(schema, sample_values=cfg.sample_values > 0,
+                                    question_values=matcher.match(db, cfg.question) if matcher else None)
     else:
+        if cfg.question_values:
+            raise T2SError("--question-values reads the values from a database: use it with --db, not --schema-file")
         p = Path(cfg.schema_file)
         if not p.is_file():
             raise T2SError(f"{p}: schema file not found")

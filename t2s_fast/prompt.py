@@ -71,6 +71,30 @@ def build_messages(
     return messages
 
 
+MAX_REPAIR_SQL_CHARS = 2000  # a runaway failed query is cut to this many characters in a repair prompt
+MAX_REPAIR_ERROR_CHARS = 300
+
+
+def build_repair_messages(
+    messages: list[dict[str, str]], *, failed_sql: str | None, error: str, sql: str | None = None
+) -> list[dict[str, str]]:
+    """The repair turn (eval --repair error-feedback; `t2s-fast prepare-repair` for training): the question's
+    own [system, user] messages (from ``build_messages``) with the failed SQL and the database's error message
+    appended to the user turn, so it stays one [system, user(, assistant)] exchange like every other example.
+    ``sql`` (the gold SQL) adds the assistant answer for training."""
+    failed = (failed_sql or "").strip() or "(no SQL)"
+    if len(failed) > MAX_REPAIR_SQL_CHARS:
+        failed = failed[:MAX_REPAIR_SQL_CHARS] + " ..."
+    err = " ".join(error.split())[:MAX_REPAIR_ERROR_CHARS]
+    system, user = [m for m in messages if m["role"] != "assistant"][:2]
+    repair_user = (f"{user['content'].rstrip()}\n\nA previous answer failed.\nPrevious SQL:\n{failed}\n"
+                   f"Error: {err}\n\nReply with a corrected SQL query.")
+    out = [dict(system), {"role": "user", "content": repair_user}]
+    if sql is not None:
+        out.append({"role": "assistant", "content": sql.strip()})
+    return out
+
+
 # Qwen3's template takes `enable_thinking`; other templates ignore unknown keyword arguments.
 CHAT_TEMPLATE_KWARGS: dict[str, Any] = {"enable_thinking": False}
 

@@ -83,7 +83,11 @@ def _sample_text(value: str | int | float) -> str:
     return repr(text)
 
 
-def render_table(table: Table, *, sample_values: bool = True, dialect: str | None = None) -> str:
+def render_table(table: Table, *, sample_values: bool = True, dialect: str | None = None,
+                 question_values: dict[str, list] | None = None) -> str:
+    """One CREATE TABLE statement. ``question_values``: {column name lower-cased: values matching the
+    question} (``t2s_fast.schema_values``), shown after the sample values; None/empty renders as before."""
+
     def _quote(name: str) -> str:
         return quote_identifier(name, dialect)
 
@@ -95,6 +99,9 @@ def render_table(table: Table, *, sample_values: bool = True, dialect: str | Non
             notes.append(" ".join(col.description.split())[:120])
         if sample_values and col.samples:
             notes.append("e.g. " + ", ".join(_sample_text(s) for s in col.samples))
+        matched = question_values.get(col.name.lower()) if question_values else None
+        if matched:
+            notes.append("values matching the question: " + ", ".join(_sample_text(v) for v in matched))
         lines.append((line, " -- " + "; ".join(notes) if notes else ""))
     constraints = []
     if table.primary_key:
@@ -117,10 +124,17 @@ def render_table(table: Table, *, sample_values: bool = True, dialect: str | Non
     return head + "\n" + "\n".join(body) + "\n);"
 
 
-def render_schema(schema: Schema, *, sample_values: bool = True, dialect: str | None = None) -> str:
+def render_schema(schema: Schema, *, sample_values: bool = True, dialect: str | None = None,
+                  question_values: dict[tuple[str, str], list] | None = None) -> str:
     """CREATE TABLE statements with keys, and sample values as trailing comments; identifiers quoted as
-    ``dialect`` requires (see ``quote_identifier``)."""
-    return "\n\n".join(render_table(t, sample_values=sample_values, dialect=dialect) for t in schema.tables)
+    ``dialect`` requires (see ``quote_identifier``). ``question_values``: {(table, column) lower-cased:
+    values matching the question} (``t2s_fast.schema_values.match_values``); None renders as before."""
+    by_table: dict[str, dict[str, list]] = {}
+    for (table, column), values in (question_values or {}).items():
+        by_table.setdefault(table, {})[column] = values
+    return "\n\n".join(render_table(t, sample_values=sample_values, dialect=dialect,
+                                    question_values=by_table.get(t.name.lower()))
+                       for t in schema.tables)
 
 
 def _decode(value: bytes) -> str:

@@ -27,6 +27,7 @@ _D = PrepareConfig.__dataclass_fields__
 @click.option("--max-seq-length", type=int, default=_D["max_seq_length"].default, show_default=True, help=_help("max_seq_length"))
 @click.option("--tokenizer", default=_D["tokenizer"].default, show_default=True, help=_help("tokenizer"))
 @click.option("--stage2-replay-ratio", type=float, default=_D["stage2_replay_ratio"].default, show_default=True, help=_help("stage2_replay_ratio"))
+@click.option("--question-values", type=int, default=_D["question_values"].default, show_default=True, help=_help("question_values"))
 def prepare_command(**kwargs):
     """Spider 1.0/2.0 files on disk -> chat-format JSONL for stage 1 and 2, plus prepare_stats.json."""
     from rich.console import Console

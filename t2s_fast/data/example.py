@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from t2s_fast.data.lazy_schema import LazySchema
 
@@ -18,6 +19,7 @@ class SourceExample:
     schema: LazySchema
     group: str  # split key: examples with the same group always land in the same split (held-out databases)
     external_knowledge: str | None = None
+    db_path: Path | None = None  # the SQLite file, when there is one (question-matched values read it)
 
     def record(self, messages: list[dict[str, str]]) -> dict:
         """The JSONL line written for this example."""

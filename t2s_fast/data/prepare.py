@@ -51,6 +51,7 @@ class PrepareConfig:
     max_seq_length: int = field(default=3072, metadata={"help": "No rendered conversation (prompt + SQL) is longer than this many tokens; schemas are shortened to fit."})
     tokenizer: str = field(default="Qwen/Qwen3-8B", metadata={"help": "Tokenizer folder or hub id used to measure lengths (the training model's)."})
     stage2_replay_ratio: float = field(default=1.0, metadata={"help": "Stage-1 examples replayed in stage2_mixed per Spider 2.0 example (1.0: as many as there are Spider 2.0 examples; 0: none)."})
+    question_values: int = field(default=0, metadata={"help": "Question-matched database values shown per column beside the sample values (0: off; SQLite databases only; see t2s_fast.schema_values). Use the same value at eval and infer."})
 
     def __post_init__(self):
         self.spider_dir = Path(self.spider_dir)
@@ -62,6 +63,8 @@ class PrepareConfig:
             raise T2SError(f"--max-seq-length must be at least 64, got {self.max_seq_length}")
         if self.sample_values < 0:
             raise T2SError(f"--sample-values must be 0 or more, got {self.sample_values}")
+        if self.question_values < 0:
+            raise T2SError(f"--question-values must be 0 (off) or more, got {self.question_values}")
         if self.stage2_replay_ratio < 0:
             raise T2SError(f"--stage2-replay-ratio must be 0 or more, got {self.stage2_replay_ratio}")
 
@@ -156,7 +159,10 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
         log(f"Spider 2.0: {len(s2_examples)} questions with gold SQL and a schema ({time.perf_counter() - t0:.1f}s)")
 
     tokenizer = load_tokenizer(cfg.tokenizer)
-    fitter = SchemaFitter(tokenizer, cfg.max_seq_length)
+    from t2s_fast.schema_values import make_matcher
+
+    matcher = make_matcher(cfg.question_values)
+    fitter = SchemaFitter(tokenizer, cfg.max_seq_length, question_values=matcher)
     s1_kept, s1_short = _fit_all(fitter, s1_examples, dropped)
     log(f"Spider 1.0 rendered and measured: {len(s1_kept)} kept, {len(s1_short)} shortened ({time.perf_counter() - t0:.1f}s)")
     s2_kept, s2_short = _fit_all(fitter, s2_examples, dropped)
@@ -196,6 +202,9 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
                if cfg.spider2_dir is not None else {}),
         },
         "splits": splits,
+        **({"question_values": {**matcher.settings(), **{k: round(v, 2) if isinstance(v, float) else v
+                                                         for k, v in fitter.values_stats.items()}}}
+           if matcher is not None else {}),
         "dropped": [d.as_dict() for d in dropped],
         "shortened": s1_short + s2_short,
         "external_knowledge_unavailable": s2_info.get("external_knowledge_unavailable", []),

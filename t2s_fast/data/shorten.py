@@ -209,10 +209,27 @@ class SchemaFitter:
     """Renders each example at the first level that fits. Schema text for the levels that do not depend on
     the gold SQL is cached per database, so a database is rendered once, not once per question."""
 
-    def __init__(self, tokenizer, max_tokens: int):
+    def __init__(self, tokenizer, max_tokens: int, question_values=None):
+        """``question_values``: a ``t2s_fast.schema_values.QuestionValueMatcher`` (the --question-values
+        lever) whose matches join the sample values at level ``full``; None = off."""
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self._cache: dict[tuple[int, str, str], str] = {}
+        self.question_values = question_values
+        self.values_stats = {"examples_with_values": 0, "values": 0, "seconds": 0.0}
+
+    def _question_matches(self, ex: SourceExample) -> dict:
+        if self.question_values is None or ex.db_path is None or ex.dialect != "sqlite":
+            return {}
+        import time
+
+        t0 = time.perf_counter()
+        matches = self.question_values.match(ex.db_path, ex.question)
+        self.values_stats["seconds"] += time.perf_counter() - t0
+        if matches:
+            self.values_stats["examples_with_values"] += 1
+            self.values_stats["values"] += sum(len(v) for v in matches.values())
+        return matches
 
     def _too_big(self, schema: LazySchema, entries) -> bool:
         return schema.est_chars(entries) > SKIP_CHARS_PER_TOKEN * self.max_tokens
@@ -223,6 +240,10 @@ class SchemaFitter:
         if level in ("full", "no_sample_values"):
             if self._too_big(schema, None):
                 return None
+            matches = self._question_matches(ex) if level == "full" else {}
+            if matches:  # per question: not cached
+                return render_schema(schema.materialize(), sample_values=True, dialect=ex.dialect,
+                                     question_values=matches)
             key = (id(schema), level, ex.dialect)
             if key not in self._cache:
                 self._cache[key] = render_schema(schema.materialize(), sample_values=level == "full", dialect=ex.dialect)

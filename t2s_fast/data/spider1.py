@@ -86,6 +86,7 @@ def load_spider1(spider_dir: str | Path, *, sample_values: int = 3) -> tuple[lis
                     sql=sql,
                     schema=schema,
                     group=db_id,
+                    db_path=db_root / db_id / f"{db_id}.sqlite",
                 )
             )
     info = {

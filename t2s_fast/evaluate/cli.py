@@ -41,6 +41,11 @@ _HELP = {f.name: f.metadata.get("help", "") for f in fields(EvalConfig)}
 @click.option("--tensor-parallel-size", type=int, default=1, help=_HELP["tensor_parallel_size"])
 @click.option("--data-parallel-size", type=int, default=1, help=_HELP["data_parallel_size"])
 @click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None, help=_HELP["dtype"])
+@click.option("--question-values", type=int, default=0, help=_HELP["question_values"])
+@click.option("--repair", type=click.Choice(["none", "resample", "error-feedback"]), default="none",
+              help=_HELP["repair"])
+@click.option("--repair-k", type=int, default=4, help=_HELP["repair_k"])
+@click.option("--repair-temperature", type=float, default=0.8, help=_HELP["repair_temperature"])
 @click.option("--config", "config_file", default=None, help="JSON file of EvalConfig fields (see eval/configs/); "
               "flags given on the command line override it.")
 @click.pass_context
@@ -61,6 +66,9 @@ def eval_command(ctx, adapters, dbs, config_file, **kwargs):
     for name, a in report["adapters"].items():
         ex = "n/a" if a["ex"] is None else f"{100 * a['ex']:.1f}%"
         click.echo(f"{a['display_name']}: EX {ex} ({a['correct']}/{a['n']})")
+    for name, r in (report.get("repair") or {}).get("adapters", {}).items():
+        click.echo(f"{r['display_name']}: before repair EX {100 * (r['ex_before'] or 0):.1f}%; "
+                   f"{r['failing']} failing, {r['repaired']} now execute, {r['fixed']} now correct")
     click.echo(f"reports: {cfg.out_dir}/report.json, report.md, report.html")
 
 

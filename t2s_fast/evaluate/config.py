@@ -71,6 +71,16 @@ class EvalConfig:
     data_parallel_size: int = field(default=1, metadata={"help": "vLLM: engines, each on its own tensor-parallel-size "
                                                                  "GPUs, sharing the questions (one process each)."})
     dtype: str | None = field(default=None, metadata={"help": "Weights dtype (default bfloat16 on GPU, float32 on CPU)."})
+    question_values: int = field(default=0, metadata={"help": "Question-matched database values shown per column "
+                                                              "beside the sample values (0 = off; use what training "
+                                                              "used; t2s_fast.schema_values)."})
+    repair: str = field(default="none", metadata={"help": "Repair of predictions that fail to execute: none, resample "
+                                                          "(--repair-k new samples, vote among those that execute) or "
+                                                          "error-feedback (a repair prompt with the SQL and SQLite's "
+                                                          "error, --repair-k samples)."})
+    repair_k: int = field(default=4, metadata={"help": "Completions generated per failing prediction by --repair."})
+    repair_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the repair pass "
+                                                                     "(0 = greedy, only with --repair-k 1)."})
 
     def __post_init__(self):
         for name in ("base_model", "out_dir"):
@@ -99,9 +109,31 @@ class EvalConfig:
             self.suite = "jsonl"
         if self.suite in ("spider1", "spider2-lite") and not self.spider_dir:
             raise T2SError(f"--suite {self.suite} needs --spider-dir DIR")
+        self._check_levers()
         for name, path in self.adapters.items():
             if not (Path(path) / "adapter_config.json").is_file():
                 raise T2SError(f"--adapter {name}={path}: no adapter_config.json there (expected a PEFT adapter folder)")
+
+    def _check_levers(self) -> None:
+        """The accuracy levers of issue 14 (question-matched values, repair)."""
+        from t2s_fast.evaluate.repair import MAX_REPAIR_K, REPAIR_STRATEGIES
+
+        if self.question_values < 0:
+            raise T2SError(f"--question-values {self.question_values}: must be 0 (off) or more")
+        if self.repair not in REPAIR_STRATEGIES:
+            raise T2SError(f"--repair {self.repair!r}: choose one of {', '.join(REPAIR_STRATEGIES)}")
+        if self.repair == "none":
+            return
+        if not 1 <= self.repair_k <= MAX_REPAIR_K:
+            raise T2SError(f"--repair-k {self.repair_k}: must be between 1 and {MAX_REPAIR_K}")
+        if self.repair_temperature < 0 or (self.repair_k > 1 and self.repair_temperature == 0):
+            raise T2SError(f"--repair-k {self.repair_k} with --repair-temperature {self.repair_temperature}: greedy "
+                           "decoding repeats one answer; set --repair-temperature > 0 (e.g. 0.8) or --repair-k 1")
+        if self.repair == "resample" and self.repair_temperature == 0:
+            raise T2SError("--repair resample with --repair-temperature 0 would regenerate the same failing SQL; "
+                           "set --repair-temperature > 0")
+        if self.n_samples > MAX_REPAIR_K:
+            raise T2SError(f"--n-samples {self.n_samples} with --repair: at most {MAX_REPAIR_K} samples")
 
     @property
     def adapter_names(self) -> list[str]:

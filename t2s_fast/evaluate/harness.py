@@ -38,8 +38,9 @@ def load_questions(cfg: EvalConfig) -> QuestionSet:
                              db_root=cfg.db_root, max_prompt_tokens=cfg.max_model_len - cfg.max_new_tokens)
 
 
-def question_messages(q: Question, schema_cache: dict, sample_values: int) -> list[dict]:
-    """The chat messages for a question, from the one prompt builder (or the prepared messages as given)."""
+def question_messages(q: Question, schema_cache: dict, sample_values: int, question_values=None) -> list[dict]:
+    """The chat messages for a question, from the one prompt builder (or the prepared messages as given).
+    ``question_values``: a ``t2s_fast.schema_values.QuestionValueMatcher`` (--question-values), or None."""
     from t2s_fast.prompt import build_messages
     from t2s_fast.schema import read_sqlite_schema, render_schema
 
@@ -48,20 +49,29 @@ def question_messages(q: Question, schema_cache: dict, sample_values: int) -> li
     schema = q.schema_text
     if schema is None:
         key = (q.db_id, str(q.db_path))
-        if key not in schema_cache:
-            schema_cache[key] = render_schema(read_sqlite_schema(q.db_path, db_id=q.db_id, sample_values=sample_values),
-                                              sample_values=sample_values > 0)
-        schema = schema_cache[key]
+        if ("schema",) + key not in schema_cache:
+            schema_cache[("schema",) + key] = read_sqlite_schema(q.db_path, db_id=q.db_id, sample_values=sample_values)
+        matches = question_values.match(q.db_path, q.question) if question_values is not None else {}
+        if matches:  # per question
+            schema = render_schema(schema_cache[("schema",) + key], sample_values=sample_values > 0,
+                                   question_values=matches)
+        else:
+            if key not in schema_cache:
+                schema_cache[key] = render_schema(schema_cache[("schema",) + key], sample_values=sample_values > 0)
+            schema = schema_cache[key]
     return build_messages(dialect=q.dialect, db_id=q.db_id, schema=schema, question=q.question,
                           external_knowledge=q.external_knowledge)
 
 
-def build_prompts(questions: list[Question], tokenizer, *, sample_values: int = 3) -> dict[str, str]:
+def build_prompts(questions: list[Question], tokenizer, *, sample_values: int = 3,
+                  question_values: int = 0) -> dict[str, str]:
     """{question id: rendered prompt text} (Qwen3 chat template, thinking disabled)."""
     from t2s_fast.prompt import render_prompt
+    from t2s_fast.schema_values import make_matcher
 
     cache: dict = {}
-    return {q.qid: render_prompt(tokenizer, question_messages(q, cache, sample_values)) for q in questions}
+    matcher = make_matcher(question_values)
+    return {q.qid: render_prompt(tokenizer, question_messages(q, cache, sample_values, matcher)) for q in questions}
 
 
 def resolve_base_model(cfg: EvalConfig) -> str:
@@ -103,7 +113,8 @@ def run_settings(cfg: EvalConfig, backend: str, tokenizer_dir: str) -> dict:
                        # only when on, so runs made before the guard existed (always off) still resume
                        **({"repetition_guard": asdict(gen_settings(cfg).repetition_guard)}
                           if cfg.repetition_guard else {})},
-        "prompt": {"sample_values": cfg.sample_values},
+        "prompt": {"sample_values": cfg.sample_values,
+                   **({"question_values": cfg.question_values} if cfg.question_values else {})},
         "dtype": cfg.dtype,
         "adapters": {name: adapter_fingerprint(path) for name, path in cfg.adapters.items()},
     }
@@ -132,26 +143,35 @@ def plan_requests(cfg: EvalConfig, questions: list[Question], prompts: dict[str,
     return requests
 
 
+def open_generator(cfg: EvalConfig, backend: str, tokenizer_dir: str, model_path: str | None = None):
+    """The engine of this run: every adapter loaded once (``model_path``: the resolved --base-model)."""
+    from t2s_fast.generate.base import make_generator
+
+    return make_generator(backend, base_model=model_path or cfg.base_model, adapters=cfg.adapters,
+                          tokenizer_dir=tokenizer_dir, batch_size=cfg.batch_size, dtype=cfg.dtype,
+                          seed=cfg.seed, max_model_len=cfg.max_model_len,
+                          gpu_memory_utilization=cfg.gpu_memory_utilization,
+                          tensor_parallel_size=cfg.tensor_parallel_size,
+                          data_parallel_size=cfg.data_parallel_size, **_device_for_rank(backend))
+
+
 def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list[GenRequest], *, backend: str,
                          tokenizer_dir: str, generator=None, on_batch: Callable[[int, int], None] | None = None,
-                         model_path: str | None = None) -> dict:
+                         model_path: str | None = None, settings: GenSettings | None = None,
+                         tag: dict | None = None) -> dict:
     """Generate what ``store`` lacks, appending each finished batch. Returns this session's throughput:
-    {"requests", "tokens", "seconds", "tokens_per_s"}; no engine is loaded when nothing is missing."""
+    {"requests", "tokens", "seconds", "tokens_per_s"}; no engine is loaded when nothing is missing.
+    ``settings`` overrides the run's decoding (the repair pass); ``tag`` is added to every record and timing
+    row written (e.g. {"repair": "resample"})."""
     pending = [r for r in requests if not store.has(r.key)]
     stats = {"requests": 0, "tokens": 0, "seconds": 0.0, "tokens_per_s": 0.0, "resumed": len(requests) - len(pending)}
     if not pending:
         return stats
-    settings = gen_settings(cfg)
+    settings = settings or gen_settings(cfg)
+    tag = tag or {}
     own_generator = generator is None
     if own_generator:
-        from t2s_fast.generate.base import make_generator
-
-        generator = make_generator(backend, base_model=model_path or cfg.base_model, adapters=cfg.adapters,
-                                   tokenizer_dir=tokenizer_dir, batch_size=cfg.batch_size, dtype=cfg.dtype,
-                                   seed=cfg.seed, max_model_len=cfg.max_model_len,
-                                   gpu_memory_utilization=cfg.gpu_memory_utilization,
-                                   tensor_parallel_size=cfg.tensor_parallel_size,
-                                   data_parallel_size=cfg.data_parallel_size, **_device_for_rank(backend))
+        generator = open_generator(cfg, backend, tokenizer_dir, model_path)
     pending = order_for_backend(generator, pending, cfg.adapter_names)  # HF: adapter by adapter
     step = generator.batch_size or len(pending)
     by_key = {r.key: r for r in pending}
@@ -173,10 +193,10 @@ def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list
                     records.append({"key": res.key, "adapter": adapter, "qid": qid, "sample": int(sample),
                                     "raw": res.text, "sql": ext.sql, "extraction": ext.method,
                                     "extraction_changed": ext.changed, "n_tokens": res.n_tokens, "finish": res.finish,
-                                    "prompt_sha": text_sha(by_key[res.key].prompt)})
+                                    "prompt_sha": text_sha(by_key[res.key].prompt), **tag})
                 tokens = sum(r["n_tokens"] for r in records)
                 store.append(records, {"batch": batch_index, "requests": len(records), "tokens": tokens,
-                                       "seconds": round(seconds, 4), "backend": generator.name})
+                                       "seconds": round(seconds, 4), "backend": generator.name, **tag})
                 stats["requests"] += len(records)
                 stats["tokens"] += tokens
                 stats["seconds"] += seconds
@@ -348,7 +368,8 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
                        f"{len(qset.skipped)} skipped for missing databases)")
     model_path = resolve_base_model(cfg)
     tokenizer_dir, tokenizer = load_tokenizer(cfg, model_path)
-    prompts = build_prompts(qset.questions, tokenizer, sample_values=cfg.sample_values)
+    prompts = build_prompts(qset.questions, tokenizer, sample_values=cfg.sample_values,
+                            question_values=cfg.question_values)
     with distributed.main_process_first():  # rank 0 checks/writes run_settings.json (and --force deletes)
         store = PredictionStore(out_dir, run_settings(cfg, backend, tokenizer_dir),
                                 force=cfg.force and distributed.is_main(),
@@ -361,20 +382,36 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
         distributed.barrier()  # everyone has read the same predictions before anyone appends
         # every rank sees the same missing set (same files, same order), so the slices never overlap
         mine = [r for r in requests if not store.has(r.key)][distributed.rank()::distributed.world_size()]
-    gen_stats = generate_predictions(cfg, store, mine, backend=backend, tokenizer_dir=tokenizer_dir,
-                                     generator=generator, on_batch=on_batch, model_path=model_path)
-    if sharded:
-        distributed.barrier()
-        if not distributed.is_main():
-            return None
-        store.merge_shards()
-        gen_stats["resumed"] = already  # rank 0's stats cover its own share; "resumed" is the whole run's
-    t_score = time.perf_counter()
-    chosen = choose_predictions(cfg, qset.questions, store)
-    scored = score_predictions(cfg, qset.questions, chosen)
-    score_seconds = time.perf_counter() - t_score
+    engine = None  # with --repair, one engine serves both passes (loaded only when something is missing)
+    if generator is None and cfg.repair != "none" and not sharded and any(not store.has(r.key) for r in mine):
+        engine = generator = open_generator(cfg, backend, tokenizer_dir, model_path)
+    try:
+        gen_stats = generate_predictions(cfg, store, mine, backend=backend, tokenizer_dir=tokenizer_dir,
+                                         generator=generator, on_batch=on_batch, model_path=model_path)
+        if sharded:
+            distributed.barrier()
+            if not distributed.is_main():
+                return None
+            store.merge_shards()
+            gen_stats["resumed"] = already  # rank 0's stats cover its own share; "resumed" is the whole run's
+        t_score = time.perf_counter()
+        scored = score_predictions(cfg, qset.questions, choose_predictions(cfg, qset.questions, store))
+        score_seconds = time.perf_counter() - t_score
+        repair = None
+        if cfg.repair != "none":  # rank 0 alone under accelerate/torchrun
+            from t2s_fast.evaluate.repair import repair_predictions
+
+            scored, repair = repair_predictions(cfg, qset.questions, scored, store, tokenizer, prompts,
+                                                backend=backend, tokenizer_dir=tokenizer_dir, generator=generator,
+                                                model_path=model_path)
+    finally:
+        if engine is not None:
+            engine.close()
     write_jsonl(out_dir / "scored.jsonl", scored)
     report = build_report(cfg, qset, scored, store, backend=backend)
+    report["settings"]["question_values"] = cfg.question_values
+    if repair is not None:
+        report["repair"] = repair
     report["timing"] = _timing(cfg, store, gen_stats, score_seconds, time.perf_counter() - started, backend)
     write_reports(out_dir, report)
     return report
@@ -383,12 +420,13 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
 def _timing(cfg: EvalConfig, store: PredictionStore, gen_stats: dict, score_seconds: float, wall: float,
             backend: str) -> dict:
     """Speed figures: everything here varies from run to run (kept apart from the accuracy figures)."""
-    batches = store.timings()
+    batches = [b for b in store.timings() if "repair" not in b]  # the repair pass has its own figures
     tokens = sum(b["tokens"] for b in batches)
     seconds = sum(b["seconds"] for b in batches)
     per_adapter = Counter()
     for rec in store.records.values():
-        per_adapter[rec["adapter"]] += rec["n_tokens"]
+        if "repair" not in rec:
+            per_adapter[rec["adapter"]] += rec["n_tokens"]
     rate = tokens / seconds if seconds else 0.0
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -281,6 +281,7 @@ def render_markdown(report: dict) -> str:
                 d = a["by_database"].get(db)
                 cells.append(f"{_pct(d['ex'])} ({d['n']})" if d else "-")
             out.append(f"| {db} | " + " | ".join(cells) + " |")
+    out += repair_markdown(report.get("repair"))
     t = report.get("timing")
     if t:
         out += ["", "## Speed", "",
@@ -299,6 +300,25 @@ def render_markdown(report: dict) -> str:
     if len(d["rows"]) > 50:
         out.append(f"- ... {len(d['rows']) - 50} more in report.html / report.json")
     return "\n".join(out) + "\n"
+
+
+def repair_markdown(repair: dict | None) -> list[str]:
+    """The `--repair` section: EX before and after, counts, and the extra generation it cost."""
+    if not repair:
+        return []
+    out = ["", f"## Repair of failing SQL ({repair['strategy']}, k={repair['k']}, temperature {repair['temperature']})", "",
+           f"Predictions that did not execute ({', '.join(repair['repairable_error_kinds'])}) got {repair['k']} more "
+           "completions each; among those that execute the majority vote picks one, which replaces the prediction "
+           "and is scored by the same rules.", "",
+           "| model | EX before | EX after | failing | now execute | now correct | extra tokens | extra generation s |",
+           "|---|---|---|---|---|---|---|---|"]
+    for a in repair["adapters"].values():
+        out.append(f"| {_md_escape(a['display_name'])} | {_pct(a['ex_before'])} | **{_pct(a['ex_after'])}** | "
+                   f"{a['failing']} | {a['repaired']} | {a['fixed']} | {a['extra_tokens']} | "
+                   f"{a['extra_generation_seconds_share']:.1f} |")
+    out += ["", f"- repair pass: {repair['generated_tokens']} tokens in {repair['generation_seconds']:.1f} s of generation; "
+                f"executing candidates and re-scoring {repair['execute_and_rescore_seconds_this_session']:.1f} s this session"]
+    return out
 
 
 def _error_kinds(report: dict) -> list[str]:

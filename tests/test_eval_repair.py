@@ -1,0 +1,193 @@
+"""Repair of failing SQL (eval --repair): a scripted generator at the engine seam makes the first pass fail in
+known ways; the repair pass must replace exactly the failing predictions, score them by the official rules,
+report EX before/after with counts, and resume without generating again."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from t2s_fast.errors import T2SError
+from t2s_fast.evaluate.config import EvalConfig
+from t2s_fast.evaluate.harness import evaluate
+from t2s_fast.generate.base import GenResult
+
+GOLD = {
+    "q-fixed": "SELECT name FROM singer WHERE country = 'France'",
+    "q-ok": "SELECT count(*) FROM singer",
+    "q-hopeless": "SELECT age FROM singer WHERE name = 'Ann'",
+    "q-voted": "SELECT name FROM singer WHERE age > 30",
+}
+FIRST = {  # first-pass answers: one right, three that do not execute
+    "q-fixed": "SELECT nme FROM singer WHERE country = 'France'",
+    "q-ok": "SELECT count(*) FROM singer",
+    "q-hopeless": "SELECT agee FROM singer WHERE name = 'Ann'",
+    "q-voted": "SELECT name FROM singers WHERE age > 30",
+}
+RESAMPLE = {  # repair samples k = 0, 1, 2
+    "q-fixed": ["SELECT nme FROM singer", GOLD["q-fixed"], GOLD["q-fixed"]],
+    "q-hopeless": ["SELECT agee FROM singer", "SELEC age", "SELECT x FROM nowhere"],
+    # two samples agree on a wrong result, one is right: the vote keeps the majority (wrong) one
+    "q-voted": ["SELECT name FROM singer WHERE age > 31", GOLD["q-voted"], "SELECT name FROM singer WHERE age > 31"],
+}
+
+
+class ScriptedGenerator:
+    """Answers by question id and sample index; records every call."""
+
+    name = "scripted"
+    batch_size = None
+
+    def __init__(self, questions: dict[str, str]):
+        self.qid_of_question = {v: k for k, v in questions.items()}
+        self.calls = []
+
+    def qid(self, prompt: str) -> str:
+        return next(qid for q, qid in self.qid_of_question.items() if f"Question: {q}" in prompt)
+
+    def generate(self, requests, settings):
+        self.calls.append((list(requests), settings))
+        out = []
+        for r in requests:
+            _adapter, qid, sample = r.key.split("|")
+            sample = int(sample)
+            assert qid == self.qid(r.prompt)
+            if sample < 1000:
+                text = FIRST[qid]
+            elif sample < 2000:
+                text = RESAMPLE[qid][sample - 1000]
+            else:  # error feedback: corrected only when the prompt shows the error
+                text = GOLD[qid] if "no such column: nme" in r.prompt else FIRST[qid]
+            out.append(GenResult(key=r.key, adapter=r.adapter, text=text, n_tokens=len(text.split())))
+        return out
+
+    def close(self):
+        pass
+
+
+class NoGeneration(ScriptedGenerator):
+    def generate(self, requests, settings):
+        raise AssertionError(f"a resumed run generated again: {[r.key for r in requests]}")
+
+
+QUESTIONS = {"q-fixed": "Names of singers from France?", "q-ok": "How many singers?",
+             "q-hopeless": "Age of Ann?", "q-voted": "Singers older than 30?"}
+
+
+@pytest.fixture
+def suite(tmp_path) -> tuple[Path, Path]:
+    root = tmp_path / "dbs"
+    (root / "concerts").mkdir(parents=True)
+    conn = sqlite3.connect(root / "concerts" / "concerts.sqlite")
+    conn.executescript("CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER);"
+                       "INSERT INTO singer VALUES (1, 'Joe', 'France', 25), (2, 'Ann', 'Japan', 31),"
+                       "(3, 'Bo', 'France', 40);")
+    conn.commit()
+    conn.close()
+    qfile = tmp_path / "questions.jsonl"
+    qfile.write_text("".join(json.dumps({"id": qid, "db_id": "concerts", "question": q, "sql": GOLD[qid]}) + "\n"
+                             for qid, q in QUESTIONS.items()))
+    return qfile, root
+
+
+def config(suite, out_dir, tokenizer_dir, **kw) -> EvalConfig:
+    qfile, root = suite
+    return EvalConfig(base_model="scripted", out_dir=str(out_dir), suite="jsonl", questions=str(qfile),
+                      db_root=str(root), tokenizer=str(tokenizer_dir), workers=0, **kw)
+
+
+def scored_by_qid(out_dir: Path) -> dict:
+    return {r["qid"]: r for r in map(json.loads, (out_dir / "scored.jsonl").read_text().splitlines())}
+
+
+def test_resample_repairs_failing_predictions_and_resumes(suite, tmp_path, qwen3_tokenizer_dir):
+    out = tmp_path / "run"
+    gen = ScriptedGenerator(QUESTIONS)
+    report = evaluate(config(suite, out, qwen3_tokenizer_dir, repair="resample", repair_k=3, repair_temperature=0.9),
+                      generator=gen)
+    first_calls, repair_calls = gen.calls[:-1], gen.calls[-1]
+    assert sum(len(reqs) for reqs, _ in first_calls) == 4
+    # one generate call for the repair pass over every failing question, at the repair temperature
+    reqs, settings = repair_calls
+    assert settings.temperature == 0.9 and len(reqs) == 3 * 3
+    assert {r.key.split("|")[1] for r in reqs} == {"q-fixed", "q-hopeless", "q-voted"}
+    rep = report["repair"]["adapters"]["__base__"]
+    assert (rep["correct_before"], rep["correct_after"]) == (1, 2)
+    assert (rep["ex_before"], rep["ex_after"]) == (0.25, 0.5) and report["adapters"]["__base__"]["ex"] == 0.5
+    assert (rep["failing"], rep["repaired"], rep["fixed"], rep["still_failing"]) == (3, 2, 1, 1)
+    assert rep["extra_tokens"] == sum(len(t.split()) for ts in RESAMPLE.values() for t in ts)
+    scored = scored_by_qid(out)
+    assert scored["q-fixed"]["pred"] == GOLD["q-fixed"] and scored["q-fixed"]["exec_match"]
+    assert scored["q-fixed"]["repair"]["first_pred"] == FIRST["q-fixed"]
+    assert "no such column: nme" in scored["q-fixed"]["repair"]["first_error"]
+    assert scored["q-fixed"]["repair"]["vote"] == {"valid": 2, "votes": 2, "groups": 1}
+    assert scored["q-voted"]["pred"] == RESAMPLE["q-voted"][0] and not scored["q-voted"]["exec_match"]
+    assert scored["q-hopeless"]["pred"] == FIRST["q-hopeless"] and not scored["q-hopeless"]["repair"]["repaired"]
+    assert "repair" not in scored["q-ok"]
+    assert "Repair of failing SQL" in (out / "report.md").read_text()
+    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(p["sample"] for p in preds if p.get("repair") == "resample") == [1000] * 3 + [1001] * 3 + [1002] * 3
+    # resume: nothing generated again, same figures
+    again = evaluate(config(suite, out, qwen3_tokenizer_dir, repair="resample", repair_k=3, repair_temperature=0.9),
+                     generator=NoGeneration(QUESTIONS))
+    assert again["repair"]["adapters"] == report["repair"]["adapters"]
+    assert scored_by_qid(out) == scored
+    # the first pass alone is still there: a run without --repair resumes and scores it as before
+    plain = evaluate(config(suite, out, qwen3_tokenizer_dir), generator=NoGeneration(QUESTIONS))
+    assert plain["adapters"]["__base__"]["ex"] == 0.25 and "repair" not in plain
+    with pytest.raises(T2SError, match="repair-temperature"):
+        evaluate(config(suite, out, qwen3_tokenizer_dir, repair="resample", repair_k=3, repair_temperature=0.5),
+                 generator=NoGeneration(QUESTIONS))
+
+
+def test_error_feedback_shows_the_error_in_the_shared_repair_prompt(suite, tmp_path, qwen3_tokenizer_dir,
+                                                                     qwen3_tokenizer):
+    from t2s_fast.evaluate.harness import question_messages
+    from t2s_fast.evaluate.questions import load_jsonl
+    from t2s_fast.prompt import build_repair_messages, render_prompt
+
+    out = tmp_path / "run"
+    gen = ScriptedGenerator(QUESTIONS)
+    report = evaluate(config(suite, out, qwen3_tokenizer_dir, repair="error-feedback", repair_k=1,
+                             repair_temperature=0.0), generator=gen)
+    reqs, settings = gen.calls[-1]
+    assert settings.temperature == 0.0 and len(reqs) == 3
+    rep = report["repair"]["adapters"]["__base__"]
+    assert (rep["failing"], rep["fixed"]) == (3, 1) and rep["ex_after"] == 0.5
+    # the repair prompt is the one prompt builder's: question prompt + failed SQL + SQLite's message
+    q = next(q for q in load_jsonl(suite[0], suite[1], dbs=[], limit=None).questions if q.qid == "q-fixed")
+    expected = render_prompt(qwen3_tokenizer, build_repair_messages(
+        question_messages(q, {}, 3), failed_sql=FIRST["q-fixed"], error="no such column: nme"))
+    assert next(r.prompt for r in reqs if "|q-fixed|" in r.key) == expected
+    assert scored_by_qid(out)["q-fixed"]["pred"] == GOLD["q-fixed"]
+
+
+def test_repair_flags_are_checked(suite, tmp_path, qwen3_tokenizer_dir):
+    for kw, msg in [({"repair": "retry"}, "--repair"), ({"repair": "resample", "repair_k": 0}, "--repair-k"),
+                    ({"repair": "resample", "repair_temperature": 0.0, "repair_k": 1}, "repair-temperature"),
+                    ({"repair": "error-feedback", "repair_k": 4, "repair_temperature": 0.0}, "repair-temperature")]:
+        with pytest.raises(T2SError, match=msg):
+            config(suite, tmp_path / "x", qwen3_tokenizer_dir, **kw)
+
+
+def test_one_engine_serves_both_passes(suite, tmp_path, qwen3_tokenizer_dir, monkeypatch):
+    import t2s_fast.generate.base as base
+
+    made = []
+
+    class Counted(ScriptedGenerator):
+        def close(self):
+            self.closed = True
+
+    def fake_make_generator(backend, **kwargs):
+        made.append(Counted(QUESTIONS))
+        return made[-1]
+
+    monkeypatch.setattr(base, "make_generator", fake_make_generator)
+    report = evaluate(config(suite, tmp_path / "run", qwen3_tokenizer_dir, repair="resample", repair_k=3,
+                             backend="hf"))
+    assert len(made) == 1 and made[0].closed and len(made[0].calls) == 2  # first pass, then repair
+    assert report["repair"]["adapters"]["__base__"]["fixed"] == 1
