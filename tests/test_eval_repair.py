@@ -191,3 +191,57 @@ def test_one_engine_serves_both_passes(suite, tmp_path, qwen3_tokenizer_dir, mon
                              backend="hf"))
     assert len(made) == 1 and made[0].closed and len(made[0].calls) == 2  # first pass, then repair
     assert report["repair"]["adapters"]["__base__"]["fixed"] == 1
+
+
+def test_repair_training_examples_match_the_eval_repair_prompt(suite, tmp_path, qwen3_tokenizer_dir):
+    """prepare-repair turns a run's real failures on a training file into examples whose prompt is exactly the
+    prompt `eval --repair error-feedback` builds for the same failure; dev data is refused."""
+    from t2s_fast.cli import main
+    from t2s_fast.prompt import build_messages, build_repair_messages
+
+    qfile, root = suite
+    train = tmp_path / "stage1_train.jsonl"
+    lines = []
+    for qid, q in QUESTIONS.items():
+        msgs = build_messages(dialect="sqlite", db_id="concerts", schema="CREATE TABLE singer (name TEXT);",
+                              question=q, sql=GOLD[qid])
+        lines.append({"id": qid, "db_id": "concerts", "question": q, "sql": GOLD[qid], "messages": msgs})
+    train.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "run"
+    gen = ScriptedGenerator(QUESTIONS)
+    evaluate(config((train, root), out, qwen3_tokenizer_dir, repair="error-feedback", repair_k=1,
+                    repair_temperature=0.0), generator=gen)
+    eval_prompts = {r.key.split("|")[1]: r.prompt for r in gen.calls[-1][0]}
+    examples_file = tmp_path / "repair_train.jsonl"
+    main(["prepare-repair", "--scored", str(out / "scored.jsonl"), "--questions", str(train),
+          "--out", str(examples_file), "--spider-dir", str(tmp_path / "no-spider")])
+    examples = {x["id"]: x for x in map(json.loads, examples_file.read_text().splitlines())}
+    assert set(examples) == {"q-fixed-repair", "q-hopeless-repair", "q-voted-repair"}
+    from transformers import AutoTokenizer
+
+    from t2s_fast.prompt import render_prompt
+
+    tok = AutoTokenizer.from_pretrained(str(qwen3_tokenizer_dir))
+    for line in lines:
+        ex = examples.get(f"{line['id']}-repair")
+        if ex is None:
+            continue
+        assert ex["messages"][-1] == {"role": "assistant", "content": line["sql"]}
+        assert ex["messages"] == build_repair_messages(line["messages"], failed_sql=FIRST[line["id"]],
+                                                       error=ex["repair_of"]["error"].split(": ", 1)[1],
+                                                       sql=line["sql"])
+        assert render_prompt(tok, ex["messages"]) == eval_prompts[line["id"]]  # training sees the eval prompt
+    # Spider dev is refused: by id, by file name, by database of dev.json
+    dev_ids = tmp_path / "ids.jsonl"
+    dev_ids.write_text(json.dumps(dict(lines[0], id="dev-0001")) + "\n")
+    dev_named = tmp_path / "dev.jsonl"
+    dev_named.write_text(train.read_text())
+    spider = tmp_path / "spider"
+    spider.mkdir()
+    (spider / "dev.json").write_text(json.dumps([{"db_id": "concerts", "question": "?", "query": "SELECT 1"}]))
+    for questions, extra in [(dev_ids, []), (dev_named, []), (train, ["--spider-dir", str(spider)])]:
+        with pytest.raises(SystemExit) as exc:
+            main(["prepare-repair", "--scored", str(out / "scored.jsonl"), "--questions", str(questions),
+                  "--out", str(tmp_path / "x.jsonl"), *extra])
+        assert exc.value.code == 2
+    assert not (tmp_path / "x.jsonl").exists()

@@ -55,3 +55,25 @@ def prepare_command(**kwargs):
         f"dropped {len(stats['dropped'])}, shortened {len(stats['shortened'])} "
         f"(reasons in {cfg.out_dir / 'prepare_stats.json'}); {stats['wall_seconds']:.1f}s"
     )
+
+
+@click.command("prepare-repair")
+@click.option("--scored", type=click.Path(path_type=Path), required=True,
+              help="scored.jsonl of an eval run on a TRAINING-split file (eval --suite jsonl --questions FILE).")
+@click.option("--questions", type=click.Path(path_type=Path), required=True,
+              help="The prepared file that run evaluated (e.g. stage1_train.jsonl); never Spider dev.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Repair examples to write (JSONL).")
+@click.option("--adapter", default=None, help="Which evaluated model's failures (needed when the run has several).")
+@click.option("--spider-dir", type=click.Path(path_type=Path), default=None,
+              help="Spider 1.0 folder: questions on its dev.json databases are refused (default: ../shared's copy).")
+def prepare_repair_command(scored, questions, out, adapter, spider_dir):
+    """Training examples for `eval --repair error-feedback`, from a model's real failures on training data."""
+    from t2s_fast import paths
+    from t2s_fast.data.repair_examples import build_repair_examples
+    from t2s_fast.jsonl import write_jsonl
+
+    examples, counts = build_repair_examples(scored, questions, adapter=adapter,
+                                             spider_dir=spider_dir or paths.SPIDER1_DIR)
+    write_jsonl(out, examples)
+    click.echo(f"{len(examples)} repair examples from {counts['failing']} failing of {counts['predictions']} "
+               f"predictions -> {out}")

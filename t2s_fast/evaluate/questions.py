@@ -77,6 +77,11 @@ def load_spider1(spider_dir: str | Path, split: str, *, dbs: list[str], limit: i
     return QuestionSet(questions, skipped, str(path))
 
 
+def jsonl_question_id(rec: dict, lineno: int) -> str:
+    """The id of a prepared-format line: its own id, else its line number in the file."""
+    return str(rec.get("id") or rec.get("instance_id") or f"line-{lineno:05d}")
+
+
 def load_jsonl(questions_file: str | Path, db_root: str | Path | None, *, dbs: list[str], limit: int | None) -> QuestionSet:
     """Prepared-format lines: db_id, question, sql, dialect (default sqlite), optional id and messages."""
     path = Path(questions_file)
@@ -85,7 +90,7 @@ def load_jsonl(questions_file: str | Path, db_root: str | Path | None, *, dbs: l
     root = Path(db_root) if db_root else None
     questions, skipped = [], []
     for lineno, rec in rows:
-        qid = str(rec.get("id") or rec.get("instance_id") or f"line-{lineno:05d}")
+        qid = jsonl_question_id(rec, lineno)
         dialect = str(rec.get("dialect") or "sqlite").lower()
         messages = rec.get("messages")
         if messages is not None and not (isinstance(messages, list) and all(isinstance(m, dict) and "role" in m

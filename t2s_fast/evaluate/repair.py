@@ -32,10 +32,11 @@ SAMPLE_OFFSET = {"resample": 1000, "error-feedback": 2000}
 REPAIRABLE_KINDS = ("parse", "runtime", "timeout")  # the prediction did not execute (not: wrong result)
 
 
-def error_message(rec: dict) -> str:
-    """The database's message of a scored record's failure: "runtime: no such column: x" -> "no such column: x"."""
-    err, kind = rec.get("error") or "", rec.get("error_kind")
-    return err[len(kind) + 2:] if kind and err.startswith(f"{kind}: ") else err
+def error_message(error: str | None) -> str:
+    """The database's own message in a scored record's error: "runtime: no such column: x" -> "no such column: x"."""
+    err = error or ""
+    kind = next((k for k in REPAIRABLE_KINDS if err.startswith(f"{k}: ")), None)
+    return err[len(kind) + 2:] if kind else err
 
 
 def is_repairable(rec: dict, q) -> bool:
@@ -56,7 +57,8 @@ def repair_prompt(cfg, q, rec: dict, prompts: dict[str, str], tokenizer, cache: 
     from t2s_fast.prompt import build_repair_messages, render_prompt
 
     messages = question_messages(q, cache, cfg.sample_values, matcher)
-    return render_prompt(tokenizer, build_repair_messages(messages, failed_sql=rec.get("pred"), error=error_message(rec)))
+    repair = build_repair_messages(messages, failed_sql=rec.get("pred"), error=error_message(rec.get("error")))
+    return render_prompt(tokenizer, repair)
 
 
 def plan_repair(cfg, questions: list, scored: list[dict], prompts: dict[str, str], tokenizer):
