@@ -25,16 +25,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def stats(values: list[int]) -> dict:
     import numpy as np
 
@@ -93,16 +83,17 @@ def main() -> None:
     ap.add_argument("--values", type=int, nargs="+", default=[0, 3])
     ap.add_argument("--repeats", type=int, default=2, help="prepare runs per setting (the machine may be shared)")
     args = ap.parse_args()
-    from importlib.metadata import version
-
     from transformers import AutoTokenizer
+
+    from t2s_fast.benchmarks.results import describe_device
+    from t2s_fast.train.runinfo import git_revision, package_versions
 
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "command": " ".join(["python", *sys.argv]),
-              "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                          "platform": platform.platform()},
-              "versions": {p: version(p) for p in ("rapidfuzz", "transformers", "tokenizers", "sqlglot")},
+              "machine": {**describe_device(), "platform": platform.platform()},
+              "versions": package_versions(("t2s-fast", "rapidfuzz", "transformers", "tokenizers", "sqlglot")),
+              "git": git_revision(), "python": platform.python_version(),
               "settings": {}}
     base_train = base_dev = None
     with tempfile.TemporaryDirectory() as tmp:
