@@ -100,7 +100,8 @@ def choose_repairs(cfg, failing: list, store) -> dict[tuple[str, str], tuple[dic
     groups = [(q, [store.records[repair_key(cfg.repair, adapter, q.qid, k)] for k in range(cfg.repair_k)])
               for adapter, q, _rec in failing]
     out = {}
-    for (adapter, q, _rec), (_q, samples), results in zip(failing, groups, _execute_samples(cfg, groups) if groups else []):
+    executed = _execute_samples(cfg, groups) if groups else []
+    for (adapter, q, _rec), (_q, samples), results in zip(failing, groups, executed):
         pick, vote = _vote(samples, results)
         out[(adapter, q.qid)] = (pick if vote["valid"] else None, vote)
     return out

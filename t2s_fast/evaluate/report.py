@@ -321,6 +321,22 @@ def repair_markdown(repair: dict | None) -> list[str]:
     return out
 
 
+def repair_html(repair: dict | None) -> list[str]:
+    """The `--repair` section of report.html (the same figures as ``repair_markdown``)."""
+    if not repair:
+        return []
+    out = [f"<h2>Repair of failing SQL ({_e(repair['strategy'])}, k={repair['k']}, temperature "
+           f"{repair['temperature']})</h2><table><tr><th>model</th><th>EX before</th><th>EX after</th><th>failing</th>"
+           "<th>now execute</th><th>now correct</th><th>extra tokens</th><th>extra generation s</th></tr>"]
+    for a in repair["adapters"].values():
+        out.append(f"<tr><td>{_e(a['display_name'])}</td><td class='num'>{_pct(a['ex_before'])}</td>"
+                   f"<td class='num'><b>{_pct(a['ex_after'])}</b></td>"
+                   + "".join(f"<td class='num'>{a[k]}</td>" for k in ("failing", "repaired", "fixed", "extra_tokens"))
+                   + f"<td class='num'>{a['extra_generation_seconds_share']:.1f}</td></tr>")
+    out.append("</table>")
+    return out
+
+
 def _error_kinds(report: dict) -> list[str]:
     return sorted({k for a in report["adapters"].values() for k in a["errors"]}) or ["none"]
 
@@ -387,6 +403,7 @@ def render_html(report: dict, *, plots: bool = True) -> str:
         if any(a["by_database"] for a in adapters.values()):
             parts.append("<h2>EX per database</h2>")
             parts.append(f"<img class='plot' id='plot-database' alt='EX per database' src='data:image/png;base64,{plot_by_database(report)}'>")
+    parts += repair_html(report.get("repair"))
     t = report.get("timing")
     if t:
         parts.append(f"<h2>Speed</h2><p>{t['generated_tokens']} tokens generated in {t['generation_seconds']:.1f} s "
