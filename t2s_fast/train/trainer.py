@@ -226,7 +226,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
     if not cfg.auto_setup:
         setup.micro_batch_size = cfg.per_device_train_batch_size
         setup.gradient_accumulation_steps = cfg.gradient_accumulation_steps
-        setup.reasons.append("batch flags given explicitly: micro-batch and accumulation kept as given")
+        setup.reasons.append("--no-auto-setup: micro-batch and accumulation kept as given")
     if cfg.global_batch_size is not None and cfg.packing:
         # --global-batch-size counts examples; with packing a micro-batch counts packed rows of max_seq_length
         # tokens, so the examples become about as many tokens' worth of rows (as the automatic setup does)
