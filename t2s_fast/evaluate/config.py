@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from t2s_fast.dtypes import HELP as DTYPE_HELP
+from t2s_fast.dtypes import normalize_dtype
 from t2s_fast.errors import T2SError
 from t2s_fast.sql.scorer import check_workers_timeout
 
@@ -72,13 +74,15 @@ class EvalConfig:
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one engine spreads the model over."})
     data_parallel_size: int = field(default=1, metadata={"help": "vLLM: engines, each on its own tensor-parallel-size "
                                                                  "GPUs, sharing the questions (one process each)."})
-    dtype: str | None = field(default=None, metadata={"help": "Weights dtype (default bfloat16 on GPU, float32 on CPU)."})
+    dtype: str | None = field(default=None, metadata={"help": f"Weights dtype: {DTYPE_HELP} (default bfloat16 on GPU, "
+                                                              "float32 on CPU)."})
 
     def __post_init__(self):
         for name in ("base_model", "out_dir"):
             if not getattr(self, name):
                 raise T2SError(f"--{name.replace('_', '-')} is required (on the command line or in --config)")
         self.adapters = parse_adapter_specs(self.adapters)
+        self.dtype = normalize_dtype(self.dtype)
         if self.suite not in SUITES:
             raise T2SError(f"--suite {self.suite!r}: choose one of {', '.join(SUITES)}")
         if not self.adapters and not self.include_base:
