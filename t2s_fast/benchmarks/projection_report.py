@@ -7,7 +7,7 @@ writes bench/results/<date>-projection-vs-actual.json. Rows:
 - ``bench-row``: each row of the recorded `t2s-fast bench train` results (Qwen3-8B shape): projected tok/s for
   that row's setup against its measured tok/s (``in_sample`` when the row is one the band was taken from);
 - ``run``: each recorded run.json in bench/results/logs-*: the projected cost as `t2s-fast train` now prints
-  it (its load time, as measured, plus the planned tokens at the projected tok/s) against its cost;
+  it (its load time, as measured, plus the tokens of the steps it ran at the projected tok/s) against its cost;
 - ``gpu-check``: the issue-4 runs at the runbook's 2 x 16 padded settings (not used by any band);
 - ``issue-figure``: the 0.5B model's tok/s from issue 16 (the band is that figure: in sample by construction).
 """
@@ -67,7 +67,8 @@ def run_rows(results_dir: Path, shape: ModelShape) -> list[dict]:
         exp = _expect(shape, info["backend"], bool(cfg["packing"]), setup)
         per_step = info["sft"]["per_device_train_batch_size"] * info["sft"]["gradient_accumulation_steps"]
         mean = info["data"]["train"]["mean_tokens"]
-        tokens = int(info["max_steps"] * per_step * (cfg["max_seq_length"] if cfg["packing"] else mean))
+        # the steps that ran (a run stopped early is priced for what it did, as its cost is)
+        tokens = int(info["global_step"] * per_step * (cfg["max_seq_length"] if cfg["packing"] else mean))
         load_s = info["elapsed_s_total"] - info["wall_time_s"]
         usd = (load_s + tokens / exp.tokens_per_s) / 3600 * info["gpu_hourly_usd"]
         row = _row("run", path.name.replace("-run.json", ""), str(path.relative_to(results_dir.parent.parent)),
