@@ -20,7 +20,7 @@ COMMANDS = {
     "prepare-repair": ("t2s_fast.data.cli:prepare_repair_command", "Repair-turn training examples from a model's real failures on training data."),
     "train": ("t2s_fast.train.cli:train_command", "QLoRA fine-tuning (Unsloth on a GPU, transformers+PEFT otherwise)."),
     "infer": ("t2s_fast.train.cli:infer_command", "Answer one question against a schema; prints only the SQL."),
-    "merge": ("t2s_fast.train.cli:merge_command", "Fold a LoRA adapter into its base model (bf16)."),
+    "merge": ("t2s_fast.train.cli:merge_command", "Fold a LoRA adapter into its base model (bfloat16)."),
     "eval": ("t2s_fast.evaluate.cli:eval_command", "Batch-generate SQL on Spider dev for several adapters and score EX."),
     "report": ("t2s_fast.evaluate.cli:report_command", "Re-render evaluation runs and compare them side by side."),
     "score": ("t2s_fast.sql.cli:score_command", "Score predicted SQL by execution accuracy (sqlglot + SQLite)."),

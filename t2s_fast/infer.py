@@ -115,7 +115,7 @@ def load_for_inference(model_path: str, *, base_model: str | None = None, tokeni
 def generate_sql(model, tokenizer, messages: list[dict], max_new_tokens: int = 512) -> str:
     import torch
 
-    from t2s_fast.prompt import render_prompt
+    from t2s_fast.prompt import decode, render_prompt
 
     prompt = render_prompt(tokenizer, messages)
     enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
@@ -123,7 +123,7 @@ def generate_sql(model, tokenizer, messages: list[dict], max_new_tokens: int = 5
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos or None,
                              pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0])
-    text = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    text = decode(tokenizer, out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     return extract_sql(text)
 
 

@@ -13,12 +13,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from t2s_fast.dtypes import HELP as DTYPE_HELP
+from t2s_fast.dtypes import normalize_dtype
 from t2s_fast.errors import T2SError
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
-          "fp32": "float32", "float32": "float32"}
 
 
 @dataclass
@@ -28,7 +28,7 @@ class MergeConfig:
     base_model: str | None = field(default=None, metadata={
         "help": "Base model: hub id, folder, packaged alias (qwen2.5-coder-0.5b, ...), .gguf file, or config.json "
                 "(random init); default: the adapter's base_model_name_or_path."})
-    dtype: str = field(default="bf16", metadata={"help": "Weights dtype of the merged model: bf16, fp16 or fp32."})
+    dtype: str = field(default="bfloat16", metadata={"help": f"Weights dtype of the merged model: {DTYPE_HELP}."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer to save with it (default: the adapter's)."})
 
 
@@ -52,7 +52,7 @@ def _resolve_base(base_model: str | None, adapter_cfg: dict, output_dir: Path, t
     return base
 
 
-def merge(base_model: str | None, adapter_path: str, output_dir: str, dtype: str = "bf16",
+def merge(base_model: str | None, adapter_path: str, output_dir: str, dtype: str = "bfloat16",
           tokenizer: str | None = None) -> Path:
     """Write base + adapter as one standalone model folder; returns it."""
     import torch
@@ -60,16 +60,15 @@ def merge(base_model: str | None, adapter_path: str, output_dir: str, dtype: str
 
     from t2s_fast.train.adapter import load_adapter_checked, read_adapter_config
 
-    if dtype not in DTYPES:
-        raise T2SError(f"--dtype {dtype!r}: choose bf16, fp16 or fp32")
+    dtype = normalize_dtype(dtype)
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()):
         raise T2SError(f"{out} already exists and is not empty; choose another --output-dir or remove it")
     acfg = read_adapter_config(adapter_path)
     base = _resolve_base(base_model, acfg, out, tokenizer)
-    log.info("merging %s into %s (%s)", adapter_path, base, DTYPES[dtype])
+    log.info("merging %s into %s (%s)", adapter_path, base, dtype)
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, DTYPES[dtype]))
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
     except OSError as exc:
         raise T2SError(f"cannot load base model {base} ({exc})") from None
     model = load_adapter_checked(model, adapter_path, is_trainable=False, base_name=base)

@@ -18,6 +18,13 @@ SYSTEM_PROMPT = (
 )
 
 
+def decode(tokenizer, ids, *, skip_special_tokens: bool = False) -> str:
+    """Token ids -> text, exactly as the tokenizer has them: no "clean-up" of spaces. Some tokenizers (the demo's
+    GGUF-converted one) are saved with clean_up_tokenization_spaces=True, which transformers ignores for BPE
+    with a warning at every decode; SQL must keep its spaces anyway ("a , b" is what the model wrote)."""
+    return tokenizer.decode(ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
+
+
 def dialect_name(dialect: str) -> str:
     from t2s_fast.errors import T2SError
 
@@ -146,7 +153,7 @@ def tokenize_many_for_training(tokenizer, conversations: list[list[dict[str, str
     for p_ids, a_ids in zip(prompt_ids, answer_ids):
         a_ids = list(a_ids)
         # Templates end a turn with "<|im_end|>\\n"; the trailing newline is not something to learn to emit.
-        while len(a_ids) > 1 and tokenizer.decode(a_ids[-1:]).strip() == "":
+        while len(a_ids) > 1 and decode(tokenizer, a_ids[-1:]).strip() == "":
             a_ids.pop()
         out.append({"input_ids": list(p_ids) + a_ids, "completion_mask": [0] * len(p_ids) + [1] * len(a_ids)})
     return out

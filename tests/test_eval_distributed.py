@@ -20,7 +20,7 @@ def _eval_args(model, spider1_dir, out):
     # batch size 1: no padding, so a question's greedy answer cannot depend on which rank got it
     return ["eval", "--backend", "hf", "--base-model", str(model), "--spider-dir", str(spider1_dir),
             "--db", "concert_singer", "--limit", "6", "--max-new-tokens", "6", "--batch-size", "1",
-            "--sample-values", "0", "--out-dir", str(out)]
+            "--sample-values", "0", "--include-base", "--out-dir", str(out)]
 
 
 def _run(cmd, log: Path, nproc: int = 1):

@@ -96,7 +96,7 @@ def suite(tmp_path) -> tuple[Path, Path]:
 def config(suite, out_dir, tokenizer_dir, **kw) -> EvalConfig:
     qfile, root = suite
     return EvalConfig(base_model="scripted", out_dir=str(out_dir), suite="jsonl", questions=str(qfile),
-                      db_root=str(root), tokenizer=str(tokenizer_dir), workers=0, **kw)
+                      db_root=str(root), tokenizer=str(tokenizer_dir), workers=0, include_base=True, **kw)
 
 
 def scored_by_qid(out_dir: Path) -> dict:

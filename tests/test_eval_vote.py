@@ -17,7 +17,7 @@ def test_vote_groups_results_by_the_scorers_rules(spider1_dir, tmp_path):
                {"sql": "SELECT country FROM singer"},           # as the scorer strips it
                {"sql": "SELECT nonsense FROM"},                 # invalid: does not vote
                {"sql": ""}]                                      # empty: does not vote
-    cfg = EvalConfig(base_model="m", out_dir=str(tmp_path), spider_dir=str(spider1_dir), n_samples=5, temperature=0.7,
+    cfg = EvalConfig(base_model="m", out_dir=str(tmp_path), spider_dir=str(spider1_dir), include_base=True, n_samples=5, temperature=0.7,
                      workers=2)
     [results] = _execute_samples(cfg, [(q, samples)])
     assert results[4] is None and not results[3].ok

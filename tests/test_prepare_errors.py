@@ -107,3 +107,60 @@ def test_malformed_spider2_jsonl_line(mini, tmp_path, capsys, qwen3_tokenizer_di
 def test_bad_flag_values(mini, tmp_path, capsys, qwen3_tokenizer_dir):
     code, err = _run(_args(mini, tmp_path / "o", qwen3_tokenizer_dir, "--valid-fraction", "1.5"), capsys)
     assert code == 2 and "--valid-fraction" in err
+
+
+def _no_network(monkeypatch):
+    """Any attempt to open a connection fails the test (and would have taken the retry path)."""
+    import socket
+
+    def refuse(*a, **kw):
+        raise AssertionError("the network was touched")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_offline_hub_id_fails_at_once_saying_to_pass_a_local_folder(mini, tmp_path, capsys, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _no_network(monkeypatch)
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    code, err = _run(_args(mini, out, "t2s-fast-tests/no-such-tokenizer"), capsys)
+    assert time.monotonic() - t0 < 20  # no ~50 s of retries (and no connection at all: see _no_network)
+    assert code == 2
+    assert "HF_HUB_OFFLINE is set" in err and "Pass --tokenizer DIR, a local tokenizer folder" in err
+    assert err.rstrip().endswith(").")  # the whole message: nothing cut mid-sentence
+    assert not out.exists()
+
+
+def test_unreachable_hub_is_detected_with_one_probe(mini, tmp_path, capsys, monkeypatch):
+    import socket
+
+    from t2s_fast import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    probes = []
+
+    def unreachable(address, timeout=None):
+        probes.append((address, timeout))
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    code, err = _run(_args(mini, tmp_path / "out", "t2s-fast-tests/no-such-tokenizer"), capsys)
+    assert code == 2 and "cannot be reached" in err and "--tokenizer DIR" in err
+    assert probes == [(("huggingface.co", 443), hub.PROBE_TIMEOUT_S)]  # one probe, then the local cache only
+
+
+def test_tokenizer_errors_are_not_cut_short(tmp_path):
+    from t2s_fast.errors import T2SError
+    from t2s_fast.hub import load_tokenizer
+
+    bad = tmp_path / "tok"
+    bad.mkdir()
+    (bad / "tokenizer_config.json").write_text("{not json")
+    with pytest.raises(T2SError) as exc:
+        load_tokenizer(str(bad))
+    assert str(exc.value).startswith(f"--tokenizer {bad}: cannot load") and str(exc.value).endswith("or a hub id.")

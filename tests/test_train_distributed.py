@@ -41,7 +41,7 @@ def _args(model, data, out, *extra):
     return ["train", "--model-name", str(model), "--train-file", str(data), "--output-dir", str(out),
             "--backend", "hf", "--max-steps", str(STEPS), "--save-steps", "2", "--max-seq-length", "1024",
             "--per-device-train-batch-size", "1", "--global-batch-size", "4", "--learning-rate", "1e-2",
-            "--warmup-ratio", "0", "--lr-scheduler-type", "constant", *extra]
+            "--warmup-ratio", "0", "--lr-scheduler-type", "constant", "--no-packing", "--no-auto-setup", *extra]
 
 
 def _run(cmd, log: Path):

@@ -46,7 +46,7 @@ def _cfg(model, data, out, **kw):
 
     base = dict(model_name=str(model), train_file=str(data), output_dir=str(out), backend="hf", max_seq_length=1024,
                 per_device_train_batch_size=2, gradient_accumulation_steps=1, learning_rate=1e-2, warmup_ratio=0.0,
-                lr_scheduler_type="constant", save_steps=1000, auto_setup=False)
+                lr_scheduler_type="constant", save_steps=1000, auto_setup=False, packing=False)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -195,7 +195,8 @@ def test_killed_run_resumes_to_the_same_final_step(tiny_qwen3_dir, prepared, tmp
     target = 40  # far enough past step 5 that the SIGTERM always lands mid-run, even on a fast machine
     args = ["--model-name", str(tiny_qwen3_dir), "--train-file", str(prepared), "--output-dir", str(out),
             "--backend", "hf", "--max-steps", str(target), "--save-steps", "3", "--max-seq-length", "1024",
-            "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1", "--learning-rate", "1e-2"]
+            "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1", "--learning-rate", "1e-2",
+            "--no-packing", "--no-auto-setup"]
     logf = open(tmp_path / "train.out", "w")
     ck3 = out / "checkpoints" / "checkpoint-3" / "t2s_checkpoint_complete"
 
@@ -289,3 +290,51 @@ def test_step_log_times_the_evaluation_for_the_budget_guard(tmp_path):
     step_log._t_step_end = _time.time() - 5.0  # the step ended 5 s ago; the evaluation ends now
     step_log.on_evaluate(SimpleNamespace(), SimpleNamespace(global_step=10), None)
     assert 5.0 <= meter.last_eval_s < 6.0
+
+
+# The runbook's stage-1 command (README "GPU runbook", with the batch flags issue 16 quotes), on the tiny model:
+# only --model-name, the data paths, --max-steps and --max-seq-length differ.
+def _runbook_stage1(model, data, out) -> list[str]:
+    return ["train", "--model-name", str(model), "--train-file", str(data), "--eval-file", str(data),
+            "--output-dir", str(out), "--max-cost-usd", "40", "--per-device-train-batch-size", "2",
+            "--gradient-accumulation-steps", "16", "--max-steps", "1", "--max-seq-length", "1024"]
+
+
+@pytest.mark.parametrize("extra, packed", [((), True), (("--no-packing",), False)])
+def test_runbook_stage1_command_trains_packed_unless_no_packing(tiny_qwen3_dir, prepared, tmp_path, extra, packed):
+    """Pasted as written (no --packing), the runbook trains packed with the automatic setup splitting its
+    2 x 16 = 32-example global batch; --no-packing trains padded batches of those 32 examples."""
+    from t2s_fast.cli import main
+    from t2s_fast.train.autotune import packed_rows_for
+
+    out = tmp_path / "stage1"
+    main([*_runbook_stage1(tiny_qwen3_dir, prepared, out), *extra])  # returns (no SystemExit) on success
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["packing"] is packed and info["sft"]["packing"] is packed
+    assert info["sft"]["padding_free"] is packed
+    assert info["config"]["auto_setup"] is True  # explicit batch flags no longer turn the automatic setup off
+    assert not any("--no-auto-setup" in r for r in info["setup"]["reasons"])
+    if packed:  # the 32 examples become about as many tokens' worth of packed rows of 1024
+        rows = packed_rows_for(32, info["data"]["train"]["mean_tokens"], 1024)
+        assert abs(info["global_batch"] - rows) <= 1 and info["global_batch"] < 32
+    else:
+        assert info["global_batch"] == 32
+    assert info["global_step"] == 1 and info["stop_reason"] == "completed"
+
+
+def test_no_auto_setup_keeps_the_batch_flags_as_given(tiny_qwen3_dir, prepared, tmp_path, monkeypatch):
+    from t2s_fast.cli import main
+    from t2s_fast.train import trainer
+
+    seen = {}
+
+    def prepare_only(cfg):  # everything up to the ready trainer, no training
+        seen["run"] = trainer.prepare_run(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(trainer, "train", prepare_only)
+    with pytest.raises(SystemExit):  # raised by prepare_only, after the CLI built the config
+        main([*_runbook_stage1(tiny_qwen3_dir, prepared, tmp_path / "fixed"), "--no-auto-setup"])
+    args = seen["run"].trainer.args
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 16)
+    assert seen["run"].cfg.packing and not seen["run"].cfg.auto_setup

@@ -134,6 +134,24 @@ def profile_section(items) -> list[str]:
     return out + [""]
 
 
+def projection_section(items) -> list[str]:
+    """The start-of-run projection against the recorded runs (t2s_fast/benchmarks/projection_report.py)."""
+    out = []
+    for path, res in items[-1:]:  # the newest comparison
+        out += [f"`{path.name}`: the tok/s and cost `t2s-fast train` projects before its first step, against what "
+                "the recorded runs measured. In-sample rows are those the efficiency bands were taken from.", "",
+                "| kind | run | source | measured tok/s | projected tok/s | measured / projected | in sample "
+                "| cost | projected cost |", "|---|---|---|---:|---:|---:|---|---:|---:|"]
+        for r in res["rows"]:
+            cost = lambda k: "–" if r.get(k) is None else f"${r[k]:.3f}"  # noqa: E731
+            sample = {True: "yes", False: "no"}.get(r.get("in_sample"), "–")
+            out.append(f"| {r['kind']} | {r['label']} | {r['source']} | {_num(r['measured_tokens_per_s'])} | "
+                       f"{_num(r['projected_tokens_per_s'])} | {_num(r['measured_over_projected'], '.2f')}× | "
+                       f"{sample} | {cost('actual_cost_usd')} | {cost('projected_cost_usd')} |")
+        out += ["", f"Command: `{res['command']}`", ""]
+    return out
+
+
 def where_we_stand(train_items) -> list[str]:
     """Plain statements against the aims, from GPU train results only."""
     gpu = [(p, r) for p, r in train_items if r["device"].get("kind") == "cuda"]
@@ -238,6 +256,8 @@ def render(results_dir: Path, readme: Path, png: Path) -> str:
     lines += ["### Generation", ""] + (generate_section(by("generate")) if by("generate") else ["No results yet.", ""])
     lines += ["### Scoring", ""] + (score_section(by("score")) if by("score") else ["No results yet.", ""])
     lines += ["### One-step profiles", ""] + (profile_section(by("profile")) if by("profile") else ["No results yet.", ""])
+    if by("projection"):
+        lines += ["### Cost projection vs measured", ""] + projection_section(by("projection"))
     others = sorted(p.name for p in results_dir.glob("*.json") if p not in {q for q, _ in allres})
     if others:
         lines += ["### Other records in bench/results", "",

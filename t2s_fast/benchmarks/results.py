@@ -19,7 +19,7 @@ from t2s_fast.paths import REPO_ROOT
 
 SCHEMA_VERSION = 1
 DEFAULT_RESULTS_DIR = REPO_ROOT / "bench" / "results"
-WHATS = ("train", "generate", "score", "max-context", "peak", "profile")
+WHATS = ("train", "generate", "score", "max-context", "peak", "profile", "projection")
 REQUIRED_KEYS = ("schema_version", "what", "date", "device", "command", "versions", "git", "settings", "rows")
 REQUIRED_ROW_KEYS = {
     "train": ("label", "backend", "status", "trained_tokens_per_s", "optimizer_steps_per_s", "mfu_4n",
@@ -28,6 +28,7 @@ REQUIRED_ROW_KEYS = {
     "score": ("workers", "pairs_per_s"),
     "max-context": ("backend", "max_seq_length"),
     "profile": ("label", "step_time_s", "buckets_s"),
+    "projection": ("kind", "label", "source", "measured_tokens_per_s", "projected_tokens_per_s"),
 }
 
 

@@ -168,6 +168,10 @@ def train_args(cfg: BenchTrainConfig, v: Variant, data: Path, out: Path) -> list
     if cfg.gradient_accumulation_steps:
         args += ["--gradient-accumulation-steps", str(cfg.gradient_accumulation_steps)]
     given = set(v.args)
+    batch_given = bool(cfg.per_device_train_batch_size or cfg.gradient_accumulation_steps) or \
+        bool(given & {"--per-device-train-batch-size", "--gradient-accumulation-steps"})
+    if batch_given and not given & {"--auto-setup", "--no-auto-setup"}:
+        args.append("--no-auto-setup")  # a benchmark row's batch flags are the split it measures
     if cfg.gradient_checkpointing != "auto" and "--gradient-checkpointing" not in given:
         args += ["--gradient-checkpointing", cfg.gradient_checkpointing]
     if cfg.attention != "auto" and "--attention" not in given:

@@ -29,6 +29,7 @@ from pathlib import Path
 from t2s_fast.data.example import Dropped, SourceExample
 from t2s_fast.data.shorten import DropExample, Fitted, SchemaFitter
 from t2s_fast.errors import T2SError
+from t2s_fast.hub import load_tokenizer
 from t2s_fast.jsonl import write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class PrepareConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the database hold-out and of the replay sample."})
     sample_values: int = field(default=3, metadata={"help": "Distinct sample values shown per column (0: none)."})
     max_seq_length: int = field(default=3072, metadata={"help": "No rendered conversation (prompt + SQL) is longer than this many tokens; schemas are shortened to fit."})
-    tokenizer: str = field(default="Qwen/Qwen3-8B", metadata={"help": "Tokenizer folder or hub id used to measure lengths (the training model's)."})
+    tokenizer: str = field(default="Qwen/Qwen3-8B", metadata={"help": "Tokenizer folder or hub id used to measure lengths (the training model's). Offline, pass a local folder (e.g. ../shared/assets/qwen3-tokenizer)."})
     stage2_replay_ratio: float = field(default=1.0, metadata={"help": "Stage-1 examples replayed in stage2_mixed per Spider 2.0 example (1.0: as many as there are Spider 2.0 examples; 0: none)."})
     question_values: int = field(default=0, metadata={"help": "Question-matched database values shown per column beside the sample values (0: off; SQLite databases only; see t2s_fast.schema_values). Use the same value at eval and infer."})
 
@@ -67,15 +68,6 @@ class PrepareConfig:
             raise T2SError(f"--question-values must be 0 (off) or more, got {self.question_values}")
         if self.stage2_replay_ratio < 0:
             raise T2SError(f"--stage2-replay-ratio must be 0 or more, got {self.stage2_replay_ratio}")
-
-
-def load_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(name))
-    except (OSError, ValueError) as exc:
-        raise T2SError(f"--tokenizer {name}: cannot load a tokenizer from it ({exc.__class__.__name__}: {str(exc)[:200]})") from None
 
 
 def split_by_database(rows: list, fraction: float, seed: int, *, group=lambda row: row[0].group) -> tuple[list, list, list[str]]:
@@ -149,6 +141,7 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
     from t2s_fast.data.spider2 import load_spider2
 
     t0 = time.perf_counter()
+    tokenizer = load_tokenizer(cfg.tokenizer)  # first: a tokenizer that cannot load fails before a minute of reading
     s1_examples, dropped, s1_info = load_spider1(cfg.spider_dir, sample_values=cfg.sample_values)
     log(f"Spider 1.0: {len(s1_examples)} examples on {s1_info['databases_read']} databases ({time.perf_counter() - t0:.1f}s)")
     s2_examples: list[SourceExample] = []
@@ -158,7 +151,6 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
         dropped += s2_dropped
         log(f"Spider 2.0: {len(s2_examples)} questions with gold SQL and a schema ({time.perf_counter() - t0:.1f}s)")
 
-    tokenizer = load_tokenizer(cfg.tokenizer)
     from t2s_fast.schema_values import make_matcher
 
     matcher = make_matcher(cfg.question_values)

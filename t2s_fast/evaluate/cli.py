@@ -40,7 +40,7 @@ _HELP = {f.name: f.metadata.get("help", "") for f in fields(EvalConfig)}
 @click.option("--gpu-memory-utilization", type=float, default=0.90, help=_HELP["gpu_memory_utilization"])
 @click.option("--tensor-parallel-size", type=int, default=1, help=_HELP["tensor_parallel_size"])
 @click.option("--data-parallel-size", type=int, default=1, help=_HELP["data_parallel_size"])
-@click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None, help=_HELP["dtype"])
+@click.option("--dtype", default=None, help=_HELP["dtype"])
 @click.option("--question-values", type=int, default=0, help=_HELP["question_values"])
 @click.option("--repair", type=click.Choice(["none", "resample", "error-feedback"]), default="none",
               help=_HELP["repair"])

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from t2s_fast.dtypes import HELP as DTYPE_HELP
+from t2s_fast.dtypes import normalize_dtype
 from t2s_fast.errors import T2SError
+from t2s_fast.sql.scorer import check_workers_timeout
 
 SUITES = ("spider1", "spider2-lite", "jsonl")
 
@@ -36,7 +39,8 @@ class EvalConfig:
     out_dir: str = field(metadata={"help": "Run folder: predictions.jsonl, run_settings.json and the reports."})
     adapters: dict[str, str] = field(default_factory=dict,
                                      metadata={"help": "LoRA adapters to evaluate, NAME -> folder (--adapter NAME=PATH)."})
-    include_base: bool = field(default=False, metadata={"help": "Also score the base model without any adapter."})
+    include_base: bool = field(default=False, metadata={"help": "Also score the base model without any adapter (alone: "
+                                                               "--include-base with no --adapter)."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer folder/id (default: the model's)."})
     suite: str = field(default="spider1", metadata={"help": "spider1 (Spider 1.0 dev), spider2-lite, or jsonl (--questions)."})
     spider_dir: str | None = field(default=None, metadata={"help": "Spider 1.0 folder (dev.json, tables.json, database/) "
@@ -51,11 +55,11 @@ class EvalConfig:
     max_new_tokens: int = field(default=256, metadata={"help": "Longest generated SQL, in tokens."})
     batch_size: int | None = field(default=None, metadata={"help": "HF backend: prompts per generate call "
                                                                    "(default 64 on GPU, 8 on CPU); vLLM schedules its own."})
-    workers: int = field(default=2, metadata={"help": "Processes executing SQL while scoring."})
-    timeout: float = field(default=30.0, metadata={"help": "Seconds allowed per executed query."})
+    workers: int = field(default=2, metadata={"help": "Processes executing SQL while scoring (0 = in this process)."})
+    timeout: float = field(default=30.0, metadata={"help": "Seconds allowed per executed query (> 0)."})
     n_samples: int = field(default=1, metadata={"help": "Samples per question; >1 = self-consistency (majority vote "
                                                         "over execution results, invalid SQL skipped)."})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy. Needed > 0 when --n-samples > 1."})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy (>= 0). Needed > 0 when --n-samples > 1."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
     repetition_guard: bool = field(default=True, metadata={"help": "End a completion whose tail repeats one 2-64 token "
                                                                    "run 4 times in a row (a runaway loop) instead of "
@@ -70,7 +74,8 @@ class EvalConfig:
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one engine spreads the model over."})
     data_parallel_size: int = field(default=1, metadata={"help": "vLLM: engines, each on its own tensor-parallel-size "
                                                                  "GPUs, sharing the questions (one process each)."})
-    dtype: str | None = field(default=None, metadata={"help": "Weights dtype (default bfloat16 on GPU, float32 on CPU)."})
+    dtype: str | None = field(default=None, metadata={"help": f"Weights dtype: {DTYPE_HELP} (default bfloat16 on GPU, "
+                                                              "float32 on CPU)."})
     question_values: int = field(default=0, metadata={"help": "Question-matched database values shown per column "
                                                               "beside the sample values (0 = off; use what training "
                                                               "used; t2s_fast.schema_values)."})
@@ -87,10 +92,15 @@ class EvalConfig:
             if not getattr(self, name):
                 raise T2SError(f"--{name.replace('_', '-')} is required (on the command line or in --config)")
         self.adapters = parse_adapter_specs(self.adapters)
+        self.dtype = normalize_dtype(self.dtype)
         if self.suite not in SUITES:
             raise T2SError(f"--suite {self.suite!r}: choose one of {', '.join(SUITES)}")
-        if not self.adapters:
-            self.include_base = True  # nothing else to evaluate
+        if not self.adapters and not self.include_base:
+            raise T2SError("nothing to evaluate: give --adapter NAME=PATH (repeatable), or pass --include-base to "
+                           "evaluate the base model alone")
+        if self.temperature < 0:
+            raise T2SError(f"--temperature {self.temperature:g}: must be 0 (greedy) or more")
+        check_workers_timeout(self.workers, self.timeout)
         if self.n_samples < 1:
             raise T2SError(f"--n-samples {self.n_samples}: must be at least 1")
         if self.n_samples > 1 and self.temperature <= 0:

@@ -48,6 +48,20 @@ def _engine_text(backend: str, cfg) -> str:
     return f"one transformers+PEFT model for all {n} variant(s): adapters loaded once, batches adapter by adapter"
 
 
+def bar_label(x) -> str:
+    """A bar's EX label: one decimal where it has one ("2.5"), none where it is whole ("55")."""
+    return "n/a" if x is None else f"{100 * x:.1f}".removesuffix(".0")
+
+
+def report_title(cfg) -> str:
+    """What was evaluated, in words: the Spider split, the Spider 2.0 suite, or the questions file's name."""
+    if cfg.suite == "spider1":
+        return f"t2s-fast evaluation: spider1 {cfg.split}"
+    if cfg.suite == "jsonl":
+        return f"t2s-fast evaluation: {Path(cfg.questions).name}" if cfg.questions else "t2s-fast evaluation: held-out set"
+    return f"t2s-fast evaluation: {cfg.suite}"
+
+
 # ---------------------------------------------------------------- building
 def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
     from t2s_fast.sql.scorer import GOLD_ERROR, summarize
@@ -102,7 +116,7 @@ def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
     reasons = Counter(r.get("error") or "" for r in not_exec)
     return {
         "report_version": REPORT_VERSION,
-        "title": f"t2s-fast evaluation: {cfg.suite}" + (f" {cfg.split}" if cfg.suite == "spider1" else ""),
+        "title": report_title(cfg),
         "settings": {
             "suite": cfg.suite,
             "source": qset.source,
@@ -184,20 +198,22 @@ def _grouped_bars(categories: list[str], series: dict[str, list], *, title: str,
         vals = [0 if v is None else 100 * v for v in values]
         bars = (ax.barh if horizontal else ax.bar)(pos, vals, width, label=label)
         for b, v in zip(bars, values):
-            text = "n/a" if v is None else f"{100 * v:.0f}"
+            text = bar_label(v)
             if horizontal:
                 ax.text(b.get_width() + 0.5, b.get_y() + b.get_height() / 2, text, va="center", fontsize=7)
             else:
                 ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.5, text, ha="center", fontsize=7)
     ticks = range(len(categories))
+    span = (-0.5, len(categories) - 0.5)  # every bar whole, even with one category (autoscale clipped it)
     if horizontal:
         ax.set_yticks(list(ticks), categories, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 105)
+        ax.set_ylim(span[1], span[0])  # first category on top
+        ax.set_xlim(0, 108)
         ax.set_xlabel(ylabel)
     else:
         ax.set_xticks(list(ticks), categories)
-        ax.set_ylim(0, 105)
+        ax.set_xlim(*span)
+        ax.set_ylim(0, 108)
         ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")

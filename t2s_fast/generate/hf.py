@@ -14,6 +14,7 @@ from pathlib import Path
 
 from t2s_fast.errors import T2SError
 from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenResult, GenSettings
+from t2s_fast.prompt import decode
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class HFGenerator:
                 stopped = guard.stopped_at.get(row) if guard is not None else None
                 if stopped is not None and (stopped < n or finish == "length"):  # ended by the guard, not eos
                     n, finish = stopped, "repetition"
-                text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
+                text = decode(self.tokenizer, ids[:n], skip_special_tokens=True)
                 results.append(GenResult(key=req.key, adapter=req.adapter, text=text, n_tokens=n, finish=finish))
         return results
 

@@ -42,7 +42,7 @@ def render_summary(summary: dict) -> None:
 @click.command("score")
 @click.option("--pred", "pred_path", required=True, type=click.Path(path_type=Path), help="JSONL with db_id, gold and pred per line.")
 @click.option("--spider-dir", required=True, type=click.Path(path_type=Path), help=_HELP["db_root"])
-@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None, help="Write the scored lines here (JSONL).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None, help="Write the scored lines here (JSONL); a missing folder is created (and said so).")
 @click.option("--workers", type=int, default=2, help=_HELP["workers"])
 @click.option("--timeout", "timeout_s", type=float, default=30.0, help=_HELP["timeout_s"])
 @click.option("--keep-distinct", is_flag=True, help=_HELP["keep_distinct"])
@@ -53,6 +53,9 @@ def score_command(pred_path, spider_dir, out_path, workers, timeout_s, keep_dist
     cfg = ScoreConfig(
         db_root=spider_dir, workers=workers, timeout_s=timeout_s, keep_distinct=keep_distinct, pred_dialect=pred_dialect
     )
+    if out_path and not out_path.parent.exists():
+        out_path.parent.mkdir(parents=True)
+        click.echo(f"created folder {out_path.parent} for --out", err=True)
     summary = score_file(pred_path, out_path, cfg, progress=not as_json)
     if as_json:
         click.echo(json.dumps(summary))

@@ -33,7 +33,7 @@ GOLD_ERROR = "gold_error"  # the gold query itself failed: a data problem, repor
 @dataclass
 class ScoreConfig:
     db_root: Path = field(metadata={"help": "Spider folder or its database/ subfolder (<db_id>/<db_id>.sqlite)."})
-    workers: int = field(default=2, metadata={"help": "Worker processes running queries (0 = in this process)."})
+    workers: int = field(default=2, metadata={"help": "Worker processes running queries (0 = in this process, not crash-proof)."})
     timeout_s: float = field(default=30.0, metadata={"help": "Wall-clock limit per query, seconds."})
     keep_distinct: bool = field(default=False, metadata={"help": "Keep DISTINCT (the official evaluator strips it from both queries)."})
     pred_dialect: str = field(default="sqlite", metadata={"help": "sqlglot dialect of the predictions; transpiled to SQLite when different."})
@@ -43,14 +43,19 @@ class ScoreConfig:
 
     def __post_init__(self):
         self.db_root = Path(self.db_root)
-        if self.workers < 0:
-            raise T2SError(f"workers must be 0 or more, got {self.workers}")
-        if not self.timeout_s > 0:
-            raise T2SError(f"timeout must be a positive number of seconds, got {self.timeout_s}")
+        check_workers_timeout(self.workers, self.timeout_s)
         try:
             sqlglot.Dialect.get_or_raise(self.pred_dialect)
         except (ValueError, SqlglotError):
             raise T2SError(f"unknown SQL dialect {self.pred_dialect!r} for --pred-dialect (sqlglot names: sqlite, bigquery, snowflake, postgres, mysql, ...)") from None
+
+
+def check_workers_timeout(workers: int, timeout_s: float) -> None:
+    """--workers and --timeout as `score` and `eval` take them (0 workers: queries run in this process)."""
+    if workers < 0:
+        raise T2SError(f"--workers {workers}: must be 0 (run the queries in this process) or more")
+    if not timeout_s > 0:
+        raise T2SError(f"--timeout {timeout_s:g}: must be a positive number of seconds per query")
 
 
 def config_help() -> dict[str, str]:

@@ -3,9 +3,10 @@
 Flags are generated from the config dataclasses' fields (name `foo_bar` -> `--foo-bar`, help from the field
 metadata), so the flags, the defaults and run.json's `config` always agree.
 
-Batch flags: by default autotune may re-choose the micro-batch and accumulation from the GPU's free memory,
-keeping their product (the global batch, runbook: 2 x 16). Passing --per-device-train-batch-size or
---gradient-accumulation-steps explicitly keeps both as given (unless --auto-setup is passed too).
+Batch flags: --per-device-train-batch-size x --gradient-accumulation-steps (given or default, runbook: 2 x 16)
+define the global batch in examples; the automatic setup then chooses how to split it on the GPU from its free
+memory (with packing, the examples become about as many tokens' worth of packed rows). --no-auto-setup keeps
+both flags exactly as given.
 """
 
 from __future__ import annotations
@@ -75,16 +76,12 @@ def _build(cls, kwargs):
 
 @click.command("train", context_settings={"show_default": True})
 @options_from(TrainConfig)
-@click.pass_context
-def train_command(ctx, **kwargs):
-    """QLoRA fine-tuning (Unsloth on a GPU, transformers+PEFT otherwise). Stage 2: --adapter-path."""
-    from click.core import ParameterSource
+def train_command(**kwargs):
+    """QLoRA fine-tuning (Unsloth on a GPU, transformers+PEFT otherwise). Stage 2: --adapter-path.
 
+    Packed batches and the automatic setup by default; --no-packing and --no-auto-setup opt out."""
     from t2s_fast.train.trainer import train
 
-    explicit = lambda name: ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
-    if (explicit("per_device_train_batch_size") or explicit("gradient_accumulation_steps")) and not explicit("auto_setup"):
-        kwargs["auto_setup"] = False
     _setup_logging()
     cfg = _build(TrainConfig, kwargs)
     info = train(cfg)

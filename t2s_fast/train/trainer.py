@@ -214,8 +214,9 @@ def prepare_run(cfg: TrainConfig) -> Run:
     except (OSError, ValueError) as exc:
         raise T2SError(f"cannot read the model config of {source.model_path} ({exc})") from None
     try:
+        shape = ModelShape.from_config(model_config)
         setup = choose_setup(
-            device=device, shape=ModelShape.from_config(model_config), max_seq_length=cfg.max_seq_length,
+            device=device, shape=shape, max_seq_length=cfg.max_seq_length,
             mean_tokens_per_example=train_data.mean_tokens, global_batch_examples=cfg.per_process_batch(world_size),
             backend=backend.name, packing=cfg.packing, load_in_4bit=cfg.load_in_4bit,
             gradient_checkpointing=cfg.gradient_checkpointing, attention=cfg.attention,
@@ -226,7 +227,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
     if not cfg.auto_setup:
         setup.micro_batch_size = cfg.per_device_train_batch_size
         setup.gradient_accumulation_steps = cfg.gradient_accumulation_steps
-        setup.reasons.append("batch flags given explicitly: micro-batch and accumulation kept as given")
+        setup.reasons.append("--no-auto-setup: micro-batch and accumulation kept as given")
     if cfg.global_batch_size is not None and cfg.packing:
         # --global-batch-size counts examples; with packing a micro-batch counts packed rows of max_seq_length
         # tokens, so the examples become about as many tokens' worth of rows (as the automatic setup does)
@@ -300,7 +301,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
     _check_loss_mask(trainer)
 
     if distributed.is_main():
-        _project_cost(cfg, backend, device.kind, setup, train_data, rows_per_micro, meter)
+        _project_cost(cfg, backend, device, shape, setup, train_data, rows_per_micro, meter)
     return Run(cfg=cfg, out=out, backend=backend, source=source, setup=setup, train_data=train_data,
                eval_data=eval_data, trainer=trainer, tokenizer=tokenizer, meter=meter, signal_guard=signal_guard,
                resume_from=resume_from, load_notes=loaded.notes, started_at=started_at, device=device_info())
@@ -357,22 +358,31 @@ def _sft_config(cfg, setup, backend, ckpt_dir, rows_per_micro, has_eval, device_
     return SFTConfig(**kwargs)
 
 
-def _project_cost(cfg, backend, device_kind, setup, train_data, rows_per_micro, meter):
-    """Before training: tokens to train / a conservative throughput -> hours -> dollars; warn over budget."""
+def _project_cost(cfg, backend, device, shape, setup, train_data, rows_per_micro, meter):
+    """Before training: planned tokens / the tokens/s expected from FLOPs, the GPU's peak and the setup's measured
+    efficiency (t2s_fast/train/projection.py) -> hours -> dollars, plus the time already spent loading; warn
+    over budget."""
+    from t2s_fast.train.projection import expected_tokens_per_s
+
     if cfg.max_steps > 0:
         per_step = rows_per_micro * setup.gradient_accumulation_steps * meter.world_size
         # a packed row is (nearly) max_seq_length tokens; a padded micro-batch holds examples of mean length
         tokens = int(cfg.max_steps * per_step * (cfg.max_seq_length if cfg.packing else train_data.mean_tokens))
     else:
         tokens = int(cfg.num_train_epochs * train_data.total_tokens)
-    tps = backend.default_tokens_per_s(device_kind)
-    hours = tokens / tps / 3600
+    exp = expected_tokens_per_s(shape, device_name=device.name, device_kind=device.kind, backend=backend.name,
+                                packing=cfg.packing, checkpointing=setup.gradient_checkpointing,
+                                attention=setup.attention)
+    tps = exp.tokens_per_s or backend.default_tokens_per_s(device.kind)
+    basis = exp.basis if exp.tokens_per_s else f"{exp.basis}; a conservative {backend.name} default"
+    spent_s = meter.elapsed_s()
+    hours = (spent_s + tokens / (tps * meter.world_size)) / 3600
     cost = hours * cfg.gpu_hourly_usd * meter.world_size
-    meter.projected_cost_usd, meter.estimate_tokens_per_s, meter.planned_tokens = round(cost, 4), tps, tokens
-    msg = (f"projected cost: {tokens:,} tokens at ~{tps:,.0f} tok/s (a conservative {backend.name}/{device_kind} "
-           f"default, refined once steps are measured) = {hours:.2f} h x ${cfg.gpu_hourly_usd}/h x {meter.world_size} "
-           f"GPU(s) = ${cost:.2f}")
-    print(msg, file=sys.stderr)
+    meter.projected_cost_usd, meter.estimate_tokens_per_s, meter.planned_tokens = round(cost, 4), round(tps, 1), tokens
+    price = (f"${cfg.gpu_hourly_usd}/h x {meter.world_size} GPU(s)" if device.kind == "cuda" else
+             f"${cfg.gpu_hourly_usd}/h: the GPU's price (--gpu-hourly-usd), not a CPU's; this run is on the CPU")
+    print(f"projected cost: {tokens:,} tokens at ~{tps:,.0f} tok/s per GPU ({basis}; refined once steps are "
+          f"measured) + {spent_s:.0f} s already spent loading = {hours:.2f} h x {price} = ${cost:.2f}", file=sys.stderr)
     if cfg.max_cost_usd is not None and cost > cfg.max_cost_usd:
         log.warning("projected cost $%.2f exceeds --max-cost-usd %.2f: the budget guard will stop the run early "
                     "(the adapter is saved)", cost, cfg.max_cost_usd)
