@@ -41,6 +41,9 @@ _HELP = {f.name: f.metadata.get("help", "") for f in fields(EvalConfig)}
 @click.option("--tensor-parallel-size", type=int, default=1, help=_HELP["tensor_parallel_size"])
 @click.option("--data-parallel-size", type=int, default=1, help=_HELP["data_parallel_size"])
 @click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None, help=_HELP["dtype"])
+@click.option("--checkpoints", default=None, metavar="RUN_DIR", help=_HELP["checkpoints"])
+@click.option("--enforce-eager", is_flag=True, help=_HELP["enforce_eager"])
+@click.option("--vllm-cache-dir", default=None, help=_HELP["vllm_cache_dir"])
 @click.option("--config", "config_file", default=None, help="JSON file of EvalConfig fields (see eval/configs/); "
               "flags given on the command line override it.")
 @click.pass_context
@@ -61,6 +64,9 @@ def eval_command(ctx, adapters, dbs, config_file, **kwargs):
     for name, a in report["adapters"].items():
         ex = "n/a" if a["ex"] is None else f"{100 * a['ex']:.1f}%"
         click.echo(f"{a['display_name']}: EX {ex} ({a['correct']}/{a['n']})")
+    if report.get("checkpoints"):
+        section = report["checkpoints"]
+        click.echo(f"best checkpoint by EX on {section['chosen_on']['source']}: {section['best']}")
     click.echo(f"reports: {cfg.out_dir}/report.json, report.md, report.html")
 
 
