@@ -244,7 +244,13 @@ def test_final_report_is_greedy_then_majority_vote_when_asked(tmp_path, spider1_
 
 
 def test_variants_from_a_list_and_a_grid(tmp_path):
-    from t2s_fast.sweep.config import SweepConfig, expand_variants
+    from t2s_fast.paths import REPO_ROOT
+    from t2s_fast.sweep.config import SweepConfig, expand_variants, load_sweep_config
+
+    examples = sorted((REPO_ROOT / "sweeps").glob("*.json"))
+    assert examples
+    for path in examples:  # the shipped examples stay valid
+        assert len(expand_variants(load_sweep_config(path))) >= 6
 
     cfg = SweepConfig(out_dir=str(tmp_path), max_cost_usd=5, train={"train_file": "x"},
                       heldout={"questions": "q.jsonl"}, variants=[{"name": "small", "lora_r": 8, "lora_alpha": 16}, {}],
