@@ -305,3 +305,21 @@ def test_isolated_call_returns_and_raises_like_a_direct_call(tmp_path):
     assert call(read_json, str(tmp_path / "x.json"), isolate=True) == {"a": 1}
     with pytest.raises(T2SError, match="file not found"):
         call(read_json, str(tmp_path / "missing.json"), isolate=True)
+
+
+def test_resume_refuses_a_finished_variant_whose_settings_changed(tmp_path, tiny_qwen3_dir, data, spider1_dir):
+    """A finished variant is never retrained, so editing its settings in the file must not pass silently."""
+    from t2s_fast.sweep.config import expand_variants, load_sweep_config
+    from t2s_fast.sweep.plan import train_config
+    from t2s_fast.sweep.runner import sweep
+
+    cfg = load_sweep_config(_config(tmp_path, tiny_qwen3_dir, data, spider1_dir))
+    a = expand_variants(cfg)[0]
+    was = train_config(cfg, a, budget=None, resume=False).to_dict()
+    state = {"version": 1, "eval_seconds": 0.0,
+             "variants": {"a": {"status": "done", "cost_usd": 1.0, "train_config": {**was, "learning_rate": 5e-4}}}}
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep_state.json").write_text(json.dumps(state))
+    with pytest.raises(T2SError, match="variant a was trained with other settings \\(learning_rate changed\\)"):
+        sweep(cfg)
+    assert not (tmp_path / "sweep" / "runs").exists()

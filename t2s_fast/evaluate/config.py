@@ -82,7 +82,7 @@ class EvalConfig:
                                                                  "engine start, slower generation)."})
     vllm_cache_dir: str | None = field(default=None, metadata={"help": "vLLM: keep its compile cache here (sets "
                                                                        "VLLM_CACHE_ROOT), so later engines of the same "
-                                                                       "model and settings skip torch.compile."})
+                                                                       "model and settings reuse its torch.compile artifacts."})
 
     def __post_init__(self):
         if self.checkpoints:

@@ -76,7 +76,8 @@ def train_variant(cfg: SweepConfig, v: Variant, state: SweepState, *, isolate: b
     folder = run_dir(cfg, v.name)
     rec = state.variants.setdefault(v.name, {"name": v.name, "overrides": v.overrides, "run_dir": str(folder)})
     finished = _adopt_finished_run(folder)
-    if finished:
+    if finished:  # it ended before the state could say so: not trained again
+        rec["train_config"] = {k: v for k, v in finished.get("config", {}).items() if k not in _IGNORED_ON_RESUME}
         return _record_run(rec, finished)
     left = round(cfg.max_cost_usd - cfg.eval_reserve_usd - state.spent(excluding=v.name), 6)
     if left < cfg.min_run_usd:
@@ -102,10 +103,9 @@ def _check_unchanged(cfg: SweepConfig, v: Variant, rec: dict) -> None:
     """A finished variant is not retrained, so its settings must still be the file's."""
     if "train_config" not in rec:
         return
-    now = train_config(cfg, v, budget=None, resume=False, write_files=False).to_dict()
+    now = train_config(cfg, v, budget=None, resume=False).to_dict()
     was = rec["train_config"]
-    changed = sorted(k for k in set(now) | set(was) if k not in _IGNORED_ON_RESUME and k != "train_file"
-                     and now.get(k) != was.get(k))
+    changed = sorted(k for k in set(now) | set(was) if k not in _IGNORED_ON_RESUME and now.get(k) != was.get(k))
     if changed:
         raise T2SError(f"{cfg.source or 'sweep config'}: variant {v.name} was trained with other settings "
                        f"({', '.join(changed)} changed); give it a new name or use a new out_dir")
@@ -192,7 +192,7 @@ def sweep(cfg: SweepConfig, *, on_variant_done=None) -> dict:
     state = SweepState(Path(cfg.out_dir))
     if not train_all(cfg, variants, state, isolate=isolate, on_variant_done=on_variant_done):
         return {"interrupted": True, "state": str(state.path)}
-    report, candidates = evaluate_heldout(cfg, variants, state, isolate=isolate)
+    _, candidates = evaluate_heldout(cfg, variants, state, isolate=isolate)
     chosen = choose_best(candidates)
     state.data["chosen"] = chosen
     state.save()
