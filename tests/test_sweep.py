@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -323,3 +324,21 @@ def test_resume_refuses_a_finished_variant_whose_settings_changed(tmp_path, tiny
     with pytest.raises(T2SError, match="variant a was trained with other settings \\(learning_rate changed\\)"):
         sweep(cfg)
     assert not (tmp_path / "sweep" / "runs").exists()
+
+
+def test_isolated_run_gets_the_sweeps_sigterm_and_reports_it(tmp_path):
+    """SIGTERM to the sweep reaches the run in its own process (a training run then stops at a checkpoint);
+    a run that dies of it is reported as interrupted, and the sweep's own handler is put back."""
+    import threading
+    import time
+
+    from t2s_fast.sweep.isolate import Interrupted, call
+
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    t0 = time.time()
+    with pytest.raises(Interrupted, match="signal 15"):
+        call(time.sleep, 60, isolate=True)
+    timer.cancel()
+    assert time.time() - t0 < 30 and signal.getsignal(signal.SIGTERM) == before

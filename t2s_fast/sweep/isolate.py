@@ -5,6 +5,7 @@ a training run still stops cleanly at a checkpoint."""
 
 from __future__ import annotations
 
+import os
 import signal
 import traceback
 
@@ -16,10 +17,18 @@ class Interrupted(Exception):
 
 
 def _child(conn, fn, arg) -> None:
+    import logging
+    import os
+    import sys
+
+    os.setpgrp()  # signals reach it only through the parent, once (a second SIGTERM aborts a training run)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         conn.send(("ok", fn(arg)))
     except T2SError as exc:
         conn.send(("t2s", str(exc)))
+    except KeyboardInterrupt as exc:
+        conn.send(("interrupted", f"{type(exc).__name__}: {exc}"))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
         conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     finally:
@@ -37,22 +46,27 @@ def call(fn, arg, *, isolate: bool):
     proc = ctx.Process(target=_child, args=(child, fn, arg))  # not a daemon: vLLM data parallel spawns its own
     proc.start()
     child.close()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
+    forward = lambda signum, frame: os.kill(proc.pid, signum)  # noqa: E731 - SIGTERM/SIGINT go to the run
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    name = getattr(fn, "__name__", str(fn))
     try:
         try:
             kind, payload = parent.recv()
         except EOFError:
             proc.join()
             if proc.exitcode is not None and proc.exitcode < 0:
-                raise Interrupted(f"{getattr(fn, '__name__', fn)} stopped by signal {-proc.exitcode}") from None
-            raise RuntimeError(f"{getattr(fn, '__name__', fn)} exited with code {proc.exitcode} before answering") from None
+                raise Interrupted(f"{name} stopped by signal {-proc.exitcode}") from None
+            raise RuntimeError(f"{name} exited with code {proc.exitcode} before answering") from None
         proc.join()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if kind == "interrupted":
+        raise Interrupted(f"{name}: {payload}")
     if kind == "t2s":
         raise T2SError(payload)
     if kind == "error":
-        raise RuntimeError(f"{getattr(fn, '__name__', fn)} failed in its process: {payload}")
+        raise RuntimeError(f"{name} failed in its process: {payload}")
     return payload
 
 
