@@ -108,6 +108,32 @@ def test_rerun_generates_nothing_and_changed_settings_refuse(tmp_path, fake_vllm
     assert fake_vllm.CALLS["generate"][-1]["sampling_params"][0].max_tokens == 32
 
 
+def test_enforce_eager_and_compile_cache_reach_the_engine(tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir,
+                                                           monkeypatch):
+    """--enforce-eager becomes LLM(enforce_eager=True); --vllm-cache-dir becomes VLLM_CACHE_ROOT (vLLM's cache
+    root, torch_compile_cache/ inside it) before the engine is built. The fake, like vLLM's EngineArgs,
+    refuses keyword arguments vLLM does not have."""
+    from t2s_fast.evaluate.harness import evaluate
+
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(tmp_path / "not-this-one"))  # restored (unset) after the test
+    seen = {}
+
+    def respond(prompt, lora):
+        seen["cache_root"] = __import__("os").environ.get("VLLM_CACHE_ROOT")
+        return "SELECT 1"
+
+    fake_vllm.RESPONDER = respond
+    cache = tmp_path / "vllm-cache"
+    evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, limit=1, enforce_eager=True,
+                         vllm_cache_dir=str(cache)))
+    assert fake_vllm.CALLS["engines"][0]["enforce_eager"] is True
+    assert seen["cache_root"] == str(cache.resolve()) and cache.is_dir()
+    evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, limit=1, out_dir=str(tmp_path / "run2")))
+    assert fake_vllm.CALLS["engines"][1]["enforce_eager"] is False  # vLLM's default: compile + CUDA graphs
+    with pytest.raises(TypeError, match="unexpected keyword argument 'enforce_eagerly'"):
+        fake_vllm.LLM(model="m", enforce_eagerly=True)
+
+
 def test_lora_rank_rounding():
     from t2s_fast.generate.vllm import round_lora_rank
 

@@ -154,6 +154,19 @@ def test_stage2_mixed_is_spider2_plus_replay(prepared):
         assert {r["id"] for r in replay} <= stage1_ids  # replay never leaks validation into training
 
 
+def test_replay_mix_for_another_ratio_rebuilds_prepares_own_lines(prepared, tmp_path):
+    """`sweep` writes a stage-2 mix per replay ratio from prepare's output: for prepare's own ratio the lines
+    are exactly the ones prepare wrote."""
+    from t2s_fast.data.prepare import write_replay_mix
+
+    train, valid = write_replay_mix(prepared["out"], 1.0, tmp_path / "r1")
+    assert train.read_bytes() == (prepared["out"] / "stage2_mixed_train.jsonl").read_bytes()
+    assert valid.read_bytes() == (prepared["out"] / "stage2_mixed_valid.jsonl").read_bytes()
+    half, _ = write_replay_mix(prepared["out"], 0.5, tmp_path / "r05")
+    only = prepared["files"]["stage2_spider2_only_train.jsonl"]
+    assert sum(r["source"] == "spider1" for r in _rows(half)) == round(0.5 * len(only))
+
+
 def test_stats_record_reasons_and_percentiles(prepared):
     stats = prepared["stats"]
     assert stats["sources"]["spider1"]["databases_missing"] == ["baseball_1", "soccer_1"]

@@ -90,6 +90,44 @@ def split_by_database(rows: list, fraction: float, seed: int, *, group=lambda ro
     return train, valid, sorted(held)
 
 
+def mix_replay(s2_train: list, s2_valid: list, s1_train: list, s1_valid: list, ratio: float,
+               seed: int) -> tuple[list, list, dict]:
+    """The stage-2 mixed files: each Spider 2.0 split plus ``ratio`` x as many stage-1 examples of the same
+    split (seeded sample), shuffled. Returns (train, valid, {"ratio", "train": replayed, "valid": replayed})."""
+    rng = random.Random(seed)
+    n_rt = min(len(s1_train), round(ratio * len(s2_train)))
+    n_rv = min(len(s1_valid), round(ratio * len(s2_valid)))
+    mixed_train = s2_train + rng.sample(s1_train, n_rt)
+    mixed_valid = s2_valid + rng.sample(s1_valid, n_rv)
+    rng.shuffle(mixed_train)
+    rng.shuffle(mixed_valid)
+    return mixed_train, mixed_valid, {"ratio": ratio, "train": n_rt, "valid": n_rv}
+
+
+def write_replay_mix(prepared_dir: str | Path, ratio: float, out_dir: str | Path) -> tuple[Path, Path]:
+    """stage2_mixed_{train,valid}.jsonl for another --stage2-replay-ratio, from a `prepare` output folder's
+    stage-1 and Spider-2.0-only files and its seed: the lines `prepare --stage2-replay-ratio RATIO` writes,
+    without reading Spider again."""
+    from t2s_fast.jsonl import read_json, read_jsonl
+
+    src = Path(prepared_dir)
+    if ratio < 0:
+        raise T2SError(f"replay ratio {ratio}: must be 0 or more")
+    seed = (read_json(src / STATS_FILE).get("config") or {}).get("seed", 0)
+    files = {}
+    for name in (S2_TRAIN, S2_VALID, STAGE1_TRAIN, STAGE1_VALID):
+        if not (src / name).is_file():
+            raise T2SError(f"{src / name}: not found (run `t2s-fast prepare --spider2-dir ...` into {src})")
+        files[name] = read_jsonl(src / name)
+    train, valid, replay = mix_replay(files[S2_TRAIN], files[S2_VALID], files[STAGE1_TRAIN], files[STAGE1_VALID],
+                                      ratio, seed)
+    out = Path(out_dir)
+    write_jsonl(out / MIXED_TRAIN, train)
+    write_jsonl(out / MIXED_VALID, valid)
+    write_json(out / "replay.json", {**replay, "prepared_dir": str(src), "seed": seed})
+    return out / MIXED_TRAIN, out / MIXED_VALID
+
+
 def _percentiles(values: list[int]) -> dict:
     if not values:
         return {"n": 0}
@@ -166,16 +204,11 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
     splits = {"stage1_valid_databases": s1_held}
     if cfg.spider2_dir is not None:
         s2_train, s2_valid, s2_held = split_by_database(s2_kept, cfg.valid_fraction, cfg.seed) if s2_kept else ([], [], [])
-        rng = random.Random(cfg.seed)
-        n_rt = min(len(s1_train), round(cfg.stage2_replay_ratio * len(s2_train)))
-        n_rv = min(len(s1_valid), round(cfg.stage2_replay_ratio * len(s2_valid)))
-        mixed_train = s2_train + rng.sample(s1_train, n_rt)
-        mixed_valid = s2_valid + rng.sample(s1_valid, n_rv)
-        rng.shuffle(mixed_train)
-        rng.shuffle(mixed_valid)
+        mixed_train, mixed_valid, replay = mix_replay(s2_train, s2_valid, s1_train, s1_valid,
+                                                      cfg.stage2_replay_ratio, cfg.seed)
         outputs.update({MIXED_TRAIN: mixed_train, MIXED_VALID: mixed_valid, S2_TRAIN: s2_train, S2_VALID: s2_valid})
         splits["stage2_valid_databases"] = s2_held
-        splits["stage2_replay"] = {"ratio": cfg.stage2_replay_ratio, "train": n_rt, "valid": n_rv}
+        splits["stage2_replay"] = replay
 
     by_source = Counter(d.source for d in dropped)
     stats = {

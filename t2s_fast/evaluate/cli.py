@@ -46,6 +46,9 @@ _HELP = {f.name: f.metadata.get("help", "") for f in fields(EvalConfig)}
               help=_HELP["repair"])
 @click.option("--repair-k", type=int, default=4, help=_HELP["repair_k"])
 @click.option("--repair-temperature", type=float, default=0.8, help=_HELP["repair_temperature"])
+@click.option("--checkpoints", default=None, metavar="RUN_DIR", help=_HELP["checkpoints"])
+@click.option("--enforce-eager", is_flag=True, help=_HELP["enforce_eager"])
+@click.option("--vllm-cache-dir", default=None, help=_HELP["vllm_cache_dir"])
 @click.option("--config", "config_file", default=None, help="JSON file of EvalConfig fields (see eval/configs/); "
               "flags given on the command line override it.")
 @click.pass_context
@@ -69,6 +72,9 @@ def eval_command(ctx, adapters, dbs, config_file, **kwargs):
     for name, r in (report.get("repair") or {}).get("adapters", {}).items():
         click.echo(f"{r['display_name']}: before repair EX {100 * (r['ex_before'] or 0):.1f}%; "
                    f"{r['failing']} failing, {r['repaired']} now execute, {r['fixed']} now correct")
+    if report.get("checkpoints"):
+        section = report["checkpoints"]
+        click.echo(f"best checkpoint by EX on {section['chosen_on']['source']}: {section['best']}")
     click.echo(f"reports: {cfg.out_dir}/report.json, report.md, report.html")
 
 

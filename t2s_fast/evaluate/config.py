@@ -10,7 +10,7 @@ from t2s_fast.dtypes import normalize_dtype
 from t2s_fast.errors import T2SError
 from t2s_fast.sql.scorer import check_workers_timeout
 
-SUITES = ("spider1", "spider2-lite", "jsonl")
+SUITES = ("spider1", "spider2-lite", "jsonl", "heldout")
 
 
 def parse_adapter_specs(specs: list[str] | tuple[str, ...] | dict[str, str]) -> dict[str, str]:
@@ -42,7 +42,9 @@ class EvalConfig:
     include_base: bool = field(default=False, metadata={"help": "Also score the base model without any adapter (alone: "
                                                                "--include-base with no --adapter)."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer folder/id (default: the model's)."})
-    suite: str = field(default="spider1", metadata={"help": "spider1 (Spider 1.0 dev), spider2-lite, or jsonl (--questions)."})
+    suite: str = field(default="spider1", metadata={"help": "spider1 (Spider 1.0 dev), spider2-lite, jsonl (--questions), or "
+                                                        "heldout (--questions stage1_valid.jsonl from `prepare`, scored "
+                                                        "on its own Spider training databases: the set to choose on)."})
     spider_dir: str | None = field(default=None, metadata={"help": "Spider 1.0 folder (dev.json, tables.json, database/) "
                                                                    "or, for spider2-lite, the Spider 2.0 folder."})
     split: str = field(default="dev", metadata={"help": "Which split file to read (<split>.json)."})
@@ -86,8 +88,22 @@ class EvalConfig:
     repair_k: int = field(default=4, metadata={"help": "Completions generated per failing prediction by --repair."})
     repair_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the repair pass "
                                                                      "(0 = greedy, only with --repair-k 1)."})
+    checkpoints: str | None = field(default=None, metadata={"help": "A `t2s-fast train` output folder: every checkpoint "
+                                                                    "(step-N) and its final adapter (final) are evaluated "
+                                                                    "in one engine, plotted against the eval loss, and the "
+                                                                    "best by EX is named. Refuses Spider dev. Train with "
+                                                                    "--save-total-limit 0 to keep every checkpoint."})
+    enforce_eager: bool = field(default=False, metadata={"help": "vLLM: no torch.compile and no CUDA graphs (faster "
+                                                                 "engine start, slower generation)."})
+    vllm_cache_dir: str | None = field(default=None, metadata={"help": "vLLM: keep its compile cache here (sets "
+                                                                       "VLLM_CACHE_ROOT), so later engines of the same "
+                                                                       "model and settings reuse its torch.compile artifacts."})
 
     def __post_init__(self):
+        if self.checkpoints:
+            from t2s_fast.evaluate.checkpoints import apply_run_dir
+
+            apply_run_dir(self)
         for name in ("base_model", "out_dir"):
             if not getattr(self, name):
                 raise T2SError(f"--{name.replace('_', '-')} is required (on the command line or in --config)")
@@ -115,6 +131,8 @@ class EvalConfig:
             raise T2SError(f"--limit {self.limit}: must be at least 1")
         if self.suite == "jsonl" and not self.questions:
             raise T2SError("--suite jsonl needs --questions FILE.jsonl (and --db-root DIR)")
+        if self.suite == "heldout" and not self.questions:
+            raise T2SError("--suite heldout needs --questions FILE.jsonl (e.g. data/prepared/stage1_valid.jsonl)")
         if self.questions and self.suite == "spider1":
             self.suite = "jsonl"
         if self.suite in ("spider1", "spider2-lite") and not self.spider_dir:
@@ -123,6 +141,10 @@ class EvalConfig:
         for name, path in self.adapters.items():
             if not (Path(path) / "adapter_config.json").is_file():
                 raise T2SError(f"--adapter {name}={path}: no adapter_config.json there (expected a PEFT adapter folder)")
+        if self.checkpoints:
+            from t2s_fast.evaluate.selection import refuse_spider_dev
+
+            refuse_spider_dev(suite=self.suite, split=self.split, questions=self.questions, what="eval --checkpoints")
 
     def _check_levers(self) -> None:
         """The accuracy levers of issue 14 (question-matched values, repair)."""

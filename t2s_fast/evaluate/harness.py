@@ -18,7 +18,7 @@ from typing import Callable
 from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.config import EvalConfig
 from t2s_fast.evaluate.predictions import PredictionStore, adapter_fingerprint, prediction_key, text_sha
-from t2s_fast.evaluate.questions import Question, QuestionSet, load_jsonl, load_spider1
+from t2s_fast.evaluate.questions import Question, QuestionSet, load_heldout, load_jsonl, load_spider1
 from t2s_fast.generate.base import GenRequest, GenSettings, RepetitionGuard, order_for_backend, select_backend
 from t2s_fast.generate.extract import extract
 
@@ -32,6 +32,8 @@ def load_questions(cfg: EvalConfig) -> QuestionSet:
         return load_spider1(cfg.spider_dir, cfg.split, dbs=cfg.dbs, limit=cfg.limit)
     if cfg.suite == "jsonl":
         return load_jsonl(cfg.questions, cfg.db_root, dbs=cfg.dbs, limit=cfg.limit)
+    if cfg.suite == "heldout":
+        return load_heldout(cfg.questions, cfg.db_root, cfg.spider_dir, dbs=cfg.dbs, limit=cfg.limit)
     from t2s_fast.evaluate.spider2 import load_spider2_lite
 
     return load_spider2_lite(cfg.spider_dir, dbs=cfg.dbs, limit=cfg.limit, sample_values=cfg.sample_values,
@@ -152,7 +154,8 @@ def open_generator(cfg: EvalConfig, backend: str, tokenizer_dir: str, model_path
                           seed=cfg.seed, max_model_len=cfg.max_model_len,
                           gpu_memory_utilization=cfg.gpu_memory_utilization,
                           tensor_parallel_size=cfg.tensor_parallel_size,
-                          data_parallel_size=cfg.data_parallel_size, **_device_for_rank(backend))
+                          data_parallel_size=cfg.data_parallel_size, enforce_eager=cfg.enforce_eager,
+                          vllm_cache_dir=cfg.vllm_cache_dir, **_device_for_rank(backend))
 
 
 def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list[GenRequest], *, backend: str,
@@ -413,6 +416,10 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
     if repair is not None:
         report["repair"] = repair
     report["timing"] = _timing(cfg, store, gen_stats, score_seconds, time.perf_counter() - started, backend)
+    if cfg.checkpoints:
+        from t2s_fast.evaluate.checkpoints import checkpoint_summary
+
+        report["checkpoints"] = checkpoint_summary(cfg, report)
     write_reports(out_dir, report)
     return report
 

@@ -110,3 +110,36 @@ def load_jsonl(questions_file: str | Path, db_root: str | Path | None, *, dbs: l
                                   db_path=db_path if db_path is not None and db_path.is_file() else None,
                                   not_executable=reason if reason else (None if rec.get("sql") else "no gold SQL")))
     return QuestionSet(questions, skipped, str(path))
+
+
+def heldout_db_root(questions_file: str | Path, db_root: str | Path | None, spider_dir: str | Path | None) -> Path:
+    """Where a held-out file's SQLite databases are: --db-root, else --spider-dir/database, else the Spider
+    folder `t2s-fast prepare` read (its prepare_stats.json beside the questions file)."""
+    if db_root:
+        return Path(db_root)
+    if spider_dir:
+        return Path(spider_dir) / "database"
+    stats = Path(questions_file).parent / "prepare_stats.json"
+    spider = (read_json(stats).get("config") or {}).get("spider_dir") if stats.is_file() else None
+    if not spider:
+        raise T2SError(f"--suite heldout --questions {questions_file}: cannot find its databases; pass --db-root DIR "
+                       f"(or --spider-dir, the Spider 1.0 folder with database/); no prepare_stats.json beside it "
+                       "names the Spider folder")
+    return Path(spider) / "database"
+
+
+def load_heldout(questions_file: str | Path, db_root: str | Path | None, spider_dir: str | Path | None, *,
+                 dbs: list[str], limit: int | None) -> QuestionSet:
+    """A held-out prepared file (stage1_valid.jsonl) scored against its own SQLite databases. Prompts are
+    rebuilt from each database, as for Spider dev, instead of using the file's messages: `prepare` may have
+    shortened a schema knowing the gold SQL, which would make the held-out question easier."""
+    root = heldout_db_root(questions_file, db_root, spider_dir)
+    if not root.is_dir():
+        raise T2SError(f"--suite heldout: database folder {root} not found (pass --db-root DIR)")
+    qset = load_jsonl(questions_file, root, dbs=dbs, limit=limit)
+    for q in qset.questions:
+        q.messages = None
+    rebuilt = [q for q in qset.questions if q.db_path is not None]
+    skipped = qset.skipped + [{"qid": q.qid, "db_id": q.db_id, "reason": q.not_executable or "no database"}
+                              for q in qset.questions if q.db_path is None]
+    return QuestionSet(rebuilt, skipped, f"{qset.source} (databases in {root})")

@@ -298,6 +298,9 @@ def render_markdown(report: dict) -> str:
                 cells.append(f"{_pct(d['ex'])} ({d['n']})" if d else "-")
             out.append(f"| {db} | " + " | ".join(cells) + " |")
     out += repair_markdown(report.get("repair"))
+    from t2s_fast.evaluate.checkpoints import checkpoints_markdown
+
+    out += checkpoints_markdown(report)
     t = report.get("timing")
     if t:
         out += ["", "## Speed", "",
@@ -420,6 +423,10 @@ def render_html(report: dict, *, plots: bool = True) -> str:
             parts.append("<h2>EX per database</h2>")
             parts.append(f"<img class='plot' id='plot-database' alt='EX per database' src='data:image/png;base64,{plot_by_database(report)}'>")
     parts += repair_html(report.get("repair"))
+    if plots:
+        from t2s_fast.evaluate.checkpoints import checkpoints_html
+
+        parts.append(checkpoints_html(report))
     t = report.get("timing")
     if t:
         parts.append(f"<h2>Speed</h2><p>{t['generated_tokens']} tokens generated in {t['generation_seconds']:.1f} s "

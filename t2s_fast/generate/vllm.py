@@ -69,6 +69,18 @@ def _finish(completion) -> str:
     return "length" if completion.finish_reason == "length" else "stop"
 
 
+def use_cache_dir(folder: str | Path) -> Path:
+    """Point vLLM's cache (torch.compile artifacts under torch_compile_cache/) at ``folder`` through its
+    VLLM_CACHE_ROOT variable (vllm/envs.py), before vLLM reads it: set here, before the engine is built, and
+    inherited by vLLM's engine-core and worker processes."""
+    import os
+
+    path = Path(folder).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["VLLM_CACHE_ROOT"] = str(path)
+    return path
+
+
 class VLLMGenerator:
     name = "vllm"
     prefers_adapter_grouping = False  # vLLM swaps LoRA adapters per request inside one batch
@@ -76,8 +88,11 @@ class VLLMGenerator:
 
     def __init__(self, *, base_model: str, adapters: dict[str, str], tokenizer_dir: str,
                  max_model_len: int = 8192, gpu_memory_utilization: float = 0.90, dtype: str | None = None,
-                 seed: int = 0, materialize_dir: str | None = None, tensor_parallel_size: int = 1, **_ignored):
+                 seed: int = 0, materialize_dir: str | None = None, tensor_parallel_size: int = 1,
+                 enforce_eager: bool = False, vllm_cache_dir: str | None = None, **_ignored):
         dtype = dtype or "bfloat16"  # callers pass None for "the backend's default" (EvalConfig.dtype)
+        if vllm_cache_dir:
+            use_cache_dir(vllm_cache_dir)
         # Imported here so CPU machines never need vllm.
         from vllm.lora.request import LoRARequest
 
@@ -94,7 +109,8 @@ class VLLMGenerator:
                               for i, (name, path) in enumerate(self.adapters.items(), start=1)}
         engine_kwargs = dict(model=model_path, tokenizer=tokenizer_dir, dtype=dtype, seed=seed,
                              max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-                             enable_prefix_caching=True, tensor_parallel_size=tensor_parallel_size)
+                             enable_prefix_caching=True, tensor_parallel_size=tensor_parallel_size,
+                             enforce_eager=bool(enforce_eager))
         if self.adapters:
             max_rank = max(adapter_rank(n, p) for n, p in self.adapters.items())
             engine_kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=round_lora_rank(max_rank))

@@ -67,7 +67,7 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     max_grad_norm: float = _f(1.0, "Gradient clipping.")
     optim: str = _f("auto", "Optimizer (auto: adamw_8bit on a GPU, adamw_torch on CPU).")
-    save_total_limit: int | None = _f(3, "Keep at most this many checkpoints.")
+    save_total_limit: int | None = _f(3, "Keep at most this many checkpoints (0: keep every one, as `eval --checkpoints` wants).")
     dataloader_num_workers: int = _f(0, "DataLoader workers.")
 
     def global_batch(self) -> int:

@@ -46,6 +46,11 @@ class RequestOutput:
 
 class LLM:
     def __init__(self, model: str, *, enable_lora: bool = False, max_loras: int = 1, max_lora_rank: int = 16, **kwargs):
+        from vllm._known_args import LLM_KWARGS
+
+        unknown = sorted(set(kwargs) - LLM_KWARGS)
+        if unknown:  # vLLM passes **kwargs to the EngineArgs dataclass, which refuses names it does not have
+            raise TypeError(f"EngineArgs.__init__() got an unexpected keyword argument {unknown[0]!r}")
         if enable_lora and max_lora_rank not in ALLOWED_MAX_LORA_RANKS:
             raise ValueError(f"max_lora_rank ({max_lora_rank}) must be one of {ALLOWED_MAX_LORA_RANKS}")
         # vLLM's ModelConfig validates dtype: "auto" or a dtype name / torch.dtype; None is refused

@@ -1,0 +1,54 @@
+"""`t2s-fast sweep --config FILE`: the file -> SweepConfig -> sweep()."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+
+@click.command("sweep")
+@click.option("--config", "config_file", required=True,
+              help="Sweep file (JSON; YAML with PyYAML): shared train settings, variants or grid, max_cost_usd, "
+                   "heldout/eval/final settings. Example: sweeps/stage1-0.5b.json. Fields and their meaning: "
+                   "t2s_fast/sweep/config.py (SweepConfig).")
+@click.option("--dry-run", is_flag=True, help="Check the file and list the variants; train nothing.")
+def sweep_command(config_file, dry_run):
+    """Train variants one after another under ONE dollar cap, evaluate every final adapter (and, with
+    "checkpoints": true, every checkpoint: the sweep then keeps all of them) in one engine on a held-out set
+    (never Spider dev), choose the best by execution accuracy (ties: cheaper), and report the chosen one on
+    Spider dev (greedy, and maj@K when final.n_samples > 1).
+
+    Re-running the same command resumes: finished variants are not retrained, a half-finished one continues
+    from its last checkpoint, and the evaluations resume from their predictions.
+    """
+    from t2s_fast.sweep.config import expand_variants, load_sweep_config
+    from t2s_fast.sweep.isolate import Interrupted
+
+    cfg = load_sweep_config(config_file)
+    variants = expand_variants(cfg)
+    if dry_run:
+        from t2s_fast.sweep.plan import check_plan
+
+        check_plan(cfg, variants)
+        for v in variants:
+            click.echo(f"{v.name}: {v.overrides}")
+        click.echo(f"{len(variants)} variant(s), cap ${cfg.max_cost_usd:g}, out_dir {cfg.out_dir}")
+        return
+    from t2s_fast.sweep.runner import sweep
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        summary = sweep(cfg)
+    except Interrupted as exc:
+        click.echo(f"interrupted ({exc}); run the same command again to continue", err=True)
+        sys.exit(143)
+    if summary.get("interrupted"):
+        click.echo(f"interrupted; state in {summary['state']}; run the same command again to continue", err=True)
+        sys.exit(143)
+    chosen = summary.get("chosen")
+    click.echo(f"chosen: {chosen['name'] if chosen else 'none'}; report: {cfg.out_dir}/sweep.md, sweep.json, ex_vs_cost.png")
+    for label, f in (summary.get("final") or {}).items():
+        ex = "n/a" if f["ex"] is None else f"{100 * f['ex']:.1f}%"
+        click.echo(f"{f['suite']} {f.get('split') or ''} {label}: EX {ex} ({f['correct']}/{f['n']})")

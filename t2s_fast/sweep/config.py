@@ -1,0 +1,150 @@
+"""The sweep file (`t2s-fast sweep --config FILE`): shared train settings, the variants (a list and/or a grid),
+one dollar cap, and the evaluation settings (held-out set to choose on, Spider dev for the final report).
+
+In the spirit of litgpt's config_hub: one JSON file says everything, and sweeps/ holds examples. Every
+variant is checked here, before anything is trained: a typo in the last variant fails at once, not after
+the first five runs were paid for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+
+# TrainConfig fields the sweep sets itself
+SWEEP_OWNED = ("output_dir", "resume", "max_cost_usd")
+VARIANT_EXTRA = ("name", "replay_ratio")
+_SHORT = {"learning_rate": "lr", "num_train_epochs": "ep", "max_steps": "steps", "lora_r": "r", "lora_alpha": "a",
+          "replay_ratio": "replay", "lora_dropout": "drop", "seed": "seed"}
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no '.': PEFT refuses it in adapter names
+
+
+def _f(default, help_: str):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help_})
+    return field(default=default, metadata={"help": help_})
+
+
+@dataclass
+class SweepConfig:
+    out_dir: str = _f("", "Sweep folder: sweep_state.json, runs/<variant>/, eval/heldout/, final/, sweep.json/md, "
+                          "ex_vs_cost.png.")
+    max_cost_usd: float = _f(0.0, "One dollar cap for all the sweep's training: each run gets what is left as its own "
+                                  "--max-cost-usd (its budget guard stops it cleanly); a variant that cannot start is "
+                                  "recorded as skipped.")
+    train: dict = _f({}, "TrainConfig fields shared by every variant (model_name, train_file, eval_file, max_steps, "
+                         "save_steps, ...); not output_dir, resume or max_cost_usd, which the sweep sets.")
+    variants: list = _f([], "A list of variants, each a dict of TrainConfig fields to override (learning_rate, "
+                            "num_train_epochs, lora_r, lora_alpha, ...), an optional name, and for stage 2 "
+                            "replay_ratio.")
+    grid: dict = _f({}, "Field -> list of values: every combination is a variant (combined with each listed "
+                        "variant when both are given).")
+    heldout: dict = _f({}, "EvalConfig fields of the set to choose on (default suite heldout: questions = "
+                           "prepare's stage1_valid.jsonl, its databases found from db_root / spider_dir / "
+                           "prepare_stats.json). Spider dev is refused.")
+    eval: dict = _f({}, "EvalConfig fields shared by the held-out and the final evaluation (backend, "
+                        "max_new_tokens, enforce_eager, vllm_cache_dir, gpu_memory_utilization, ...).")
+    final: dict | None = _f(None, "EvalConfig fields of the final report of the chosen adapter alone (default suite "
+                                  "spider1, split dev: give spider_dir). Greedy, then maj@K when n_samples > 1 "
+                                  "(with temperature). null: no final report.")
+    checkpoints: bool = _f(False, "Also evaluate every checkpoint of every variant (the sweep then keeps all "
+                                  "checkpoints: save_total_limit none), and choose among them too.")
+    min_run_usd: float = _f(0.10, "A variant starts only if at least this much of the cap is left (loading the "
+                                  "model is paid before the first step); otherwise it is recorded as skipped.")
+    eval_reserve_usd: float = _f(0.0, "Dollars of the cap kept back from training for the evaluations.")
+    stage2_prepared_dir: str | None = _f(None, "Stage 2 with replay_ratio variants: the `t2s-fast prepare` folder "
+                                               "(stage-1 and Spider-2.0-only files) each ratio's mixed files are "
+                                               "written from.")
+    isolate: str = _f("auto", "auto|process|none: run each training and evaluation in its own process (auto: on a "
+                              "GPU, so one run's memory never stays behind for the next).")
+    source: str = _f("", "The config file this came from (set when loaded).")
+
+    def validate(self) -> "SweepConfig":
+        where = self.source or "sweep config"
+        if not self.out_dir:
+            raise T2SError(f"{where}: out_dir is required")
+        if not self.max_cost_usd or self.max_cost_usd <= 0:
+            raise T2SError(f"{where}: max_cost_usd must be a positive dollar cap for the whole sweep")
+        if self.isolate not in ("auto", "process", "none"):
+            raise T2SError(f"{where}: isolate {self.isolate!r}: choose auto, process or none")
+        for key in SWEEP_OWNED:
+            if key in self.train:
+                raise T2SError(f"{where}: train.{key} is set by the sweep (per variant); remove it")
+        if not self.heldout.get("questions") and self.heldout.get("suite", "heldout") in ("heldout", "jsonl"):
+            raise T2SError(f"{where}: heldout.questions is required (e.g. data/prepared/stage1_valid.jsonl)")
+        if self.eval_reserve_usd < 0 or self.eval_reserve_usd >= self.max_cost_usd:
+            raise T2SError(f"{where}: eval_reserve_usd must be at least 0 and below max_cost_usd")
+        return self
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: dict  # TrainConfig fields (and replay_ratio) that differ from the shared train settings
+
+
+def _label(overrides: dict) -> str:
+    parts = [f"{_SHORT.get(k, k)}{format(v, 'g') if isinstance(v, float) else v}" for k, v in overrides.items()]
+    return "-".join(parts).replace(".", "p") or "default"  # 2e-4 -> lr0p0002
+
+
+def expand_variants(cfg: SweepConfig) -> list[Variant]:
+    """The listed variants, each crossed with every grid combination, in file order; names unique."""
+    from t2s_fast.train.config import TrainConfig
+
+    where = cfg.source or "sweep config"
+    allowed = {f.name for f in fields(TrainConfig)} - set(SWEEP_OWNED) | set(VARIANT_EXTRA)
+    base = [dict(v) for v in cfg.variants] or [{}]
+    keys = list(cfg.grid)
+    for k, values in cfg.grid.items():
+        if not isinstance(values, list) or not values:
+            raise T2SError(f"{where}: grid.{k} must be a non-empty list of values")
+    combos = [dict(zip(keys, vals)) for vals in itertools.product(*(cfg.grid[k] for k in keys))] or [{}]
+    out, seen = [], set()
+    for i, v in enumerate(base):
+        if not isinstance(v, dict):
+            raise T2SError(f"{where}: variants[{i}] must be an object of settings")
+        for combo in combos:
+            overrides = {**{k: x for k, x in v.items() if k != "name"}, **combo}
+            unknown = sorted(set(overrides) - allowed)
+            if unknown:
+                raise T2SError(f"{where}: variants[{i}]: unknown or sweep-owned setting(s) {', '.join(unknown)}")
+            if "name" in v:
+                name = str(v["name"]) + (f"-{_label(combo)}" if combo else "")
+            else:
+                name = _label(overrides)
+            if not _NAME_OK.match(name) or name in seen:
+                raise T2SError(f"{where}: variant name {name!r} is {'used twice' if name in seen else 'not usable'} "
+                               "(letters, digits, '_', '-'); give each variant a unique name")
+            seen.add(name)
+            out.append(Variant(name, overrides))
+    return out
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    """Read a JSON (or, with PyYAML installed, YAML) sweep file; unknown keys are refused."""
+    from t2s_fast.jsonl import read_json
+
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise T2SError(f"--config {path}: YAML needs PyYAML (pip install pyyaml); or write the file as JSON") from None
+        if not path.is_file():
+            raise T2SError(f"--config {path}: file not found")
+        data = yaml.safe_load(path.read_text())
+    else:
+        data = read_json(path)
+    if not isinstance(data, dict):
+        raise T2SError(f"--config {path}: expected an object of sweep settings")
+    known = {f.name for f in fields(SweepConfig)} - {"source"}
+    unknown = sorted(set(data) - known - {"_comment"})
+    if unknown:
+        raise T2SError(f"--config {path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    data.pop("_comment", None)
+    return SweepConfig(**data, source=str(path)).validate()

@@ -1,0 +1,124 @@
+"""sweep.json (the figures), sweep.md (the table to read or paste) and ex_vs_cost.png (held-out EX against
+the dollars each candidate cost), all from the sweep state and the held-out evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from t2s_fast.jsonl import atomic_open, write_json
+
+RULE = ("highest execution accuracy on the held-out set; ties go to the cheaper candidate (training dollars up "
+        "to that checkpoint)")
+
+
+def _eval_gpus(cfg) -> int:
+    return int(cfg.eval.get("tensor_parallel_size", 1)) * int(cfg.eval.get("data_parallel_size", 1))
+
+
+def build_summary(cfg, variants, state, candidates: list[dict], chosen: dict | None, final: dict) -> dict:
+    from t2s_fast.train.config import TrainConfig
+
+    hourly = float(cfg.train.get("gpu_hourly_usd", TrainConfig.gpu_hourly_usd))
+    by_variant: dict[str, list[dict]] = {}
+    for c in candidates:
+        by_variant.setdefault(c["variant"], []).append(c)
+    rows = []
+    for v in variants:
+        rec = state.variants.get(v.name, {"status": "not started"})
+        mine = by_variant.get(v.name, [])
+        final_row = next((c for c in mine if c["name"] == f"{v.name}@final"), None)
+        best = max((c for c in mine if c["ex"] is not None), key=lambda c: c["ex"], default=None)
+        rows.append({"variant": v.name, "settings": v.overrides, "status": rec.get("status"),
+                     "stop_reason": rec.get("stop_reason"), "reason": rec.get("reason") or rec.get("error"),
+                     "global_step": rec.get("global_step"), "budget_usd": rec.get("budget_usd"),
+                     "cost_usd": rec.get("cost_usd"), "heldout_ex": final_row["ex"] if final_row else None,
+                     "heldout_n": final_row["n"] if final_row else None,
+                     "best_checkpoint": best["name"] if best and cfg.checkpoints else None,
+                     "best_checkpoint_ex": best["ex"] if best and cfg.checkpoints else None})
+    train_spent = sum(r["cost_usd"] or 0.0 for r in rows)
+    eval_usd = state.data.get("eval_seconds", 0.0) / 3600 * hourly * _eval_gpus(cfg)
+    return {"config": cfg.source, "out_dir": cfg.out_dir, "cap_usd": cfg.max_cost_usd,
+            "training_usd": round(train_spent, 6), "evaluation_usd": round(eval_usd, 6),
+            "evaluation_seconds": state.data.get("eval_seconds", 0.0), "gpu_hourly_usd": hourly,
+            "chosen_on": state.data.get("heldout"), "rule": RULE, "rows": rows, "candidates": candidates,
+            "chosen": chosen, "final": final,
+            "replay_note": "stage-2 replay_ratio variants train on mixed files written under data/replay-<ratio>/ "
+                           "by prepare's own mixing function" if any("replay_ratio" in v.overrides for v in variants)
+            else None}
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _usd(x) -> str:
+    return "" if x is None else f"${x:.4f}"
+
+
+def render_markdown(s: dict) -> str:
+    on = s.get("chosen_on") or {}
+    out = [f"# t2s-fast sweep: {Path(s['out_dir']).name}", "",
+           f"- Config: `{s['config']}`; cap ${s['cap_usd']:g} for training; spent {_usd(s['training_usd'])} on "
+           f"training and {_usd(s['evaluation_usd'])} on evaluation ({s['evaluation_seconds']:.0f} s at "
+           f"${s['gpu_hourly_usd']:g}/h per GPU)",
+           f"- Chosen on: `{on.get('source')}` (suite {on.get('suite')}), {on.get('adapters')} adapters in one engine",
+           f"- Rule: {s['rule']}", "",
+           "| variant | settings | status | steps | budget given | cost | held-out EX (final) | best checkpoint |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in s["rows"]:
+        settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
+        status = r["status"] + (f" ({r['reason']})" if r.get("reason") else "")
+        best = f"{r['best_checkpoint']} {_pct(r['best_checkpoint_ex'])}" if r["best_checkpoint"] else ""
+        out.append(f"| {r['variant']} | {settings} | {status} | {r['global_step'] or ''} | {_usd(r['budget_usd'])} | "
+                   f"{_usd(r['cost_usd'])} | {_pct(r['heldout_ex'])} ({r['heldout_n'] or 0}) | {best} |")
+    c = s.get("chosen")
+    out += ["", "![held-out EX against dollars](ex_vs_cost.png)", ""]
+    if c:
+        out.append(f"**Chosen: {c['name']}** (step {c['step']}): held-out EX {_pct(c['ex'])} of {c['n']}, "
+                   f"{_usd(c['cost_usd'])} of training.")
+    for label, f in (s.get("final") or {}).items():
+        out.append(f"- {f['suite']} {f.get('split') or ''} {label}: EX **{_pct(f['ex'])}** ({f['correct']}/{f['n']}), "
+                   f"`{f['out_dir']}`")
+    if s.get("replay_note"):
+        out += ["", f"Note: {s['replay_note']}."]
+    return "\n".join(out) + "\n"
+
+
+def plot_ex_vs_cost(s: dict, png: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    by_variant: dict[str, list[dict]] = {}
+    for c in s["candidates"]:
+        if c["ex"] is not None and c["cost_usd"] is not None:
+            by_variant.setdefault(c["variant"], []).append(c)
+    for name, pts in by_variant.items():
+        pts.sort(key=lambda c: c["cost_usd"])
+        line, = ax.plot([c["cost_usd"] for c in pts], [100 * c["ex"] for c in pts], "o-", ms=4, lw=1, label=name)
+        last = next((c for c in pts if c["name"].endswith("@final")), pts[-1])
+        ax.plot(last["cost_usd"], 100 * last["ex"], "s", ms=8, color=line.get_color())
+    c = s.get("chosen")
+    if c and c.get("cost_usd") is not None and c.get("ex") is not None:
+        ax.plot(c["cost_usd"], 100 * c["ex"], "*", ms=16, color="gold", markeredgecolor="black", label=f"chosen: {c['name']}")
+    ax.set_xlabel("training dollars (to that checkpoint)")
+    ax.set_ylabel("held-out EX (%)")
+    ax.set_title("Sweep: held-out execution accuracy against cost (square = final adapter)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_open(png, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+    return png
+
+
+def write_sweep_report(out_dir: Path, summary: dict) -> dict[str, Path]:
+    paths = {"json": out_dir / "sweep.json", "md": out_dir / "sweep.md", "png": out_dir / "ex_vs_cost.png"}
+    write_json(paths["json"], summary)
+    with atomic_open(paths["md"]) as fh:
+        fh.write(render_markdown(summary))
+    plot_ex_vs_cost(summary, paths["png"])
+    return paths

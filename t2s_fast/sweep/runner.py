@@ -1,0 +1,202 @@
+"""`sweep(cfg)`: train the variants one after another under one dollar cap, evaluate every adapter in one
+engine on the held-out set, choose the best by execution accuracy (ties: cheaper), report the chosen one on
+Spider dev.
+
+Resuming: ``sweep_state.json`` (written atomically after every change) says which variants finished. A
+re-run skips those, continues a half-finished variant with train's own ``--resume`` (its budget guard
+still counts the dollars it already spent), and starts the rest; the evaluations resume from their
+predictions.jsonl as `eval` always does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+from t2s_fast.jsonl import read_json, write_json
+from t2s_fast.sweep.config import SweepConfig, Variant, expand_variants
+from t2s_fast.sweep.isolate import Interrupted, call, resolve
+from t2s_fast.sweep.plan import check_plan, final_configs, heldout_config, run_dir, train_config
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "sweep_state.json"
+FINISHED = ("done", "budget", "failed")  # never trained again on a resume
+TRAINED = ("done", "budget")  # have an adapter to evaluate
+_IGNORED_ON_RESUME = ("max_cost_usd", "resume")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SweepState:
+    """sweep_state.json: {"variants": {name: record}, "eval_seconds", "heldout", "chosen", "final"}."""
+
+    def __init__(self, out_dir: Path):
+        self.path = Path(out_dir) / STATE_FILE
+        self.data = read_json(self.path) if self.path.is_file() else {"version": 1, "variants": {}, "eval_seconds": 0.0}
+
+    @property
+    def variants(self) -> dict:
+        return self.data["variants"]
+
+    def save(self) -> None:
+        write_json(self.path, self.data)
+
+    def spent(self, *, excluding: str) -> float:
+        return sum(r.get("cost_usd") or 0.0 for n, r in self.variants.items() if n != excluding)
+
+
+def _comparable(train_settings: dict) -> dict:
+    return {k: v for k, v in train_settings.items() if k not in _IGNORED_ON_RESUME}
+
+
+def _adopt_finished_run(folder: Path) -> dict | None:
+    """run.json of a run that ended (completed or stopped by its budget) before the state could say so."""
+    info = read_json(folder / "run.json") if (folder / "run.json").is_file() else None
+    return info if info and info.get("stop_reason") in ("completed", "budget") else None
+
+
+def _record_run(rec: dict, info: dict) -> dict:
+    status = {"completed": "done", "budget": "budget"}.get(info.get("stop_reason"), "interrupted")
+    rec.update(status=status, stop_reason=info.get("stop_reason"), cost_usd=info.get("cost_usd"),
+               global_step=info.get("global_step"), finished_at=info.get("finished_at"),
+               adapter_dir=info.get("adapter_dir"))
+    return rec
+
+
+def train_variant(cfg: SweepConfig, v: Variant, state: SweepState, *, isolate: bool) -> dict:
+    """Train (or resume, or skip) one variant; its record is saved before and after training."""
+    from t2s_fast.train.trainer import train
+
+    folder = run_dir(cfg, v.name)
+    rec = state.variants.setdefault(v.name, {"name": v.name, "overrides": v.overrides, "run_dir": str(folder)})
+    finished = _adopt_finished_run(folder)
+    if finished:  # it ended before the state could say so: not trained again
+        rec["train_config"] = {k: v for k, v in finished.get("config", {}).items() if k not in _IGNORED_ON_RESUME}
+        return _record_run(rec, finished)
+    left = round(cfg.max_cost_usd - cfg.eval_reserve_usd - state.spent(excluding=v.name), 6)
+    if left < cfg.min_run_usd:
+        rec.update(status="skipped", budget_usd=left, reason=f"${left:.4f} of the ${cfg.max_cost_usd:g} cap left "
+                                                             f"(a run needs min_run_usd ${cfg.min_run_usd:g})")
+        return rec
+    resume = folder.is_dir() and any(folder.iterdir())
+    tc = train_config(cfg, v, budget=left, resume=resume)
+    rec.update(status="running", budget_usd=left, resumed=resume, started_at=rec.get("started_at") or _now(),
+               train_config=tc.to_dict())
+    state.save()
+    log.info("sweep: training %s with $%.4f left%s", v.name, left, " (resuming)" if resume else "")
+    try:
+        info = call(train, tc, isolate=isolate)
+    except T2SError as exc:
+        spent = read_json(folder / "run.json").get("cost_usd") if (folder / "run.json").is_file() else None
+        rec.update(status="failed", error=str(exc), cost_usd=spent)
+        return rec
+    return _record_run(rec, info)
+
+
+def _check_unchanged(cfg: SweepConfig, v: Variant, rec: dict) -> None:
+    """A finished variant is not retrained, so its settings must still be the file's."""
+    if "train_config" not in rec:
+        return
+    now = train_config(cfg, v, budget=None, resume=False).to_dict()
+    was = rec["train_config"]
+    changed = sorted(k for k in set(now) | set(was) if k not in _IGNORED_ON_RESUME and now.get(k) != was.get(k))
+    if changed:
+        raise T2SError(f"{cfg.source or 'sweep config'}: variant {v.name} was trained with other settings "
+                       f"({', '.join(changed)} changed); give it a new name or use a new out_dir")
+
+
+def train_all(cfg: SweepConfig, variants: list[Variant], state: SweepState, *, isolate: bool,
+              on_variant_done=None) -> bool:
+    """Every variant not yet finished, in order. False when a run was interrupted (the sweep stops)."""
+    for v in variants:
+        rec = state.variants.get(v.name)
+        if rec and rec.get("status") in FINISHED:
+            _check_unchanged(cfg, v, rec)
+            continue
+        try:
+            rec = train_variant(cfg, v, state, isolate=isolate)
+        except Interrupted:
+            return False
+        state.save()
+        if rec["status"] == "interrupted":
+            return False
+        if on_variant_done is not None:
+            on_variant_done(v.name, rec)
+    return True
+
+
+def _timed_eval(state: SweepState, ecfg, *, isolate: bool) -> dict:
+    from t2s_fast.evaluate.harness import evaluate
+
+    t0 = time.time()
+    try:
+        return call(evaluate, ecfg, isolate=isolate)
+    finally:
+        state.data["eval_seconds"] = round(state.data.get("eval_seconds", 0.0) + time.time() - t0, 3)
+        state.save()
+
+
+def evaluate_heldout(cfg: SweepConfig, variants: list[Variant], state: SweepState, *, isolate: bool) -> tuple[dict, list]:
+    """Every trained variant's final adapter (and checkpoints) in one engine; returns (report, candidates)."""
+    from t2s_fast.evaluate.checkpoints import checkpoint_adapters, checkpoint_rows
+
+    adapters = {}
+    for v in variants:
+        if state.variants.get(v.name, {}).get("status") not in TRAINED:
+            continue
+        found = checkpoint_adapters(run_dir(cfg, v.name), prefix=f"{v.name}@")
+        adapters.update(found if cfg.checkpoints else {k: p for k, p in found.items() if k == f"{v.name}@final"})
+    if not adapters:
+        raise T2SError(f"{cfg.out_dir}: no variant finished training (see {STATE_FILE}); nothing to evaluate")
+    report = _timed_eval(state, heldout_config(cfg, adapters), isolate=isolate)
+    candidates = []
+    for v in variants:
+        for row in checkpoint_rows(run_dir(cfg, v.name), report, prefix=f"{v.name}@"):
+            candidates.append({**row, "variant": v.name})
+    state.data["heldout"] = {"out_dir": str(Path(cfg.out_dir) / "eval" / "heldout"), "adapters": len(adapters),
+                             "suite": report["settings"]["suite"], "source": report["settings"]["source"]}
+    return report, candidates
+
+
+def run_final(cfg: SweepConfig, chosen: dict, state: SweepState, *, isolate: bool) -> dict:
+    """The chosen adapter alone on the final set (Spider dev): greedy, then maj@K if asked."""
+    results = {}
+    for label, fcfg in final_configs(cfg, {chosen["name"]: chosen["path"]}):
+        report = _timed_eval(state, fcfg, isolate=isolate)
+        a = report["adapters"][chosen["name"]]
+        results[label] = {"ex": a["ex"], "correct": a["correct"], "n": a["n"], "out_dir": fcfg.out_dir,
+                          "suite": report["settings"]["suite"], "split": report["settings"].get("split"),
+                          "source": report["settings"]["source"]}
+    state.data["final"] = results
+    state.save()
+    return results
+
+
+def sweep(cfg: SweepConfig, *, on_variant_done=None) -> dict:
+    """Run (or resume) the whole sweep; returns the summary written to sweep.json ({"interrupted": True} when a
+    training run was stopped by a signal: run the same command again to continue)."""
+    from t2s_fast.evaluate.selection import choose_best
+    from t2s_fast.sweep.report import build_summary, write_sweep_report
+
+    cfg.validate()
+    variants = expand_variants(cfg)
+    check_plan(cfg, variants)
+    isolate = resolve(cfg.isolate)
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    state = SweepState(Path(cfg.out_dir))
+    if not train_all(cfg, variants, state, isolate=isolate, on_variant_done=on_variant_done):
+        return {"interrupted": True, "state": str(state.path)}
+    _, candidates = evaluate_heldout(cfg, variants, state, isolate=isolate)
+    chosen = choose_best(candidates)
+    state.data["chosen"] = chosen
+    state.save()
+    final = run_final(cfg, chosen, state, isolate=isolate) if chosen else {}
+    summary = build_summary(cfg, variants, state, candidates, chosen, final)
+    write_sweep_report(Path(cfg.out_dir), summary)
+    return summary
