@@ -72,7 +72,7 @@ def test_sharded_hf_eval_merges_like_one_process_and_resumes(tmp_path, tiny_qwen
 
 
 def test_vllm_tensor_parallel_size_reaches_the_engine(fake_vllm, qwen3_tokenizer_dir):
-    from t2s_fast.generate.base import make_generator
+    from t2s_fast.generate.engines import make_generator
 
     make_generator("vllm", base_model="some/model", adapters={}, tokenizer_dir=str(qwen3_tokenizer_dir),
                    tensor_parallel_size=2)
@@ -81,7 +81,8 @@ def test_vllm_tensor_parallel_size_reaches_the_engine(fake_vllm, qwen3_tokenizer
 
 def test_vllm_data_parallel_engines_are_pinned_and_answer_in_order(fake_vllm, qwen3_tokenizer_dir, monkeypatch):
     from t2s_fast.errors import T2SError
-    from t2s_fast.generate.base import GenRequest, GenSettings, make_generator
+    from t2s_fast.generate.base import GenRequest, GenSettings
+    from t2s_fast.generate.engines import make_generator
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
     gen = make_generator("vllm", base_model="some/model", adapters={}, tokenizer_dir=str(qwen3_tokenizer_dir),

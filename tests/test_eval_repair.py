@@ -174,7 +174,7 @@ def test_repair_flags_are_checked(suite, tmp_path, qwen3_tokenizer_dir):
 
 
 def test_one_engine_serves_both_passes(suite, tmp_path, qwen3_tokenizer_dir, monkeypatch):
-    import t2s_fast.generate.base as base
+    import t2s_fast.generate.engines as engines
 
     made = []
 
@@ -186,7 +186,7 @@ def test_one_engine_serves_both_passes(suite, tmp_path, qwen3_tokenizer_dir, mon
         made.append(Counted(QUESTIONS))
         return made[-1]
 
-    monkeypatch.setattr(base, "make_generator", fake_make_generator)
+    monkeypatch.setattr(engines, "make_generator", fake_make_generator)
     report = evaluate(config(suite, tmp_path / "run", qwen3_tokenizer_dir, repair="resample", repair_k=3,
                              backend="hf"))
     assert len(made) == 1 and made[0].closed and len(made[0].calls) == 2  # first pass, then repair

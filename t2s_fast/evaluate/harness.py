@@ -147,7 +147,7 @@ def plan_requests(cfg: EvalConfig, questions: list[Question], prompts: dict[str,
 
 def open_generator(cfg: EvalConfig, backend: str, tokenizer_dir: str, model_path: str | None = None):
     """The engine of this run: every adapter loaded once (``model_path``: the resolved --base-model)."""
-    from t2s_fast.generate.base import make_generator
+    from t2s_fast.generate.engines import make_generator
 
     return make_generator(backend, base_model=model_path or cfg.base_model, adapters=cfg.adapters,
                           tokenizer_dir=tokenizer_dir, batch_size=cfg.batch_size, dtype=cfg.dtype,

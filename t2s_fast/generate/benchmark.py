@@ -35,7 +35,8 @@ def run_generation_benchmark(*, backend: str, base_model: str, adapters: dict[st
     import torch
     from transformers import AutoTokenizer
 
-    from t2s_fast.generate.base import BASE_ADAPTER, GenSettings, make_generator, measure_generation, order_for_backend
+    from t2s_fast.generate.base import BASE_ADAPTER, GenSettings, measure_generation, order_for_backend
+    from t2s_fast.generate.engines import make_generator
     from t2s_fast.generate.extract import extract
     from t2s_fast.models import find_tokenizer_dir
 
