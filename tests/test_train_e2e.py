@@ -207,8 +207,21 @@ def test_killed_run_resumes_to_the_same_final_step(tiny_qwen3_dir, prepared, tmp
     assert not (out / "run.json").exists()
 
     p = _spawn([*args, "--resume"], logf)
-    _wait_for(lambda: any(r["step"] >= 5 for r in _log(out) if "loss" in r) if (out / "train_log.jsonl").exists()
-              else False, p)
+    # The killed run may have logged steps past 5 before SIGKILL landed. The resumed run first cuts the log back
+    # to its checkpoint (step 3), then trains on: wait for that cut, then for step 5, so the SIGTERM reaches
+    # the resumed run mid-training rather than while it is still starting up.
+    seen_cut = []
+
+    def resumed_past_step_5():
+        try:
+            steps = [r["step"] for r in _log(out) if "loss" in r] if (out / "train_log.jsonl").exists() else []
+        except json.JSONDecodeError:  # a line being written right now: look again
+            return False
+        if steps and max(steps) <= 3:
+            seen_cut.append(True)
+        return bool(seen_cut) and max(steps, default=0) >= 5
+
+    _wait_for(resumed_past_step_5, p)
     os.kill(p.pid, signal.SIGTERM)
     assert p.wait(timeout=240) == 143, (tmp_path / "train.out").read_text()[-3000:]
     info = json.loads((out / "run.json").read_text())
