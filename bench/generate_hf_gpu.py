@@ -14,7 +14,7 @@ import argparse
 import json
 
 from t2s_fast.evaluate.config import parse_adapter_specs
-from t2s_fast.generate.benchmark import run_generation_benchmark
+from t2s_fast.benchmarks.generate_run import run_generation_benchmark
 
 BACKEND = "hf"
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from t2s_fast.benchmarks import cost, flops, results
+from t2s_fast.train import flops
+from t2s_fast.benchmarks import cost, results
 from t2s_fast.benchmarks.max_context import search_max_context
 from t2s_fast.benchmarks.profile_step import classify_kernel, summarize_events, union_length
 from t2s_fast.benchmarks.train_bench import measure_log, parse_variants

@@ -2,7 +2,7 @@
 available generation backend (vLLM where installed with a GPU, transformers+PEFT always).
 
 Each backend runs in its own process (vLLM and transformers must not share the GPU), through the evaluation
-harness's own `t2s_fast.generate.benchmark.run_generation_benchmark`, so both see the same prompts in the
+harness's own `t2s_fast.benchmarks.generate_run.run_generation_benchmark`, so both see the same prompts in the
 same order, greedy, with the same max_new_tokens. Without adapters given, K random LoRA adapters of the
 model's shape are written first (their speed is a real adapter's speed; their answers mean nothing).
 """
@@ -98,7 +98,7 @@ def _random_adapters(cfg: BenchGenerateConfig, work: Path) -> dict[str, str]:
 
 
 def _worker(spec_json: str) -> None:
-    from t2s_fast.generate.benchmark import run_generation_benchmark
+    from t2s_fast.benchmarks.generate_run import run_generation_benchmark
 
     spec = json.loads(spec_json)
     run_generation_benchmark(**spec)

@@ -63,7 +63,7 @@ def device_slug(device: dict) -> str:
 
 
 def environment() -> dict:
-    from t2s_fast.train.runinfo import git_revision, package_versions
+    from t2s_fast.runinfo import git_revision, package_versions
 
     return {"versions": package_versions(), "git": git_revision(), "python": sys.version.split()[0]}
 

@@ -189,7 +189,8 @@ def _ratio(a, b):
 
 def bench_train(cfg: BenchTrainConfig) -> dict:
     """Run every variant, write the result JSON and return it (with its path under "path")."""
-    from t2s_fast.benchmarks import cost, flops, results
+    from t2s_fast.train import flops
+    from t2s_fast.benchmarks import cost, results
     from t2s_fast.benchmarks.subproc import finish_child, start_child, t2s_command
     from t2s_fast.jsonl import read_json, read_jsonl
     from t2s_fast.models import find_tokenizer_dir

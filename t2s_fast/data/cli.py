@@ -69,7 +69,7 @@ def prepare_command(**kwargs):
 def prepare_repair_command(scored, questions, out, adapter, spider_dir):
     """Training examples for `eval --repair error-feedback`, from a model's real failures on training data."""
     from t2s_fast import paths
-    from t2s_fast.data.repair_examples import build_repair_examples
+    from t2s_fast.evaluate.repair_examples import build_repair_examples
     from t2s_fast.jsonl import write_jsonl
 
     examples, counts = build_repair_examples(scored, questions, adapter=adapter,

@@ -243,7 +243,7 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
 
 
 def _versions() -> dict:
-    from t2s_fast.train.runinfo import package_versions
+    from t2s_fast.runinfo import package_versions
 
     return package_versions(("t2s-fast", "transformers", "tokenizers", "sqlglot"))
 

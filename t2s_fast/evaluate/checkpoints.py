@@ -46,7 +46,7 @@ def checkpoint_adapters(run_dir: str | Path, *, prefix: str = "") -> dict[str, s
 
 def apply_run_dir(cfg) -> None:
     """EvalConfig with --checkpoints: add the run's adapters; the base model (and tokenizer) default to the run's."""
-    from t2s_fast.evaluate.config import parse_adapter_specs
+    from t2s_fast.evaluate.names import parse_adapter_specs
 
     run = Path(cfg.checkpoints)
     if not run.is_dir():
@@ -115,7 +115,7 @@ def plot_checkpoints(section: dict) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from t2s_fast.evaluate.report import _png
+    from t2s_fast.evaluate.plots import _png
 
     fig, ax = plt.subplots(figsize=(7, 4))
     pts = [(r["step"], 100 * r["ex"]) for r in section["rows"] if r["step"] is not None and r["ex"] is not None]

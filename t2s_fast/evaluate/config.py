@@ -8,27 +8,12 @@ from pathlib import Path
 from t2s_fast.dtypes import HELP as DTYPE_HELP
 from t2s_fast.dtypes import normalize_dtype
 from t2s_fast.errors import T2SError
+from t2s_fast.evaluate.names import parse_adapter_specs  # noqa: F401 - importable from here as before
 from t2s_fast.sql.scorer import check_workers_timeout
 
 SUITES = ("spider1", "spider2-lite", "jsonl", "heldout")
-
-
-def parse_adapter_specs(specs: list[str] | tuple[str, ...] | dict[str, str]) -> dict[str, str]:
-    """["NAME=PATH", ...] -> {NAME: PATH}, in the order given; names must be unique."""
-    if isinstance(specs, dict):
-        return dict(specs)
-    out: dict[str, str] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        name, path = name.strip(), path.strip()
-        if not sep or not name or not path:
-            raise T2SError(f"--adapter {spec!r}: expected NAME=PATH (e.g. --adapter stage1=runs/stage1/adapter)")
-        if name == "__base__" or "|" in name:
-            raise T2SError(f"--adapter {spec!r}: the name {name!r} is reserved or contains '|'; pick another")
-        if name in out:
-            raise T2SError(f"--adapter {spec!r}: the name {name!r} is given twice")
-        out[name] = path
-    return out
+REPAIR_STRATEGIES = ("none", "resample", "error-feedback")
+MAX_REPAIR_K = 999
 
 
 @dataclass
@@ -148,8 +133,6 @@ class EvalConfig:
 
     def _check_levers(self) -> None:
         """The accuracy levers of issue 14 (question-matched values, repair)."""
-        from t2s_fast.evaluate.repair import MAX_REPAIR_K, REPAIR_STRATEGIES
-
         if self.question_values < 0:
             raise T2SError(f"--question-values {self.question_values}: must be 0 (off) or more")
         if self.repair not in REPAIR_STRATEGIES:

@@ -24,10 +24,9 @@ import time
 from collections import defaultdict
 
 from t2s_fast.errors import T2SError
+from t2s_fast.evaluate.config import MAX_REPAIR_K, REPAIR_STRATEGIES  # noqa: F401 - importable from here too
 from t2s_fast.evaluate.predictions import prediction_key, text_sha
 
-REPAIR_STRATEGIES = ("none", "resample", "error-feedback")
-MAX_REPAIR_K = 999
 SAMPLE_OFFSET = {"resample": 1000, "error-feedback": 2000}
 REPAIRABLE_KINDS = ("parse", "runtime", "timeout")  # the prediction did not execute (not: wrong result)
 
@@ -53,7 +52,7 @@ def repair_prompt(cfg, q, rec: dict, prompts: dict[str, str], tokenizer, cache: 
     """The prompt of one repair request: the question's own prompt (resample) or the error-feedback prompt."""
     if cfg.repair == "resample":
         return prompts[q.qid]
-    from t2s_fast.evaluate.harness import question_messages
+    from t2s_fast.evaluate.generation import question_messages
     from t2s_fast.prompt import build_repair_messages, render_prompt
 
     messages = question_messages(q, cache, cfg.sample_values, matcher)
@@ -64,7 +63,7 @@ def repair_prompt(cfg, q, rec: dict, prompts: dict[str, str], tokenizer, cache: 
 def plan_repair(cfg, questions: list, scored: list[dict], prompts: dict[str, str], tokenizer):
     """(failing [(adapter, question, scored record)], repair requests): K requests per failing prediction, longest
     prompt first (ties by key), so a resumed run forms the batches an uninterrupted one would."""
-    from t2s_fast.evaluate.harness import _request_seed
+    from t2s_fast.evaluate.generation import _request_seed
     from t2s_fast.generate.base import GenRequest
     from t2s_fast.schema_values import make_matcher
 
@@ -95,7 +94,7 @@ def check_repair_records(store, strategy: str, temperature: float, requests: lis
 def choose_repairs(cfg, failing: list, store) -> dict[tuple[str, str], tuple[dict | None, dict]]:
     """{(adapter, qid): (the sample that replaces the prediction or None, vote)}: all candidates of all failing
     predictions run through one executor pool; the harness's self-consistency vote picks among those that run."""
-    from t2s_fast.evaluate.harness import _execute_samples, _vote
+    from t2s_fast.evaluate.scoring import _execute_samples, _vote
 
     groups = [(q, [store.records[repair_key(cfg.repair, adapter, q.qid, k)] for k in range(cfg.repair_k)])
               for adapter, q, _rec in failing]
@@ -114,7 +113,8 @@ def repair_predictions(cfg, questions: list, scored: list[dict], store, tokenize
     repaired predictions replaced and re-scored, and the repair summary for report.json."""
     import dataclasses
 
-    from t2s_fast.evaluate.harness import gen_settings, generate_predictions, score_predictions
+    from t2s_fast.evaluate.generation import gen_settings, generate_predictions
+    from t2s_fast.evaluate.scoring import score_predictions
 
     failing, requests = plan_repair(cfg, questions, scored, prompts, tokenizer)
     check_repair_records(store, cfg.repair, cfg.repair_temperature, requests)
@@ -144,7 +144,7 @@ def repair_predictions(cfg, questions: list, scored: list[dict], store, tokenize
 
 def repair_summary(cfg, before: list[dict], after: list[dict], store, gen_stats: dict, execute_seconds: float) -> dict:
     """EX before and after repair per adapter, failing / repaired / fixed counts, and the repair's extra cost."""
-    from t2s_fast.evaluate.report import display_name
+    from t2s_fast.evaluate.names import display_name
     from t2s_fast.sql.scorer import summarize
 
     def ex(recs):

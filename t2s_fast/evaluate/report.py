@@ -8,14 +8,13 @@ is a function of the predictions.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from t2s_fast.errors import T2SError
-from t2s_fast.generate.base import BASE_ADAPTER
+from t2s_fast.evaluate.names import display_name  # noqa: F401 - importable from here as before
+from t2s_fast.evaluate.plots import _png
 from t2s_fast.jsonl import atomic_open, read_json, write_json
 
 REPORT_VERSION = 1
@@ -30,10 +29,6 @@ DISTINCT_TEXT = {
 
 SPIDER2_TEXT = ("Spider 2.0 rules: the predicted result must contain each gold column (the question's condition_cols, "
                 "ignore_order per question) of any acceptable gold CSV; the SQL itself is not altered")
-
-
-def display_name(adapter: str) -> str:
-    return "base model" if adapter == BASE_ADAPTER else adapter
 
 
 def _pct(x) -> str:
@@ -171,15 +166,6 @@ def disagreements(scored: list[dict], adapter_names: list[str]) -> dict:
 
 
 # ---------------------------------------------------------------- plots
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _grouped_bars(categories: list[str], series: dict[str, list], *, title: str, ylabel: str = "EX (%)",
                   horizontal: bool = False) -> str:
     import matplotlib

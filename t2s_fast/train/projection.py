@@ -1,6 +1,6 @@
 """Expected trained tokens/s before any step is measured, for the start-of-run cost projection.
 
-tokens/s = MFU x the GPU's bf16 peak / FLOPs per trained token (4N, t2s_fast/benchmarks/flops.py), where the
+tokens/s = MFU x the GPU's bf16 peak / FLOPs per trained token (4N, t2s_fast/train/flops.py), where the
 MFU is the band measured for the chosen setup on the H200 runs recorded in bench/results/ (BANDS below: each
 figure names its file; tests/test_projection.py checks every one against that file and checks that the
 projection lands within 2x of every recorded run's measured tok/s).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from t2s_fast.benchmarks.flops import matmul_flops_per_token, tokens_per_s_at_mfu
+from t2s_fast.train.flops import matmul_flops_per_token, tokens_per_s_at_mfu
 from t2s_fast.train.autotune import ModelShape
 
 # Dense bf16 matmul peak measured by t2s_fast/benchmarks/peak.py in the recorded runs (TFLOP/s), by GPU name.

@@ -174,7 +174,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
     from t2s_fast.train.callbacks import (AgreeOnStop, BudgetGuard, ProgressCallback, RunMeter, SignalGuard,
                                           StepLogCallback, counting_trainer_class)
     from t2s_fast.train.data import load_tokenized
-    from t2s_fast.train.runinfo import device_info
+    from t2s_fast.runinfo import device_info
     from t2s_fast import distributed
 
     world_size = distributed.world_size()
@@ -468,7 +468,7 @@ def save_adapter(model, tokenizer, dest: Path) -> Path:
 
 def _write_run_json(run: Run, wall_s: float) -> dict:
     from t2s_fast.jsonl import read_jsonl, write_json
-    from t2s_fast.train.runinfo import git_revision, package_versions, peak_gpu_memory
+    from t2s_fast.runinfo import git_revision, package_versions, peak_gpu_memory
 
     m, state = run.meter, run.trainer.state
     rows = read_jsonl(run.out / "train_log.jsonl", tolerate_torn_tail=True) if (run.out / "train_log.jsonl").is_file() else []

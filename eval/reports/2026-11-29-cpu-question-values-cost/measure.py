@@ -86,7 +86,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from t2s_fast.benchmarks.results import describe_device
-    from t2s_fast.train.runinfo import git_revision, package_versions
+    from t2s_fast.runinfo import git_revision, package_versions
 
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

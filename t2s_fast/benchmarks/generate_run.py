@@ -88,7 +88,7 @@ def run_generation_benchmark(*, backend: str, base_model: str, adapters: dict[st
 
 
 def _versions() -> dict:
-    from t2s_fast.train.runinfo import package_versions
+    from t2s_fast.runinfo import package_versions
 
     installed = package_versions(("torch", "transformers", "peft", "vllm"))
     # an engine that is not installed is simply not listed

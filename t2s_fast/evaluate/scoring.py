@@ -1,0 +1,113 @@
+"""Scoring for an evaluation run: the self-consistency vote over execution results, and the official execution
+match of each chosen prediction. Shared by the harness and the repair pass."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from t2s_fast.evaluate.config import EvalConfig
+from t2s_fast.evaluate.predictions import PredictionStore, prediction_key
+from t2s_fast.evaluate.questions import Question
+
+NOT_EXECUTABLE = "not_executable"  # error kind for questions whose SQL cannot be run here
+
+
+def _vote(samples: list[dict], results: list) -> tuple[dict, dict]:
+    """Self-consistency: group the samples' execution results (Spider 1.0 comparison, order ignored) and keep
+    the SQL of the largest group; invalid SQL (result None or an error) does not vote. Ties go to the earliest
+    sample."""
+    from t2s_fast.sql.compare import spider1_results_match
+
+    groups: list[tuple[list, list[int]]] = []
+    for idx, res in enumerate(results):
+        if res is None or not res.ok:
+            continue
+        for rows, members in groups:
+            if spider1_results_match(rows, res.rows or [], order_matters=False):
+                members.append(idx)
+                break
+        else:
+            groups.append((res.rows or [], [idx]))
+    if not groups:
+        return samples[0], {"valid": 0, "votes": 0, "groups": 0}
+    best = max(groups, key=lambda g: (len(g[1]), -g[1][0]))
+    return samples[best[1][0]], {"valid": sum(len(g[1]) for g in groups), "votes": len(best[1]), "groups": len(groups)}
+
+
+
+def _execute_samples(cfg: EvalConfig, voting: list[tuple[Question, list[dict]]]) -> list[list]:
+    """Every sample of every voting question through one executor pool (``--workers`` processes), each
+    prepared exactly as the scorer prepares a prediction (official post-processing, DISTINCT handling), so
+    the vote groups results by the rule the score then applies. A sample that does not prepare gets None."""
+    from t2s_fast.sql.executor import run_jobs
+    from t2s_fast.sql.scorer import ScoreConfig, prepare_pred
+
+    score_cfg = ScoreConfig(db_root=Path(cfg.db_root or "."), workers=cfg.workers, timeout_s=cfg.timeout,
+                            keep_distinct=cfg.keep_distinct)
+    jobs, where = [], []
+    for qi, (q, samples) in enumerate(voting):
+        for si, sample in enumerate(samples):
+            sql, _error = prepare_pred(sample.get("sql"), score_cfg)
+            if sql is not None:
+                where.append((qi, si))
+                jobs.append((q.db_path, sql))
+    results = [[None] * len(samples) for _, samples in voting]
+    if jobs:
+        for (qi, si), res in zip(where, run_jobs(jobs, workers=max(1, cfg.workers), timeout_s=cfg.timeout)):
+            results[qi][si] = res
+    return results
+
+
+
+def choose_predictions(cfg: EvalConfig, questions: list[Question], store: PredictionStore) -> dict[tuple[str, str], dict]:
+    """{(adapter, qid): the prediction to score} (the majority-vote sample with --n-samples > 1)."""
+    chosen, voting, keys = {}, [], []
+    for q in questions:
+        for adapter in cfg.adapter_names:
+            samples = [store.records[prediction_key(adapter, q.qid, s)] for s in range(cfg.n_samples)]
+            if cfg.n_samples == 1 or q.db_path is None or q.not_executable:
+                chosen[(adapter, q.qid)] = dict(samples[0])
+            else:
+                voting.append((q, samples))
+                keys.append((adapter, q.qid))
+    for key, (q, samples), results in zip(keys, voting, _execute_samples(cfg, voting) if voting else []):
+        pick, vote = _vote(samples, results)
+        chosen[key] = dict(pick, vote=vote)
+    return chosen
+
+
+
+def score_predictions(cfg: EvalConfig, questions: list[Question], chosen: dict[tuple[str, str], dict]) -> list[dict]:
+    """One scored record per (adapter, question): exec_match, error_kind, hardness, and the prediction."""
+    from t2s_fast.sql.scorer import ScoreConfig, score_records
+
+    by_qid = {q.qid: q for q in questions}
+    executable, others = [], []
+    for (adapter, qid), pred in chosen.items():
+        q = by_qid[qid]
+        rec = {"adapter": adapter, "qid": qid, "db_id": q.db_id, "question": q.question, "gold": q.gold,
+               "pred": pred["sql"], "raw": pred["raw"], "extraction": pred["extraction"],
+               "extraction_changed": pred["extraction_changed"], "n_tokens": pred["n_tokens"],
+               "finish": pred.get("finish", "")}
+        if "vote" in pred:
+            rec["vote"] = pred["vote"]
+        custom = q.extra.get("scorer") is not None
+        (others if custom or q.not_executable or q.db_path is None else executable).append((q, rec))
+    scored = []
+    # Score per database folder (the scorer looks databases up as <db_root>/<db_id>/<db_id>.sqlite).
+    by_root = defaultdict(list)
+    for q, rec in executable:
+        by_root[q.db_path.parent.parent].append(rec)
+    for root, recs in by_root.items():
+        scfg = ScoreConfig(db_root=str(root), workers=cfg.workers, timeout_s=cfg.timeout, keep_distinct=cfg.keep_distinct)
+        scored.extend(score_records(recs, scfg))
+    for q, rec in others:
+        if q.extra.get("scorer") is not None and not q.not_executable:
+            scored.append(q.extra["scorer"](q, rec, cfg))
+            continue
+        scored.append(dict(rec, exec_match=None, error_kind=NOT_EXECUTABLE, error=q.not_executable or "no database",
+                           hardness=q.extra.get("hardness", "n/a")))
+    order = {(a, q.qid): i for i, (a, q) in enumerate((a, q) for q in questions for a in cfg.adapter_names)}
+    scored.sort(key=lambda r: order[(r["adapter"], r["qid"])])
+    return scored
