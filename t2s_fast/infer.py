@@ -81,16 +81,14 @@ def load_for_inference(model_path: str, *, base_model: str | None = None, tokeni
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from t2s_fast.models import is_config_file, is_gguf_source, resolve_model
+    from t2s_fast.models import is_config_file, resolve_model
     from t2s_fast.train.adapter import is_adapter_dir, load_adapter_checked, read_adapter_config
 
     on_gpu = torch.cuda.is_available()
     dtype = torch.bfloat16 if on_gpu else torch.float32
     kwargs = {"dtype": dtype, **({"device_map": {"": 0}} if on_gpu else {})}
-    if is_gguf_source(model_path):  # a packaged alias or .gguf: its cached safetensors folder
-        model_path = resolve_model(model_path).path
-    if base_model and is_gguf_source(base_model):
-        base_model = resolve_model(base_model).path
+    model_path = resolve_model(model_path).path  # a packaged alias or .gguf: its cached folder; others as given
+    base_model = resolve_model(base_model).path if base_model else None
     mp = Path(model_path)
     if not mp.exists() and (model_path.startswith((".", "/")) or model_path.endswith(".json")):
         raise T2SError(f"--model-path {model_path}: not found")

@@ -33,13 +33,12 @@ class MergeConfig:
 
 
 def _resolve_base(base_model: str | None, adapter_cfg: dict, output_dir: Path, tokenizer: str | None) -> str:
-    from t2s_fast.models import find_tokenizer_dir, is_config_file, is_gguf_source, materialize_random_init, resolve_model
+    from t2s_fast.models import find_tokenizer_dir, is_config_file, materialize_random_init, resolve_model
 
     base = base_model or adapter_cfg.get("base_model_name_or_path")
     if not base:
         raise T2SError("the adapter names no base model; pass --base-model")
-    if is_gguf_source(base):  # a packaged alias or .gguf: its cached safetensors folder
-        return resolve_model(base).path
+    base = resolve_model(base).path  # a packaged alias or .gguf: its cached folder; others as given
     if is_config_file(base):
         from t2s_fast.train.trainer import random_init_folder
 

@@ -8,6 +8,7 @@ here too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import time
@@ -50,13 +51,13 @@ def resolve_base_model(cfg: EvalConfig) -> str:
     from t2s_fast import distributed
     from t2s_fast.models import is_gguf_source, resolve_model
 
-    if not is_gguf_source(cfg.base_model):
+    if not is_gguf_source(cfg.base_model):  # nothing to convert: no need for the ranks to wait on each other
         return cfg.base_model
-    dtype = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}.get(cfg.dtype or "")
-    if not distributed.is_distributed():  # no process group to join: joining one would initialise CUDA here,
-        return resolve_model(cfg.base_model, dtype=dtype).path  # and vLLM's forked engine core then fails
-    with distributed.main_process_first():
-        return resolve_model(cfg.base_model, dtype=dtype).path
+    # Without a process group, none is joined: joining one would initialise CUDA here, before vLLM starts its
+    # engine core. cfg.dtype is already canonical (or None: the device's default).
+    first = distributed.main_process_first() if distributed.is_distributed() else contextlib.nullcontext()
+    with first:
+        return resolve_model(cfg.base_model, dtype=cfg.dtype).path
 
 
 def load_tokenizer(cfg: EvalConfig, model_path: str | None = None):
