@@ -32,6 +32,9 @@ export T2S_FAST_CACHE=/tmp/t2s-cache T2S_FAST_GGUF_DIR=${T2S_FAST_GGUF_DIR:-/tmp
 export OUT=${OUT:-/tmp/t2s-real-out}
 W=${T2S_REAL_WORK:-/tmp/t2s-real/$MODEL}; D=${T2S_REAL_DATA:-/tmp/t2s-data}; mkdir -p "$W/logs" "$OUT"
 SMOKE_TRAIN=(); LIMIT=(); HF_LIMIT=200
+# T2S_REAL_GPU_MEM=0.4 caps each vLLM engine's share of GPU memory (default 0.9), so that a second job can share
+# the GPU (e.g. another model's stage 1 retrained for its vote); a shared GPU makes the wall times upper bounds.
+GPU_MEM=(); [ -z "${T2S_REAL_GPU_MEM:-}" ] || GPU_MEM=(--gpu-memory-utilization "$T2S_REAL_GPU_MEM")
 if [ -n "${T2S_REAL_SMOKE:-}" ]; then
   SMOKE_TRAIN=(--max-steps 4 --save-steps 1 --per-device-train-batch-size 1 --gradient-accumulation-steps 1 --max-seq-length 512)
   LIMIT=(--limit 20); HF_LIMIT=10
@@ -117,9 +120,10 @@ phase_stage2() {
 
 phase_eval() {
   local t0=$SECONDS
+  local resumed=(); [ ! -d "$W/stage1-crash/adapter" ] || resumed=(--adapter stage1-resumed="$W/stage1-crash/adapter")
   run $T2S eval --backend vllm --base-model "$MODEL" --include-base --adapter stage1="$W/stage1/adapter" \
-    --adapter stage2="$W/stage2/adapter" --adapter stage1-resumed="$W/stage1-crash/adapter" \
-    --spider-dir "$D/spider1" --workers 8 "${LIMIT[@]}" --out-dir "$W/eval-dev" 2>&1 | tee "$W/logs/eval-dev.log" | grep -vE '^generate|it/s' | tail -12
+    --adapter stage2="$W/stage2/adapter" "${resumed[@]}" \
+    --spider-dir "$D/spider1" --workers 8 "${LIMIT[@]}" "${GPU_MEM[@]}" --out-dir "$W/eval-dev" 2>&1 | tee "$W/logs/eval-dev.log" | grep -vE '^generate|it/s' | tail -12
   echo "eval-dev wall $((SECONDS - t0)) s (engine start included)" | tee -a "$W/logs/eval-dev.log"
   pack eval logs eval-dev/report.json eval-dev/report.md eval-dev/report.html eval-dev/scored.jsonl eval-dev/predictions.jsonl commands.sh
 }
@@ -127,7 +131,7 @@ phase_eval() {
 phase_vote() {
   local t0=$SECONDS
   run $T2S eval --backend vllm --base-model "$MODEL" --adapter stage1="$W/stage1/adapter" --n-samples 8 --temperature 0.8 \
-    --spider-dir "$D/spider1" --workers 8 "${LIMIT[@]}" --out-dir "$W/eval-dev-maj8" 2>&1 | tee "$W/logs/eval-dev-maj8.log" | grep -vE '^generate|it/s' | tail -8
+    --spider-dir "$D/spider1" --workers 8 "${LIMIT[@]}" "${GPU_MEM[@]}" --out-dir "$W/eval-dev-maj8" 2>&1 | tee "$W/logs/eval-dev-maj8.log" | grep -vE '^generate|it/s' | tail -8
   echo "eval-dev-maj8 wall $((SECONDS - t0)) s (engine start included)" | tee -a "$W/logs/eval-dev-maj8.log"
   pack vote logs eval-dev-maj8/report.json eval-dev-maj8/report.md eval-dev-maj8/report.html eval-dev-maj8/scored.jsonl commands.sh
 }
