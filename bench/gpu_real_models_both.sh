@@ -9,7 +9,8 @@
 #    the GPU's memory, while the 0.5B's stage 1 is trained again beside it for its own vote (issue 12's first run
 #    did not keep its adapter). That 0.5B stage 1 starts once the 1.5B engine holds its memory, so its automatic
 #    setup plans on what is left. The wall times of step 3 are upper bounds (the GPU is shared); its EX is not
-#    affected.
+#    affected. The 0.5B's vote runs after the 1.5B's engines have exited: on 2026-11-29 it was started beside
+#    them and its engine failed to start (it ran alone afterwards, as below).
 # Each job writes its phase tars under /tmp/both/<job>/ and its log to /tmp/both/<job>.log; /tmp/both/ALLDONE
 # marks the end. Poll with `tail /tmp/both/*.log`; collect with `tar -C /tmp/both -cf $OUT/both.tar .`.
 set -uo pipefail
@@ -28,6 +29,7 @@ for _ in $(seq 120); do  # up to 4 min for the 1.5B engine to take its share of 
   used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1); [ "${used:-0}" -gt 40000 ] && break; sleep 2
 done
 echo "$(date -u +%T) GPU memory used before the 0.5B job: ${used:-?} MiB"
-job vote05 $S stage1 vote
+job vote05 $S stage1
 wait $ev
+job vote05b $S vote   # alone: a vLLM engine that starts while another one exits can fail its memory profiling
 touch $B/ALLDONE; echo "$(date -u +%T) all done"
