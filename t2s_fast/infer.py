@@ -9,24 +9,23 @@ builder (`t2s_fast.prompt`), the schema from `--schema-file` (free text) or `--d
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from t2s_fast.configs import setting as _f
 from t2s_fast.errors import T2SError
 from t2s_fast.generate.extract import extract_sql  # the eval extractor, so infer and eval agree
 
 log = logging.getLogger(__name__)
 
 
-def _f(default, help_: str):
-    return field(default=default, metadata={"help": help_})
 
 
 @dataclass
 class InferConfig:
     model_path: str = _f("", "A LoRA adapter folder (from `t2s-fast train`), or a model: merged folder, hub id, "
-                            "packaged alias (qwen2.5-coder-0.5b, ...) or .gguf file.")
-    question: str = _f("", "The question in natural language.")
+                            "packaged alias (qwen2.5-coder-0.5b, ...) or .gguf file.", required=True)
+    question: str = _f("", "The question in natural language.", required=True)
     db_id: str = _f("", "Database name shown to the model (default: the --db file's stem).")
     dialect: str = _f("sqlite", "SQL dialect: sqlite, bigquery or snowflake.")
     schema_file: str | None = _f(None, "A text file with the schema (CREATE TABLE statements or free text).")

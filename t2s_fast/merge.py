@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class MergeConfig:
-    adapter_path: str = field(default="", metadata={"help": "LoRA adapter folder (a run's adapter/)."})
-    output_dir: str = field(default="", metadata={"help": "Where the merged model is written (must not exist)."})
+    adapter_path: str = field(default="", metadata={"help": "LoRA adapter folder (a run's adapter/).", "required": True})
+    output_dir: str = field(default="", metadata={"help": "Where the merged model is written (must not exist).",
+                                                  "required": True})
     base_model: str | None = field(default=None, metadata={
         "help": "Base model: hub id, folder, packaged alias (qwen2.5-coder-0.5b, ...), .gguf file, or config.json "
                 "(random init); default: the adapter's base_model_name_or_path."})

@@ -12,13 +12,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "t2s_fast"
 # top-level CLI) sits on the CLI floor, above every stage it parses flags for.
 FLOORS = {
     0: ("errors", "paths", "jsonl", "dtypes", "distributed", "hub", "runinfo", "prompt", "schema",
-        "gguf_models", "models", "__init__"),
+        "gguf_models", "models", "configs", "__init__"),
     1: ("sql",),
     2: ("data", "generate", "schema_values"),
     3: ("train",),
     4: ("evaluate", "infer", "merge"),
     5: ("sweep", "demo"),
-    6: ("cli", "__main__"),  # and every stage's cli.py
+    6: ("cli", "__main__", "cli_options"),  # and every stage's cli.py
     7: ("benchmarks",),
 }
 

@@ -23,10 +23,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BenchGenerateConfig:
-    model_name: str = field(default="", metadata={"help": "Base model folder (or hub id) to generate with."})
+    model_name: str = field(default="", metadata={"help": "Base model folder (or hub id) to generate with.",
+                                                  "required": True})
     spider_dir: str = field(default="", metadata={"help": "Spider 1.0 folder (dev.json + databases); default ../shared/data/spider1."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer folder (default: the model's)."})
-    adapters: tuple[str, ...] = field(default=(), metadata={"help": "NAME=PATH adapters (repeatable); none = --n-adapters random ones."})
+    adapters: tuple[str, ...] = field(default=(), metadata={"help": "NAME=PATH adapters (repeatable); none = --n-adapters random ones.",
+                                                           "flags": ("--adapter",)})
     n_adapters: int = field(default=2, metadata={"help": "K random LoRA adapters to create when none are given."})
     n_questions: int = field(default=200, metadata={"help": "N Spider dev questions (every adapter answers each)."})
     max_new_tokens: int = field(default=128, metadata={"help": "Generation cap per request."})

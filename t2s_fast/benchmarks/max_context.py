@@ -18,9 +18,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from t2s_fast.configs import setting
 from t2s_fast.errors import T2SError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchMaxContextConfig:
+    """The `t2s-fast bench max-context` settings (run_max_context's keywords)."""
+
+    model_name: str = setting(help="Model folder or config.json (random-init of that shape).")
+    tokenizer: str | None = setting(None, "Tokenizer folder (default: the model's).")
+    backends: str = setting("unsloth,hf", "Comma list of backends to search.", flags=("--backend",))
+    start: int = setting(16384, "First length tried; doubled until out of memory.")
+    limit: int = setting(0, "Largest length tried (0 = the model's max_position_embeddings).")
+    resolution: int = setting(4096, "Bisection stops when the bracket is this narrow.")
+    probe_steps: int = setting(2, "Optimizer steps per probe.")
+    gradient_checkpointing: str = setting("frugal", "frugal = each backend's least-memory setting (unsloth: "
+                                                    "offloaded, hf: plain), or off|plain|unsloth|auto.")
+    out_dir: str = setting("bench/results", "Where the result JSON goes.")
+    work_dir: str | None = setting(None, "Probe folders and logs (default: a temp folder).")
+    model_cache: str | None = setting(None, "T2S_MODEL_CACHE for a config.json model.")
+    timeout_s: float = setting(900.0, "Kill a probe after this many seconds (counted as a failure).")
+    tag: str | None = setting(None, "Suffix of the result file name.")
 
 
 @dataclass

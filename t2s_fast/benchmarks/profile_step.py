@@ -18,6 +18,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from t2s_fast.configs import setting
+from t2s_fast.errors import T2SError
+
 log = logging.getLogger(__name__)
 
 BUCKETS = ("matmul", "attention", "quantization", "elementwise", "copies", "other")
@@ -169,3 +172,26 @@ def profile_training(train_args: list[str], *, warmup_steps: int = 2, label: str
            "device": torch.cuda.get_device_name() if cuda else "cpu",
            **summarize_events(captured["kernels"], step_time, captured["cpu_ops"])}
     return row
+
+
+@dataclass
+class BenchProfileConfig:
+    """The `t2s-fast bench profile` settings."""
+
+    label: str = setting(help="Name of this setting in bench/NOTES.md.")
+    warmup_steps: int = setting(2, "Unprofiled optimizer steps first (at least 1).")
+    out_dir: str = setting("bench/results", "Where the result JSON goes.")
+    train_args: tuple[str, ...] = setting((), "The `t2s-fast train` flags (after --).", argument=True,
+                                          unprocessed=True)
+
+
+def bench_profile(cfg: BenchProfileConfig) -> tuple[dict, str]:
+    """Profile one optimizer step of `t2s-fast train cfg.train_args`; (the profile row, the result file)."""
+    from t2s_fast.benchmarks import results
+
+    if cfg.warmup_steps < 1:
+        raise T2SError(f"--warmup-steps {cfg.warmup_steps}: must be at least 1")
+    row = profile_training(list(cfg.train_args), warmup_steps=cfg.warmup_steps, label=cfg.label)
+    result = results.make_result("profile", settings={"label": cfg.label, "warmup_steps": cfg.warmup_steps,
+                                                       "train_args": list(cfg.train_args)}, rows=[row])
+    return row, str(results.write_result(result, cfg.out_dir, cfg.label))

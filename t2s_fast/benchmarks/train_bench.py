@@ -20,24 +20,23 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from t2s_fast.configs import setting as _f
 from t2s_fast.errors import T2SError
 
 log = logging.getLogger(__name__)
 
 
-def _f(default, help_: str):
-    if isinstance(default, (list, tuple, dict)):
-        return field(default_factory=lambda: default, metadata={"help": help_})
-    return field(default=default, metadata={"help": help_})
 
 
 @dataclass
 class BenchTrainConfig:
-    model_name: str = _f("", "Hub id, local model folder, or a config.json (random-init model of that shape).")
-    data: str = _f("", "Prepared stage-1 chat JSONL (`t2s-fast prepare`); a seeded sample of it is trained on.")
+    model_name: str = _f("", "Hub id, local model folder, or a config.json (random-init model of that shape).", required=True)
+    data: str = _f("", "Prepared stage-1 chat JSONL (`t2s-fast prepare`); a seeded sample of it is trained on.",
+                    required=True)
     tokenizer: str | None = _f(None, "Tokenizer folder (default: the model's).")
     backends: str = _f("unsloth,hf", "Comma-separated backends, each optionally LABEL=BACKEND (e.g. unsloth,hf).")
-    variants: tuple[str, ...] = _f((), "Extra rows: 'LABEL=BACKEND --train-flag value ...' (repeatable).")
+    variants: tuple[str, ...] = _f((), "Extra rows: 'LABEL=BACKEND --train-flag value ...' (repeatable).",
+                                   flags=("--variant",))
     max_seq_length: int = _f(3072, "--max-seq-length of every run.")
     per_device_train_batch_size: int | None = _f(2, "Micro-batch (packed rows with --packing); 0 = let autotune choose.")
     gradient_accumulation_steps: int | None = _f(16, "Accumulation; 0 = let autotune choose.")

@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from t2s_fast.configs import setting as _f
 from t2s_fast.errors import T2SError
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,6 @@ DEFAULT_MODEL = "smollm2-135m"  # a packaged alias (t2s_fast.gguf_models): real 
 ADAPTER_NAME = "demo-lora"
 
 
-def _f(default, help_: str):
-    return field(default=default, metadata={"help": help_})
 
 
 @dataclass

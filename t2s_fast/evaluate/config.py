@@ -18,18 +18,21 @@ MAX_REPAIR_K = 999
 
 @dataclass
 class EvalConfig:
-    base_model: str = field(metadata={"help": "Base model: hub id, local folder, packaged real model (qwen2.5-coder-0.5b, "
+    base_model: str | None = field(default=None, metadata={"help": "Base model: hub id, local folder, packaged real model (qwen2.5-coder-0.5b, "
                                               "qwen2.5-coder-1.5b, smollm2-135m), .gguf file, or a config.json "
                                               "(random-init model)."})
-    out_dir: str = field(metadata={"help": "Run folder: predictions.jsonl, run_settings.json and the reports."})
+    out_dir: str | None = field(default=None, metadata={"help": "Run folder: predictions.jsonl, run_settings.json and "
+                                                                "the reports."})
     adapters: dict[str, str] = field(default_factory=dict,
-                                     metadata={"help": "LoRA adapters to evaluate, NAME -> folder (--adapter NAME=PATH)."})
+                                     metadata={"help": "LoRA adapters to evaluate, NAME -> folder (--adapter NAME=PATH).",
+                                               "flags": ("--adapter",), "metavar": "NAME=PATH"})
     include_base: bool = field(default=False, metadata={"help": "Also score the base model without any adapter (alone: "
                                                                "--include-base with no --adapter)."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer folder/id (default: the model's)."})
     suite: str = field(default="spider1", metadata={"help": "spider1 (Spider 1.0 dev), spider2-lite, jsonl (--questions), or "
                                                         "heldout (--questions stage1_valid.jsonl from `prepare`, scored "
-                                                        "on its own Spider training databases: the set to choose on)."})
+                                                        "on its own Spider training databases: the set to choose on).",
+                                                        "choices": SUITES})
     spider_dir: str | None = field(default=None, metadata={"help": "Spider 1.0 folder (dev.json, tables.json, database/) "
                                                                    "or, for spider2-lite, the Spider 2.0 folder."})
     split: str = field(default="dev", metadata={"help": "Which split file to read (<split>.json)."})
@@ -37,8 +40,10 @@ class EvalConfig:
                                                                   "(db_id, question, sql, dialect, optional messages)."})
     db_root: str | None = field(default=None, metadata={"help": "For --suite jsonl: folder of <db_id>/<db_id>.sqlite files."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions (after --db)."})
-    dbs: list[str] = field(default_factory=list, metadata={"help": "Only questions on these databases (repeatable --db)."})
-    backend: str = field(default="auto", metadata={"help": "auto (vLLM if installed and a GPU is present), vllm or hf."})
+    dbs: list[str] = field(default_factory=list, metadata={"help": "Only questions on these databases (repeatable --db).",
+                                                           "flags": ("--db",), "metavar": "DB_ID"})
+    backend: str = field(default="auto", metadata={"help": "auto (vLLM if installed and a GPU is present), vllm or hf.",
+                                                    "choices": ("auto", "vllm", "hf")})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest generated SQL, in tokens."})
     batch_size: int | None = field(default=None, metadata={"help": "HF backend: prompts per generate call "
                                                                    "(default 64 on GPU, 8 on CPU); vLLM schedules its own."})
@@ -55,7 +60,8 @@ class EvalConfig:
                                                             "(use what training used)."})
     keep_distinct: bool = field(default=False, metadata={"help": "Compare results keeping duplicates even without "
                                                                  "DISTINCT (the official evaluator drops DISTINCT)."})
-    force: bool = field(default=False, metadata={"help": "Discard predictions made with other settings and start over."})
+    force: bool = field(default=False, metadata={"help": "Discard predictions made with other settings and start over.",
+                                                  "flags": ("--force", "--overwrite")})
     max_model_len: int = field(default=8192, metadata={"help": "vLLM: longest prompt + answer, in tokens."})
     gpu_memory_utilization: float = field(default=0.90, metadata={"help": "vLLM: share of GPU memory it may take."})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one engine spreads the model over."})
@@ -69,7 +75,8 @@ class EvalConfig:
     repair: str = field(default="none", metadata={"help": "Repair of predictions that fail to execute: none, resample "
                                                           "(--repair-k new samples, vote among those that execute) or "
                                                           "error-feedback (a repair prompt with the SQL and SQLite's "
-                                                          "error, --repair-k samples)."})
+                                                          "error, --repair-k samples).",
+                                               "choices": REPAIR_STRATEGIES})
     repair_k: int = field(default=4, metadata={"help": "Completions generated per failing prediction by --repair."})
     repair_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the repair pass "
                                                                      "(0 = greedy, only with --repair-k 1)."})
@@ -77,7 +84,8 @@ class EvalConfig:
                                                                     "(step-N) and its final adapter (final) are evaluated "
                                                                     "in one engine, plotted against the eval loss, and the "
                                                                     "best by EX is named. Refuses Spider dev. Train with "
-                                                                    "--save-total-limit 0 to keep every checkpoint."})
+                                                                    "--save-total-limit 0 to keep every checkpoint.",
+                                                                    "metavar": "RUN_DIR"})
     enforce_eager: bool = field(default=False, metadata={"help": "vLLM: no torch.compile and no CUDA graphs (faster "
                                                                  "engine start, slower generation)."})
     vllm_cache_dir: str | None = field(default=None, metadata={"help": "vLLM: keep its compile cache here (sets "
@@ -156,3 +164,13 @@ class EvalConfig:
         from t2s_fast.generate.base import BASE_ADAPTER
 
         return ([BASE_ADAPTER] if self.include_base else []) + list(self.adapters)
+
+
+@dataclass
+class ReportConfig:
+    """The `t2s-fast report` settings."""
+
+    run_dirs: tuple[str, ...] = field(default=(), metadata={"help": "Eval run folders, each with its report.json.",
+                                                            "argument": True, "required": True})
+    out: str | None = field(default=None, metadata={"help": "Folder for comparison.md/html (default: the first run "
+                                                            "folder)."})

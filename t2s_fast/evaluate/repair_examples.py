@@ -14,8 +14,10 @@ refused.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from t2s_fast.configs import setting
 from t2s_fast.errors import T2SError
 from t2s_fast.jsonl import iter_numbered_jsonl, read_json
 
@@ -74,4 +76,28 @@ def build_repair_examples(scored_path: str | Path, questions_path: str | Path, *
         examples.append({"id": f"{rec['qid']}-repair", "source": q.get("source", "repair"), "db_id": q["db_id"],
                          "dialect": q.get("dialect", "sqlite"), "question": q["question"], "sql": q["sql"],
                          "messages": messages, "repair_of": {"adapter": rec["adapter"], "pred": pred, "error": error}})
+    return examples, counts
+
+
+@dataclass
+class RepairExamplesConfig:
+    """The `t2s-fast prepare-repair` settings."""
+
+    scored: Path = setting(help="scored.jsonl of an eval run on a TRAINING-split file (eval --suite jsonl "
+                                "--questions FILE).")
+    questions: Path = setting(help="The prepared file that run evaluated (e.g. stage1_train.jsonl); never Spider dev.")
+    out: Path = setting(help="Repair examples to write (JSONL).")
+    adapter: str | None = setting(None, "Which evaluated model's failures (needed when the run has several).")
+    spider_dir: Path | None = setting(None, "Spider 1.0 folder: questions on its dev.json databases are refused "
+                                            "(default: ../shared's copy).")
+
+
+def write_repair_examples(cfg: RepairExamplesConfig) -> tuple[list[dict], dict]:
+    """Build the repair examples of ``cfg`` and write them (atomically) to ``cfg.out``; (examples, counts)."""
+    from t2s_fast import paths
+    from t2s_fast.jsonl import write_jsonl
+
+    examples, counts = build_repair_examples(cfg.scored, cfg.questions, adapter=cfg.adapter,
+                                             spider_dir=cfg.spider_dir or paths.SPIDER1_DIR)
+    write_jsonl(cfg.out, examples)
     return examples, counts

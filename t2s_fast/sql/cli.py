@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import click
 
-from t2s_fast.sql.scorer import ScoreConfig, config_help, score_file
-
-_HELP = config_help()
+from t2s_fast.cli_options import options_from
+from t2s_fast.sql.scorer import ScoreConfig, ScoreFileConfig, score_file
 
 
 def render_summary(summary: dict) -> None:
@@ -39,25 +36,16 @@ def render_summary(summary: dict) -> None:
                       "(see error in the scored lines)[/]")
 
 
-@click.command("score")
-@click.option("--pred", "pred_path", required=True, type=click.Path(path_type=Path), help="JSONL with db_id, gold and pred per line.")
-@click.option("--spider-dir", required=True, type=click.Path(path_type=Path), help=_HELP["db_root"])
-@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None, help="Write the scored lines here (JSONL); a missing folder is created (and said so).")
-@click.option("--workers", type=int, default=2, help=_HELP["workers"])
-@click.option("--timeout", "timeout_s", type=float, default=30.0, help=_HELP["timeout_s"])
-@click.option("--keep-distinct", is_flag=True, help=_HELP["keep_distinct"])
-@click.option("--pred-dialect", default="sqlite", help=_HELP["pred_dialect"])
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def score_command(pred_path, spider_dir, out_path, workers, timeout_s, keep_distinct, pred_dialect, as_json):
+@click.command("score", context_settings={"show_default": True})
+@options_from(ScoreFileConfig, ScoreConfig)
+def score_command(files: ScoreFileConfig, cfg: ScoreConfig):
     """Score predicted SQL by execution accuracy against the gold SQL."""
-    cfg = ScoreConfig(
-        db_root=spider_dir, workers=workers, timeout_s=timeout_s, keep_distinct=keep_distinct, pred_dialect=pred_dialect
-    )
+    out_path = files.out
     if out_path and not out_path.parent.exists():
         out_path.parent.mkdir(parents=True)
         click.echo(f"created folder {out_path.parent} for --out", err=True)
-    summary = score_file(pred_path, out_path, cfg, progress=not as_json)
-    if as_json:
+    summary = score_file(files.pred, out_path, cfg, progress=not files.as_json)
+    if files.as_json:
         click.echo(json.dumps(summary))
     else:
         render_summary(summary)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlglot
@@ -32,14 +32,17 @@ GOLD_ERROR = "gold_error"  # the gold query itself failed: a data problem, repor
 
 @dataclass
 class ScoreConfig:
-    db_root: Path = field(metadata={"help": "Spider folder or its database/ subfolder (<db_id>/<db_id>.sqlite)."})
+    db_root: Path = field(metadata={"help": "Spider folder or its database/ subfolder (<db_id>/<db_id>.sqlite).",
+                                    "flags": ("--spider-dir",)})
     workers: int = field(default=2, metadata={"help": "Worker processes running queries (0 = in this process, not crash-proof)."})
-    timeout_s: float = field(default=30.0, metadata={"help": "Wall-clock limit per query, seconds."})
+    timeout_s: float = field(default=30.0, metadata={"help": "Wall-clock limit per query, seconds.",
+                                                     "flags": ("--timeout",)})
     keep_distinct: bool = field(default=False, metadata={"help": "Keep DISTINCT (the official evaluator strips it from both queries)."})
     pred_dialect: str = field(default="sqlite", metadata={"help": "sqlglot dialect of the predictions; transpiled to SQLite when different."})
     max_rows: int = field(default=DEFAULT_MAX_ROWS, metadata={"help": "Rows fetched per query at most."})
     max_result_bytes: int = field(default=DEFAULT_MAX_RESULT_BYTES, metadata={"help": "Estimated result bytes per query at most."})
-    use_gold_cache: bool = field(default=True, metadata={"help": "Reuse gold results across calls in this process."})
+    use_gold_cache: bool = field(default=True, metadata={"help": "Reuse gold results across calls in this process.",
+                                                         "cli": False})
 
     def __post_init__(self):
         self.db_root = Path(self.db_root)
@@ -58,8 +61,15 @@ def check_workers_timeout(workers: int, timeout_s: float) -> None:
         raise T2SError(f"--timeout {timeout_s:g}: must be a positive number of seconds per query")
 
 
-def config_help() -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in fields(ScoreConfig)}
+@dataclass
+class ScoreFileConfig:
+    """Which predictions `t2s-fast score` reads, and where its results go (ScoreConfig says how to score)."""
+
+    pred: Path = field(metadata={"help": "JSONL with db_id, gold and pred per line."})
+    out: Path | None = field(default=None, metadata={"help": "Write the scored lines here (JSONL); a missing folder "
+                                                             "is created (and said so)."})
+    as_json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table.",
+                                                   "flags": ("--json",)})
 
 
 def resolve_db_root(db_root: str | os.PathLike) -> Path:

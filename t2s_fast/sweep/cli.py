@@ -7,14 +7,17 @@ import sys
 
 import click
 
+from t2s_fast.cli_options import options_from
+from t2s_fast.sweep.config import SweepConfig, SweepRun
 
-@click.command("sweep")
-@click.option("--config", "config_file", required=True,
-              help="Sweep file (JSON; YAML with PyYAML): shared train settings, variants or grid, max_cost_usd, "
-                   "heldout/eval/final settings. Example: sweeps/stage1-0.5b.json. Fields and their meaning: "
-                   "t2s_fast/sweep/config.py (SweepConfig).")
-@click.option("--dry-run", is_flag=True, help="Check the file and list the variants; train nothing.")
-def sweep_command(config_file, dry_run):
+CONFIG_HELP = ("Sweep file (JSON or YAML): shared train settings, variants or grid, max_cost_usd, heldout/eval/final "
+               "settings. Example: sweeps/stage1-qwen2.5-coder-0.5b.json. Fields and their meaning: "
+               "t2s_fast/sweep/config.py (SweepConfig); the flags above override the file's values.")
+
+
+@click.command("sweep", context_settings={"show_default": True})
+@options_from(SweepConfig, SweepRun, config_required=True, config_help=CONFIG_HELP)
+def sweep_command(cfg: SweepConfig, run: SweepRun):
     """Train variants one after another under ONE dollar cap, evaluate every final adapter (and, with
     "checkpoints": true, every checkpoint: the sweep then keeps all of them) in one engine on a held-out set
     (never Spider dev), choose the best by execution accuracy (ties: cheaper), and report the chosen one on
@@ -23,12 +26,12 @@ def sweep_command(config_file, dry_run):
     Re-running the same command resumes: finished variants are not retrained, a half-finished one continues
     from its last checkpoint, and the evaluations resume from their predictions.
     """
-    from t2s_fast.sweep.config import expand_variants, load_sweep_config
+    from t2s_fast.sweep.config import expand_variants
     from t2s_fast.sweep.isolate import Interrupted
 
-    cfg = load_sweep_config(config_file)
-    variants = expand_variants(cfg)
-    if dry_run:
+    cfg.source = str(click.get_current_context().params["config_file"])
+    variants = expand_variants(cfg.validate())
+    if run.dry_run:
         from t2s_fast.sweep.plan import check_plan
 
         check_plan(cfg, variants)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from t2s_fast.configs import setting as _f
 from t2s_fast.errors import T2SError
 
 # TrainConfig fields the sweep sets itself
@@ -23,10 +24,6 @@ _SHORT = {"learning_rate": "lr", "num_train_epochs": "ep", "max_steps": "steps",
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no '.': PEFT refuses it in adapter names
 
 
-def _f(default, help_: str):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help_})
-    return field(default=default, metadata={"help": help_})
 
 
 @dataclass
@@ -37,20 +34,20 @@ class SweepConfig:
                                   "--max-cost-usd (its budget guard stops it cleanly); a variant that cannot start is "
                                   "recorded as skipped.")
     train: dict = _f({}, "TrainConfig fields shared by every variant (model_name, train_file, eval_file, max_steps, "
-                         "save_steps, ...); not output_dir, resume or max_cost_usd, which the sweep sets.")
+                         "save_steps, ...); not output_dir, resume or max_cost_usd, which the sweep sets.", cli="file")
     variants: list = _f([], "A list of variants, each a dict of TrainConfig fields to override (learning_rate, "
                             "num_train_epochs, lora_r, lora_alpha, ...), an optional name, and for stage 2 "
-                            "replay_ratio.")
+                            "replay_ratio.", cli="file")
     grid: dict = _f({}, "Field -> list of values: every combination is a variant (combined with each listed "
-                        "variant when both are given).")
+                        "variant when both are given).", cli="file")
     heldout: dict = _f({}, "EvalConfig fields of the set to choose on (default suite heldout: questions = "
                            "prepare's stage1_valid.jsonl, its databases found from db_root / spider_dir / "
-                           "prepare_stats.json). Spider dev is refused.")
+                           "prepare_stats.json). Spider dev is refused.", cli="file")
     eval: dict = _f({}, "EvalConfig fields shared by the held-out and the final evaluation (backend, "
-                        "max_new_tokens, enforce_eager, vllm_cache_dir, gpu_memory_utilization, ...).")
+                        "max_new_tokens, enforce_eager, vllm_cache_dir, gpu_memory_utilization, ...).", cli="file")
     final: dict | None = _f(None, "EvalConfig fields of the final report of the chosen adapter alone (default suite "
                                   "spider1, split dev: give spider_dir). Greedy, then maj@K when n_samples > 1 "
-                                  "(with temperature). null: no final report.")
+                                  "(with temperature). null: no final report.", cli="file")
     checkpoints: bool = _f(False, "Also evaluate every checkpoint of every variant (the sweep then keeps all "
                                   "checkpoints: save_total_limit none), and choose among them too.")
     min_run_usd: float = _f(0.10, "A variant starts only if at least this much of the cap is left (loading the "
@@ -60,8 +57,9 @@ class SweepConfig:
                                                "(stage-1 and Spider-2.0-only files) each ratio's mixed files are "
                                                "written from.")
     isolate: str = _f("auto", "auto|process|none: run each training and evaluation in its own process (auto: on a "
-                              "GPU, so one run's memory never stays behind for the next).")
-    source: str = _f("", "The config file this came from (set when loaded).")
+                              "GPU, so one run's memory never stays behind for the next).",
+                      choices=("auto", "process", "none"))
+    source: str = _f("", "The config file this came from (set when loaded).", cli=False)
 
     def validate(self) -> "SweepConfig":
         where = self.source or "sweep config"
@@ -126,25 +124,14 @@ def expand_variants(cfg: SweepConfig) -> list[Variant]:
 
 
 def load_sweep_config(path: str | Path) -> SweepConfig:
-    """Read a JSON (or, with PyYAML installed, YAML) sweep file; unknown keys are refused."""
-    from t2s_fast.jsonl import read_json
+    """Read a JSON (or YAML) sweep file and check it; unknown keys and wrong types are refused (t2s_fast.configs)."""
+    from t2s_fast.configs import load_config
 
-    path = Path(path)
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise T2SError(f"--config {path}: YAML needs PyYAML (pip install pyyaml); or write the file as JSON") from None
-        if not path.is_file():
-            raise T2SError(f"--config {path}: file not found")
-        data = yaml.safe_load(path.read_text())
-    else:
-        data = read_json(path)
-    if not isinstance(data, dict):
-        raise T2SError(f"--config {path}: expected an object of sweep settings")
-    known = {f.name for f in fields(SweepConfig)} - {"source"}
-    unknown = sorted(set(data) - known - {"_comment"})
-    if unknown:
-        raise T2SError(f"--config {path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    data.pop("_comment", None)
-    return SweepConfig(**data, source=str(path)).validate()
+    return SweepConfig(**load_config(path, SweepConfig), source=str(path)).validate()
+
+
+@dataclass
+class SweepRun:
+    """How `t2s-fast sweep` runs the file (not a sweep setting)."""
+
+    dry_run: bool = _f(False, "Check the file and list the variants; train nothing.")

