@@ -1,6 +1,6 @@
 """Every flag the docs and the GPU scripts use is still accepted by its command: the `t2s-fast ...` (and
-`python -m t2s_fast ...`) commands in README.md, bench/README.md, eval/README.md (code blocks and inline code) and
-bench/*.sh, checked against the options of the command they name."""
+`python -m t2s_fast ...`) commands in README.md, bench/README.md, eval/README.md (code blocks and inline code),
+bench/*.sh and the recorded eval/reports/*/commands.sh, checked against the options of the command they name."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def _command_words(words: list[str]) -> list[tuple[click.Command, str, list[str]
 
 
 def used_flags() -> set[tuple[str, str, click.Command]]:
-    files = [(REPO_ROOT / d, True) for d in DOCS] + [(p, False) for p in sorted((REPO_ROOT / "bench").glob("*.sh"))]
+    scripts = sorted(REPO_ROOT.glob("bench/*.sh")) + sorted(REPO_ROOT.glob("eval/reports/*/commands.sh"))
+    files = [(REPO_ROOT / d, True) for d in DOCS] + [(p, False) for p in scripts]
     out = set()
     for path, markdown in files:
         for line in _snippets(path.read_text(encoding="utf-8"), markdown):
