@@ -7,7 +7,6 @@ own name for it). An engine answers a list of requests with one result each, in 
 from __future__ import annotations
 
 import importlib.util
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -110,26 +109,6 @@ def select_backend(name: str = "auto") -> str:
     if name == "vllm" and not vllm_available():
         raise T2SError("--backend vllm: the 'vllm' package is not installed here; use --backend hf (or auto)")
     return name
-
-
-def measure_generation(generator: Generator, requests: list[GenRequest], settings: GenSettings | None = None,
-                       ) -> dict:
-    """Run ``requests`` through ``generator`` in its preferred chunks; return results and throughput.
-
-    {"results": [...], "tokens": generated tokens, "seconds": wall time, "tokens_per_s": ...,
-     "requests": n, "requests_per_s": ...}
-    """
-    settings = settings or GenSettings()
-    step = generator.batch_size or max(1, len(requests))
-    results: list[GenResult] = []
-    start = time.perf_counter()
-    for i in range(0, len(requests), step):
-        results.extend(generator.generate(requests[i:i + step], settings))
-    seconds = time.perf_counter() - start
-    tokens = sum(r.n_tokens for r in results)
-    return {"results": results, "tokens": tokens, "seconds": seconds, "requests": len(results),
-            "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-            "requests_per_s": len(results) / seconds if seconds > 0 else 0.0}
 
 
 def order_for_backend(generator, requests: list[GenRequest], adapter_order: list[str]) -> list[GenRequest]:
