@@ -107,7 +107,7 @@ def test_unrecorded_setup_falls_back_to_the_nearest_and_unknown_devices_say_so(q
 
 
 def test_projected_cost_on_cpu_says_the_price_is_the_gpus(capsys, qwen3_8b_shape):
-    from t2s_fast.train.callbacks import RunMeter
+    from t2s_fast.train.budget import RunMeter
     from t2s_fast.train.config import TrainConfig
     from t2s_fast.train.trainer import _project_cost
 

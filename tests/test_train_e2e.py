@@ -277,13 +277,15 @@ def test_budget_guard_reserves_the_evaluation_that_comes_next():
 
     from transformers import TrainerControl
 
-    from t2s_fast.train.callbacks import BudgetGuard, RunMeter
+    from t2s_fast.train.budget import RunMeter
+    from t2s_fast.train.callbacks import BudgetGuard
 
-    meter = RunMeter(gpu_hourly_usd=3600.0)  # $1 per second
+    meter = RunMeter(gpu_hourly_usd=3600.0, max_cost_usd=117.0)  # $1 per second
     meter.steps = [{"step_time_s": 1.0}]
     meter.last_eval_s = 20.0
+    meter.last_save_s = 0.5
     meter.t0 = __import__("time").time() - 100.0  # $100 spent
-    guard = BudgetGuard(meter, max_cost_usd=117.0, step_log=SimpleNamespace(last_save_s=0.5))
+    guard = BudgetGuard(meter)
     args = SimpleNamespace(eval_steps=10, eval_strategy="steps")
     control = TrainerControl()
     guard.on_step_end(args, SimpleNamespace(global_step=5), control)
@@ -296,7 +298,8 @@ def test_step_log_times_the_evaluation_for_the_budget_guard(tmp_path):
     import time as _time
     from types import SimpleNamespace
 
-    from t2s_fast.train.callbacks import RunMeter, StepLogCallback
+    from t2s_fast.train.budget import RunMeter
+    from t2s_fast.train.callbacks import StepLogCallback
 
     meter = RunMeter(gpu_hourly_usd=3.44)
     step_log = StepLogCallback(meter, tmp_path / "train_log.jsonl")

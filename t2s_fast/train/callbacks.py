@@ -1,8 +1,8 @@
 """Trainer callbacks: the per-step log, the budget guard, graceful stop on SIGTERM/SIGINT, and the progress bar.
 
-They share one `RunMeter`: wall time since the run started (the GPU is paid from the moment it is rented,
-so model loading counts), tokens trained per optimizer step (counted from the real batches by
-`counting_trainer_class`), and the cost so far. Cost = elapsed hours x gpu_hourly_usd x number of GPUs.
+They report to the run's one `RunMeter` (t2s_fast/train/budget.py) and ask it for the decisions: what a step,
+an evaluation or a save took, the tokens of the real batches (counted by `counting_trainer_class`), whether
+to stop before the budget or for a signal. The meter alone owns the time, token and dollar figures.
 """
 
 from __future__ import annotations
@@ -10,63 +10,16 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
 
 from transformers import TrainerCallback
 
 from t2s_fast import distributed
 from t2s_fast.jsonl import append_jsonl
+from t2s_fast.train.budget import RunMeter
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DONE = "t2s_checkpoint_complete"
-
-
-@dataclass
-class RunMeter:
-    gpu_hourly_usd: float
-    world_size: int = 1
-    t0: float = field(default_factory=time.time)
-    prior_elapsed_s: float = 0.0  # from the interrupted run(s) this one resumes
-    prior_tokens: int = 0
-    # counted by the trainer, per micro-batch, reset at each optimizer step
-    pending_tokens: int = 0
-    pending_loss_tokens: int = 0
-    session_tokens: int = 0
-    steps: list = field(default_factory=list)  # this session's step records
-    stop_reason: str = "completed"
-    cost_at_stop: float | None = None
-    signal_name: str | None = None
-    projected_cost_usd: float | None = None
-    estimate_tokens_per_s: float = 0.0
-    planned_tokens: int = 0
-    last_eval_s: float = 0.0  # how long the last evaluation on the eval file took (0: none yet)
-
-    def eval_estimate_s(self) -> float:
-        """Time an evaluation will take: the last one measured, else 4 steps' worth (a first guess)."""
-        return self.last_eval_s or 4 * self.recent_step_time()
-
-    def elapsed_s(self) -> float:
-        return self.prior_elapsed_s + (time.time() - self.t0)
-
-    def usd_per_s(self) -> float:
-        return self.gpu_hourly_usd * self.world_size / 3600.0
-
-    def cost_usd(self) -> float:
-        return self.elapsed_s() * self.usd_per_s()
-
-    def total_tokens(self) -> int:
-        return self.prior_tokens + self.session_tokens
-
-    def steady_tokens_per_s(self) -> float | None:
-        """Trained tokens/s over this session's steps, excluding the first (compilation, allocator warm-up)."""
-        steady = self.steps[1:]
-        t = sum(s["step_time_s"] for s in steady)
-        return sum(s["trained_tokens"] for s in steady) / t if t > 0 else None
-
-    def recent_step_time(self) -> float:
-        times = [s["step_time_s"] for s in self.steps[-5:]]
-        return max(times) if times else 0.0
 
 
 def _trl_fused_loss_available() -> bool:
@@ -153,9 +106,7 @@ def counting_trainer_class(base_cls, meter: RunMeter):
             else:
                 n = 0
             labels = inputs.get("labels")
-            meter.pending_tokens += n
-            if labels is not None:
-                meter.pending_loss_tokens += int((labels != -100).sum().item())
+            meter.count_batch(n, int((labels != -100).sum().item()) if labels is not None else 0)
             return super().training_step(model, inputs, *args, **kwargs)
 
     CountingTrainer.__name__ = f"Counting{base_cls.__name__}"
@@ -166,7 +117,8 @@ class StepLogCallback(TrainerCallback):
     """One JSON line per optimizer step in train_log.jsonl (and one per evaluation).
 
     Step time runs from the end of the previous step (or of its logging/eval/checkpoint) to the end of
-    this one, so evaluation and checkpoint saving are not counted as training time.
+    this one, so evaluation and checkpoint saving are not counted as training time; the evaluations and the
+    saves are timed too, for the meter's budget decisions.
     """
 
     def __init__(self, meter: RunMeter, log_path):
@@ -174,7 +126,6 @@ class StepLogCallback(TrainerCallback):
         self.log_path = log_path
         self.t_last = None
         self.pending = None
-        self.last_save_s = 0.0
         self._t_step_end = None
 
     def _flush(self):
@@ -189,21 +140,11 @@ class StepLogCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         self._flush()
         now = time.time()
-        dt = max(1e-9, now - self.t_last)
-        m = self.meter
+        tokens, loss_tokens = self.meter.take_pending()
         if distributed.is_distributed():  # every GPU's tokens (ranks get different lengths)
-            tokens, loss_tokens = (int(v) for v in distributed.all_sum([m.pending_tokens, m.pending_loss_tokens]))
-        else:
-            tokens, loss_tokens = m.pending_tokens, m.pending_loss_tokens
-        m.pending_tokens = m.pending_loss_tokens = 0
-        m.session_tokens += tokens
-        rec = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "loss": None,
-               "learning_rate": None, "trained_tokens": tokens, "loss_tokens": loss_tokens,
-               "step_time_s": round(dt, 4), "tokens_per_s": round(tokens / dt, 1),
-               "tokens_total": m.total_tokens(), "elapsed_s": round(m.elapsed_s(), 2),
-               "cost_usd": round(m.cost_usd(), 6)}
-        m.steps.append(rec)
-        self.pending = rec
+            tokens, loss_tokens = (int(v) for v in distributed.all_sum([tokens, loss_tokens]))
+        self.pending = self.meter.record_step(state.global_step, state.epoch or 0.0, tokens, loss_tokens,
+                                              max(1e-9, now - self.t_last))
         self.t_last = now
         self._t_step_end = now
 
@@ -226,13 +167,13 @@ class StepLogCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, **kw):
         now = time.time()
         if self._t_step_end is not None:  # evaluation runs right after on_step_end, before any save
-            self.meter.last_eval_s = now - self._t_step_end
+            self.meter.record_eval(now - self._t_step_end)
         self.t_last = now
 
     def on_save(self, args, state, control, **kw):
         now = time.time()
         if self._t_step_end is not None:
-            self.last_save_s = now - self._t_step_end
+            self.meter.record_save(now - self._t_step_end)
         self.t_last = now
         # Trainer writes checkpoints in place, not atomically: mark the ones that finished, so --resume
         # never picks a checkpoint a SIGKILL cut in half.
@@ -248,43 +189,29 @@ class StepLogCallback(TrainerCallback):
         self._flush()
 
 
+def _stop_and_save(control) -> None:
+    control.should_training_stop = True
+    control.should_save = True
+
+
 class BudgetGuard(TrainerCallback):
-    """Stops training (checkpoint + adapter saved) before going on could take the cost past --max-cost-usd.
-    Going on one more step costs: that step (as slow as the slowest of the last five); an evaluation when this
-    step or the next is an eval step (the last one measured, else four steps' worth); and, for the stop that
-    must follow, a checkpoint save and the final adapter save (each as long as the last save, at least a step
-    and at least MIN_SAVE_S before any save was timed), all with 25% margin, plus FINALIZE_S for the loss plot
-    and run.json (at $3.44/h, 2 s is $0.002)."""
+    """Stops training (checkpoint + adapter saved) when the meter says going on could take the cost past
+    --max-cost-usd (`RunMeter.should_stop_for_budget`: what it reserves, and why)."""
 
-    MIN_SAVE_S = 1.0
-    FINALIZE_S = 2.0
-
-    def __init__(self, meter: RunMeter, max_cost_usd: float | None, step_log: StepLogCallback):
+    def __init__(self, meter: RunMeter):
         self.meter = meter
-        self.max_cost_usd = max_cost_usd
-        self.step_log = step_log  # times the saves (last_save_s) and the evaluations (meter.last_eval_s)
 
-    def _eval_due(self, args, step: int) -> bool:
+    @staticmethod
+    def _eval_due(args, step: int) -> bool:
         every = getattr(args, "eval_steps", None)
         strategy = str(getattr(args, "eval_strategy", "no"))
         return bool(every) and strategy.endswith("steps") and (step % int(every) == 0 or (step + 1) % int(every) == 0)
 
     def on_step_end(self, args, state, control, **kw):
-        if self.max_cost_usd is None or control.should_training_stop:
+        if control.should_training_stop:
             return
-        m = self.meter
-        step_s = m.recent_step_time()
-        save_s = max(self.step_log.last_save_s or self.MIN_SAVE_S, step_s)
-        eval_s = m.eval_estimate_s() if self._eval_due(args, state.global_step) else 0.0
-        reserve_s = 1.25 * (step_s + eval_s + 2 * save_s) + self.FINALIZE_S
-        now = m.cost_usd()
-        if now + reserve_s * m.usd_per_s() > self.max_cost_usd:
-            m.stop_reason = "budget"
-            m.cost_at_stop = now
-            control.should_training_stop = True
-            control.should_save = True
-            log.warning("budget guard: $%.4f spent, the next step would pass --max-cost-usd %.4f; "
-                        "stopping at step %d and saving the adapter", now, self.max_cost_usd, state.global_step)
+        if self.meter.should_stop_for_budget(state.global_step, self._eval_due(args, state.global_step)):
+            _stop_and_save(control)
 
 
 class AgreeOnStop(TrainerCallback):
@@ -299,15 +226,12 @@ class AgreeOnStop(TrainerCallback):
         self.meter = meter
 
     def on_step_end(self, args, state, control, **kw):
-        m = self.meter
         flags = distributed.any_true(control.should_training_stop, control.should_save,
-                                     *(m.stop_reason == r for r in self.REASONS))
+                                     *(self.meter.stop_reason == r for r in self.REASONS))
         control.should_training_stop, control.should_save = flags[0], flags[1]
         for reason, on in zip(self.REASONS, flags[2:]):
-            if on and m.stop_reason == "completed":
-                m.stop_reason = reason
-                if reason == "budget" and m.cost_at_stop is None:
-                    m.cost_at_stop = m.cost_usd()
+            if on:
+                self.meter.adopt_stop(reason)
 
 
 class SignalGuard(TrainerCallback):
@@ -332,17 +256,14 @@ class SignalGuard(TrainerCallback):
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
-        if self.meter.signal_name:
+        if self.meter.note_signal(name):
             raise KeyboardInterrupt(f"second {name}")
-        self.meter.signal_name = name
         log.warning("%s received: finishing this step, then saving a checkpoint and the adapter "
                     "(send it again to abort now)", name)
 
     def on_step_end(self, args, state, control, **kw):
-        if self.meter.signal_name:
-            self.meter.stop_reason = "interrupted"
-            control.should_training_stop = True
-            control.should_save = True
+        if self.meter.should_stop_for_signal():
+            _stop_and_save(control)
 
 
 class ProgressCallback(TrainerCallback):
@@ -369,9 +290,8 @@ class ProgressCallback(TrainerCallback):
             post = {"loss": f"{rec['loss']:.4f}" if rec.get("loss") is not None else "-",
                     "tok/s": f"{tps:,.0f}", "$": f"{m.cost_usd():.4f}"}
             remaining = state.max_steps - state.global_step
-            if remaining > 0 and m.steps:
-                mean_dt = sum(s["step_time_s"] for s in m.steps[-20:]) / len(m.steps[-20:])
-                post["$total~"] = f"{m.cost_usd() + remaining * mean_dt * m.usd_per_s():.4f}"
+            if remaining > 0:
+                post["$total~"] = f"{m.projected_total_usd(remaining):.4f}"
             self.bar.set_postfix(post, refresh=True)
         if "eval_loss" in (logs or {}):
             self.bar.write(f"step {state.global_step}: eval_loss {logs['eval_loss']:.4f}")

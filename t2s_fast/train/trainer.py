@@ -112,31 +112,6 @@ def last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _read_log_for_resume(log_path: Path, ckpt_step: int) -> tuple[float, int, list[dict] | None]:
-    """The money-relevant elapsed time already spent (up to the last line written, steps beyond the checkpoint
-    included), tokens trained up to the checkpoint, and the log lines to keep (later steps are redone).
-    Every rank reads it (the budget guard needs the same figures everywhere); rank 0 alone rewrites it."""
-    from t2s_fast.jsonl import read_jsonl
-
-    if not log_path.is_file():
-        return 0.0, 0, None
-    rows = read_jsonl(log_path, tolerate_torn_tail=True)
-    spent = max((r.get("elapsed_s", 0.0) for r in rows), default=0.0)
-    kept = [r for r in rows if r.get("step", 0) <= ckpt_step]
-    tokens = max((r.get("tokens_total", 0) for r in kept if "tokens_total" in r), default=0)
-    return float(spent), int(tokens), kept
-
-
-def _restore_log(log_path: Path, ckpt_step: int) -> tuple[float, int]:
-    """Cut train_log.jsonl back to the checkpoint; returns (elapsed already spent, tokens up to the checkpoint)."""
-    from t2s_fast.jsonl import write_jsonl
-
-    spent, tokens, kept = _read_log_for_resume(log_path, ckpt_step)
-    if kept is not None:
-        write_jsonl(log_path, kept)
-    return spent, tokens
-
-
 # ---------------------------------------------------------------------------------------------- the run
 @dataclass
 class Run:
@@ -158,49 +133,77 @@ class Run:
 
 
 def prepare_run(cfg: TrainConfig) -> Run:
-    """Everything up to a ready SFTTrainer (tests inspect its batches without training)."""
+    """Everything up to a ready SFTTrainer (tests inspect its batches without training), in named steps."""
     cfg.validate()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.time()
+    t0 = time.time()  # the GPU is paid from here: the meter's clock starts before anything loads
     from t2s_fast.train.backends import get_backend
 
     backend = get_backend(cfg.backend)
     backend.setup_process()  # before trl/transformers/peft (Unsloth patches them on import)
-
-    from transformers import AutoConfig, AutoTokenizer, PrinterCallback
-    from transformers import ProgressCallback as HFProgress
-
-    from t2s_fast.train.autotune import DeviceInfo, ModelShape, choose_setup
-    from t2s_fast.train.callbacks import (AgreeOnStop, BudgetGuard, ProgressCallback, RunMeter, SignalGuard,
-                                          StepLogCallback, counting_trainer_class)
-    from t2s_fast.train.data import load_tokenized
-    from t2s_fast.runinfo import device_info
     from t2s_fast import distributed
+    from t2s_fast.runinfo import device_info
+    from t2s_fast.train.autotune import DeviceInfo
+    from t2s_fast.train.budget import RunMeter
 
     world_size = distributed.world_size()
     if distributed.is_distributed():
         distributed.state()  # join the process group now (TrainingArguments reuses it): rank 0 writes shared files
     out = Path(cfg.output_dir)
+    resume_from = _resume_point(cfg, out)
+    _check_inputs(cfg)
+    device = DeviceInfo.detect()
+    source = resolve_model_source(cfg, device.kind)
+    tokenizer, train_data, eval_data = _load_data(cfg, source)
+    shape, setup = _choose_setup(cfg, backend, device, source, train_data, world_size)
+
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # the new adapter's init (LoRA A) comes from this: same --seed, same start, on every rank
+    loaded = _load_model(backend, cfg, setup, source)
+    meter = RunMeter(gpu_hourly_usd=cfg.gpu_hourly_usd, world_size=world_size, max_cost_usd=cfg.max_cost_usd, t0=t0)
+    _carry_over_log(cfg, out, resume_from, meter)
+    trainer, signal_guard = _build_trainer(cfg, backend, setup, device, loaded, train_data, eval_data, meter)
+    if distributed.is_main():
+        # With packing, TRL's batch size (and autotune's micro-batch) counts packed rows of max_seq_length tokens.
+        _project_cost(cfg, backend, device, shape, setup, train_data, setup.micro_batch_size, meter)
+    return Run(cfg=cfg, out=out, backend=backend, source=source, setup=setup, train_data=train_data,
+               eval_data=eval_data, trainer=trainer, tokenizer=loaded.tokenizer, meter=meter,
+               signal_guard=signal_guard, resume_from=resume_from, load_notes=loaded.notes, started_at=started_at,
+               device=device_info())
+
+
+def _resume_point(cfg: TrainConfig, out: Path) -> str | None:
+    """The checkpoint --resume continues from (None: from step 0); without --resume, refuse a used folder."""
     ckpt_dir = out / "checkpoints"
-    resume_from = None
-    if cfg.resume:
-        ckpt = last_complete_checkpoint(ckpt_dir)
-        if ckpt is None:
-            log.warning("--resume: no complete checkpoint in %s; starting from step 0", ckpt_dir)
-        else:
-            resume_from = str(ckpt)
-    elif (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (out / "run.json").is_file():
-        raise T2SError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --output-dir")
+    if not cfg.resume:
+        if (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (out / "run.json").is_file():
+            raise T2SError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --output-dir")
+        return None
+    ckpt = last_complete_checkpoint(ckpt_dir)
+    if ckpt is None:
+        log.warning("--resume: no complete checkpoint in %s; starting from step 0", ckpt_dir)
+        return None
+    return str(ckpt)
+
+
+def _check_inputs(cfg: TrainConfig) -> None:
+    """The data files and a stage-2 adapter exist: fail before loading anything heavy."""
     for flag, f in (("--train-file", cfg.train_file), ("--eval-file", cfg.eval_file)):
-        if f and not Path(f).is_file():  # fail before loading anything heavy
+        if f and not Path(f).is_file():
             raise T2SError(f"{f}: {flag} not found (write it with `t2s-fast prepare`)")
     if cfg.adapter_path:
         from t2s_fast.train.adapter import read_adapter_config
 
-        read_adapter_config(cfg.adapter_path)  # fail fast, before loading a model
+        read_adapter_config(cfg.adapter_path)
 
-    device = DeviceInfo.detect()
-    source = resolve_model_source(cfg, device.kind)
+
+def _load_data(cfg: TrainConfig, source):
+    """(tokenizer, train data, eval data or None), tokenized and length-filtered."""
+    from transformers import AutoTokenizer
+
+    from t2s_fast.train.data import load_tokenized
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_path)
     except (OSError, ValueError) as exc:
@@ -208,6 +211,16 @@ def prepare_run(cfg: TrainConfig) -> Run:
     train_data = load_tokenized(cfg.train_file, tokenizer, cfg.max_seq_length, what="train")
     eval_data = load_tokenized(cfg.eval_file, tokenizer, cfg.max_seq_length, what="eval") if cfg.eval_file else None
     log.info("train data: %s", train_data.summary())
+    return tokenizer, train_data, eval_data
+
+
+def _choose_setup(cfg: TrainConfig, backend, device, source, train_data, world_size: int):
+    """(model shape, TrainSetup): the automatic setup for this model, data and GPU, or the flags as given, with
+    the accumulation that --global-batch-size asks for; the global batch is announced on stderr."""
+    from transformers import AutoConfig
+
+    from t2s_fast import distributed
+    from t2s_fast.train.autotune import ModelShape, choose_setup
 
     try:
         model_config = AutoConfig.from_pretrained(source.model_path)
@@ -228,9 +241,23 @@ def prepare_run(cfg: TrainConfig) -> Run:
         setup.micro_batch_size = cfg.per_device_train_batch_size
         setup.gradient_accumulation_steps = cfg.gradient_accumulation_steps
         setup.reasons.append("--no-auto-setup: micro-batch and accumulation kept as given")
-    if cfg.global_batch_size is not None and cfg.packing:
-        # --global-batch-size counts examples; with packing a micro-batch counts packed rows of max_seq_length
-        # tokens, so the examples become about as many tokens' worth of rows (as the automatic setup does)
+    _apply_global_batch_size(cfg, setup, train_data, world_size)
+    global_batch = setup.micro_batch_size * setup.gradient_accumulation_steps * world_size
+    msg = (f"global batch = {setup.micro_batch_size} per device x {setup.gradient_accumulation_steps} accumulation x "
+           f"{world_size} process(es) = {global_batch}{' packed rows' if cfg.packing else ' examples'} per optimizer step")
+    if distributed.is_main():
+        print(msg, file=sys.stderr)
+    log.info("training setup: %s", setup.to_dict())
+    return shape, setup
+
+
+def _apply_global_batch_size(cfg: TrainConfig, setup, train_data, world_size: int) -> None:
+    """--global-batch-size sets the accumulation. It counts examples; with packing a micro-batch counts packed
+    rows of max_seq_length tokens, so the examples become about as many tokens' worth of rows (as the
+    automatic setup does)."""
+    if cfg.global_batch_size is None:
+        return
+    if cfg.packing:
         from t2s_fast.train.autotune import packed_rows_for
 
         rows = packed_rows_for(cfg.per_process_batch(world_size), train_data.mean_tokens, cfg.max_seq_length)
@@ -238,73 +265,73 @@ def prepare_run(cfg: TrainConfig) -> Run:
         setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} examples on {world_size} process(es), packed: "
                              f"~{rows} rows of {cfg.max_seq_length} tokens per process (mean example "
                              f"{train_data.mean_tokens:.0f} tokens) -> accumulation {setup.gradient_accumulation_steps}")
-    elif cfg.global_batch_size is not None:
+    else:
         setup.gradient_accumulation_steps = cfg.accumulation_for(setup.micro_batch_size, world_size)
         setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} on {world_size} process(es): accumulation "
                              f"{setup.gradient_accumulation_steps}")
-    global_batch = setup.micro_batch_size * setup.gradient_accumulation_steps * world_size
-    msg = (f"global batch = {setup.micro_batch_size} per device x {setup.gradient_accumulation_steps} accumulation x "
-           f"{world_size} process(es) = {global_batch}{' packed rows' if cfg.packing else ' examples'} per optimizer step")
-    if distributed.is_main():
-        print(msg, file=sys.stderr)
-    # With packing, TRL's batch size (and autotune's micro-batch) counts packed rows of max_seq_length tokens.
-    rows_per_micro = setup.micro_batch_size
-    log.info("training setup: %s", setup.to_dict())
 
-    from transformers import set_seed
 
-    set_seed(cfg.seed)  # the new adapter's init (LoRA A) comes from this: same --seed, same start, on every rank
-    loaded = _load_model(backend, cfg, setup, source)
-    model, tokenizer = loaded.model, loaded.tokenizer
+def _carry_over_log(cfg: TrainConfig, out: Path, resume_from: str | None, meter) -> None:
+    """--resume: the meter counts the money (and tokens) the earlier session(s) spent; rank 0 then cuts
+    train_log.jsonl back to the checkpoint (later steps are redone), or, with no checkpoint to resume from, keeps
+    the earlier log aside for the record. Without --resume, an old log goes."""
+    from t2s_fast import distributed
 
-    meter = RunMeter(gpu_hourly_usd=cfg.gpu_hourly_usd, world_size=world_size, t0=t0)
+    log_path = out / "train_log.jsonl"
     kept_log = None
     if resume_from:
-        meter.prior_elapsed_s, meter.prior_tokens, kept_log = _read_log_for_resume(
-            out / "train_log.jsonl", int(resume_from.rsplit("-", 1)[-1]))
+        step = resume_from.rsplit("-", 1)[-1]
+        kept_log = meter.carry_over(log_path, int(step))
         log.warning("--resume: continuing from %s (step %s); %.0f s of GPU time ($%.4f) already spent still count "
-                    "toward --max-cost-usd", resume_from, resume_from.rsplit("-", 1)[-1], meter.prior_elapsed_s,
+                    "toward --max-cost-usd", resume_from, step, meter.prior_elapsed_s,
                     meter.prior_elapsed_s * meter.usd_per_s())
     elif cfg.resume:
         # no checkpoint to resume from (a crash before the first --save-steps): the steps are redone, but the
         # GPU time they cost was paid, so the budget guard keeps counting it
-        meter.prior_elapsed_s = _read_log_for_resume(out / "train_log.jsonl", 0)[0]
+        meter.carry_over(log_path, None)
     distributed.barrier()  # every rank has read the log before rank 0 rewrites it
-    if distributed.is_main():
-        from t2s_fast.jsonl import write_jsonl
+    if not distributed.is_main():
+        return
+    from t2s_fast.jsonl import write_jsonl
 
-        if kept_log is not None:
-            write_jsonl(out / "train_log.jsonl", kept_log)
-        elif not resume_from and (out / "train_log.jsonl").exists():
-            if cfg.resume:  # keep the lost steps' log for the record instead of deleting it
-                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-                (out / "train_log.jsonl").rename(out / f"train_log.before-restart-{stamp}.jsonl")
-                log.warning("--resume without a checkpoint: the earlier log is kept as train_log.before-restart-%s.jsonl;"
-                            " its %.0f s of GPU time still count toward --max-cost-usd", stamp, meter.prior_elapsed_s)
-            else:
-                (out / "train_log.jsonl").unlink()
+    if kept_log is not None:
+        write_jsonl(log_path, kept_log)
+    elif not resume_from and log_path.exists():
+        if cfg.resume:  # keep the lost steps' log for the record instead of deleting it
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            log_path.rename(out / f"train_log.before-restart-{stamp}.jsonl")
+            log.warning("--resume without a checkpoint: the earlier log is kept as train_log.before-restart-%s.jsonl;"
+                        " its %.0f s of GPU time still count toward --max-cost-usd", stamp, meter.prior_elapsed_s)
+        else:
+            log_path.unlink()
 
-    sft_args = _sft_config(cfg, setup, backend, ckpt_dir, rows_per_micro, eval_data is not None, device.kind)
-    trainer_cls = counting_trainer_class(backend.trainer_class(), meter)
-    step_log = StepLogCallback(meter, out / "train_log.jsonl")
+
+def _build_trainer(cfg: TrainConfig, backend, setup, device, loaded, train_data, eval_data, meter):
+    """(the SFTTrainer with the run's callbacks, the signal guard that run_training installs)."""
+    from transformers import PrinterCallback
+    from transformers import ProgressCallback as HFProgress
+
+    from t2s_fast import distributed
+    from t2s_fast.train.callbacks import (AgreeOnStop, BudgetGuard, ProgressCallback, SignalGuard, StepLogCallback,
+                                          counting_trainer_class)
+
+    out = Path(cfg.output_dir)
+    sft_args = _sft_config(cfg, setup, backend, out / "checkpoints", setup.micro_batch_size, eval_data is not None,
+                           device.kind)
     signal_guard = SignalGuard(meter)
-    callbacks = [step_log, BudgetGuard(meter, cfg.max_cost_usd, step_log), signal_guard]
+    callbacks = [StepLogCallback(meter, out / "train_log.jsonl"), BudgetGuard(meter), signal_guard]
     if distributed.is_distributed():
         callbacks.append(AgreeOnStop(meter))  # after every callback that may decide to stop
     if distributed.is_main():
         callbacks.append(ProgressCallback(meter))
-    trainer = trainer_cls(model=model, args=sft_args, train_dataset=train_data.dataset,
-                          eval_dataset=eval_data.dataset if eval_data else None, processing_class=tokenizer,
+    trainer_cls = counting_trainer_class(backend.trainer_class(), meter)
+    trainer = trainer_cls(model=loaded.model, args=sft_args, train_dataset=train_data.dataset,
+                          eval_dataset=eval_data.dataset if eval_data else None, processing_class=loaded.tokenizer,
                           callbacks=callbacks)
     for cb in (PrinterCallback, HFProgress):
         trainer.remove_callback(cb)
     _check_loss_mask(trainer)
-
-    if distributed.is_main():
-        _project_cost(cfg, backend, device, shape, setup, train_data, rows_per_micro, meter)
-    return Run(cfg=cfg, out=out, backend=backend, source=source, setup=setup, train_data=train_data,
-               eval_data=eval_data, trainer=trainer, tokenizer=tokenizer, meter=meter, signal_guard=signal_guard,
-               resume_from=resume_from, load_notes=loaded.notes, started_at=started_at, device=device_info())
+    return trainer, signal_guard
 
 
 def _check_loss_mask(trainer) -> None:
@@ -375,10 +402,7 @@ def _project_cost(cfg, backend, device, shape, setup, train_data, rows_per_micro
                                 attention=setup.attention)
     tps = exp.tokens_per_s or backend.default_tokens_per_s(device.kind)
     basis = exp.basis if exp.tokens_per_s else f"{exp.basis}; a conservative {backend.name} default"
-    spent_s = meter.elapsed_s()
-    hours = (spent_s + tokens / (tps * meter.world_size)) / 3600
-    cost = hours * cfg.gpu_hourly_usd * meter.world_size
-    meter.projected_cost_usd, meter.estimate_tokens_per_s, meter.planned_tokens = round(cost, 4), round(tps, 1), tokens
+    spent_s, hours, cost = meter.plan(tokens, tps)
     price = (f"${cfg.gpu_hourly_usd}/h x {meter.world_size} GPU(s)" if device.kind == "cuda" else
              f"${cfg.gpu_hourly_usd}/h: the GPU's price (--gpu-hourly-usd), not a CPU's; this run is on the CPU")
     print(f"projected cost: {tokens:,} tokens at ~{tps:,.0f} tok/s per GPU ({basis}; refined once steps are "
@@ -410,12 +434,13 @@ def _train_and_save(run: Run) -> dict:
         trainer.train(resume_from_checkpoint=run.resume_from)
         # evaluate() is a collective under DDP: every rank must take the same decision
         if run.eval_data is not None and meter.stop_reason == "completed" and \
-                trainer.state.global_step % run.cfg.eval_steps != 0 and _agreed(_can_afford_eval(run)):
+                trainer.state.global_step % run.cfg.eval_steps != 0 and _agreed(meter.can_afford_eval()):
             trainer.evaluate()
     except torch.OutOfMemoryError:
-        meter.stop_reason, error = "oom", T2SError(OOM_HELP)
+        meter.end("oom")
+        error = T2SError(OOM_HELP)
     except KeyboardInterrupt:
-        meter.stop_reason = "aborted"
+        meter.end("aborted")
         _write_run_json(run, time.time() - session_t0)
         raise
     from t2s_fast import distributed
@@ -441,11 +466,6 @@ def _agreed(flag: bool) -> bool:
     if not distributed.is_distributed():
         return flag
     return distributed.all_sum([1.0 if (flag and distributed.is_main()) else 0.0])[0] > 0  # rank 0 decides
-
-
-def _can_afford_eval(run) -> bool:
-    m = run.meter
-    return run.cfg.max_cost_usd is None or m.cost_usd() + 1.25 * m.eval_estimate_s() * m.usd_per_s() < run.cfg.max_cost_usd
 
 
 def save_adapter(model, tokenizer, dest: Path) -> Path:
