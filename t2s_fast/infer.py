@@ -81,7 +81,7 @@ def load_for_inference(model_path: str, *, base_model: str | None = None, tokeni
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from t2s_fast.models import is_config_file, resolve_model
-    from t2s_fast.train.adapter import is_adapter_dir, load_adapter_checked, read_adapter_config
+    from t2s_fast.adapters import is_adapter_dir, load_adapter_checked, read_adapter_config
 
     on_gpu = torch.cuda.is_available()
     dtype = torch.bfloat16 if on_gpu else torch.float32

@@ -1,7 +1,7 @@
 """`t2s-fast merge`: fold a LoRA adapter into its base model and save a standalone model (bf16 by default).
 
 The base is loaded unquantized in the requested dtype (merging into 4-bit weights would round the LoRA
-update away), the adapter is loaded with the same fit checks as training (`t2s_fast.train.adapter`), then
+update away), the adapter is loaded with the same fit checks as training (`t2s_fast.adapters`), then
 `merge_and_unload()`. The result is written to a temporary folder beside `output_dir` and renamed into place,
 so a crash never leaves a half-written model that looks complete.
 """
@@ -58,7 +58,7 @@ def merge(base_model: str | None, adapter_path: str, output_dir: str, dtype: str
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from t2s_fast.train.adapter import load_adapter_checked, read_adapter_config
+    from t2s_fast.adapters import load_adapter_checked, read_adapter_config
 
     dtype = normalize_dtype(dtype)
     out = Path(output_dir)

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "t2s_fast"
 # top-level CLI) sits on the CLI floor, above every stage it parses flags for.
 FLOORS = {
     0: ("errors", "paths", "jsonl", "dtypes", "distributed", "hub", "runinfo", "prompt", "schema",
-        "gguf_models", "models", "configs", "__init__"),
+        "gguf_models", "models", "configs", "adapters", "__init__"),
     1: ("sql",),
     2: ("data", "generate", "schema_values"),
     3: ("train",),

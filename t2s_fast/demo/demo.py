@@ -127,6 +127,7 @@ def _ex(report: dict, name: str) -> float | None:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every step and return the summary (also written to OUT_DIR/demo_summary.json)."""
+    from t2s_fast.adapters import is_adapter_dir
     from t2s_fast.models import resolve_model
     from t2s_fast.demo.synthetic_db import write_demo_data
     from t2s_fast.evaluate.harness import evaluate
@@ -148,7 +149,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     base_report = timer.run("base eval", evaluate, _eval_config(cfg, model.path, data, eval_dir, {}))
     run_info = timer.run("train", train, _train_config(cfg, model.path, data, out / "train"))
     adapter_dir = out / "train" / "adapter"
-    if not (adapter_dir / "adapter_config.json").is_file():
+    if not is_adapter_dir(adapter_dir):
         raise T2SError(f"training stopped ({run_info.get('stop_reason')}) without writing {adapter_dir}; "
                        f"see {out / 'train' / 'run.json'}")
     report = timer.run("adapter eval", evaluate,

@@ -27,19 +27,19 @@ def _step_of(folder: Path) -> int | None:
 
 def checkpoint_adapters(run_dir: str | Path, *, prefix: str = "") -> dict[str, str]:
     """{"<prefix>step-N": checkpoint folder, ..., "<prefix>final": adapter folder}, by step."""
-    from t2s_fast.evaluate.predictions import file_sha
+    from t2s_fast.adapters import ADAPTER_WEIGHTS, is_adapter_dir, weights_sha
 
     run = Path(run_dir)
     found = []
     for d in (run / "checkpoints").glob("checkpoint-*"):
         step = _step_of(d)
-        if step is not None and (d / "adapter_config.json").is_file() and (d / "adapter_model.safetensors").is_file():
+        if step is not None and is_adapter_dir(d) and (d / ADAPTER_WEIGHTS[0]).is_file():
             found.append((step, d))
     out = {f"{prefix}step-{step}": str(d) for step, d in sorted(found)}
     final = run / "adapter"
-    if (final / "adapter_config.json").is_file():
-        final_sha = file_sha(final / "adapter_model.safetensors")
-        out = {n: p for n, p in out.items() if file_sha(Path(p) / "adapter_model.safetensors") != final_sha}
+    if is_adapter_dir(final):
+        final_sha = weights_sha(final)
+        out = {n: p for n, p in out.items() if weights_sha(p) != final_sha}
         out[f"{prefix}{FINAL}"] = str(final)
     return out
 

@@ -131,9 +131,10 @@ class EvalConfig:
         if self.suite in ("spider1", "spider2-lite") and not self.spider_dir:
             raise T2SError(f"--suite {self.suite} needs --spider-dir DIR")
         self._check_levers()
+        from t2s_fast.adapters import check_adapter_flag
+
         for name, path in self.adapters.items():
-            if not (Path(path) / "adapter_config.json").is_file():
-                raise T2SError(f"--adapter {name}={path}: no adapter_config.json there (expected a PEFT adapter folder)")
+            check_adapter_flag(name, path)
         if self.checkpoints:
             from t2s_fast.evaluate.selection import refuse_spider_dev
 

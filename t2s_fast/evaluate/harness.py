@@ -20,7 +20,8 @@ from typing import Callable
 
 from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.config import EvalConfig
-from t2s_fast.evaluate.predictions import PredictionStore, adapter_fingerprint, text_sha
+from t2s_fast.adapters import adapter_fingerprint
+from t2s_fast.evaluate.predictions import PredictionStore, text_sha
 from t2s_fast.evaluate.questions import QuestionSet, load_heldout, load_jsonl, load_spider1
 from t2s_fast.evaluate.generation import (  # noqa: F401 - the harness's steps, importable from here as before
     _request_seed, build_prompts, gen_settings, generate_predictions, open_generator, plan_requests, question_messages)

@@ -30,22 +30,6 @@ def text_sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def adapter_fingerprint(path: str) -> dict:
-    """What identifies an adapter's behaviour: its config and its weights (not where it lives)."""
-    folder = Path(path)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and (p.name == "adapter_config.json"
-                                                                   or p.name.startswith("adapter_model")))
-    return {"path": str(folder), "files": {p.name: file_sha(p) for p in files}}
-
-
 def _comparable(settings: dict) -> dict:
     """Settings minus the adapter set (adding an adapter to a run is fine) and minus adapter paths."""
     return {k: v for k, v in settings.items() if k != "adapters"}

@@ -10,7 +10,6 @@ correct but slower, so the evaluation harness hands this backend its requests ad
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from t2s_fast.errors import T2SError
 from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenResult, GenSettings
@@ -37,13 +36,6 @@ def load_base_model(base_model: str, *, dtype, device: str):
         except OSError as exc:
             raise T2SError(f"--base-model {base_model}: cannot load a model from it ({exc})") from None
     return model.to(device)
-
-
-def check_adapter_dir(name: str, path: str) -> Path:
-    p = Path(path)
-    if not (p / "adapter_config.json").is_file():
-        raise T2SError(f"--adapter {name}={path}: no adapter_config.json there (expected a PEFT adapter folder)")
-    return p
 
 
 class _RepetitionStop:
@@ -98,14 +90,15 @@ class HFGenerator:
         model = load_base_model(base_model, dtype=torch_dtype, device=self.device)
         self.adapter_names = list(adapters)
         if adapters:
-            from peft import PeftModel
+            from t2s_fast.adapters import check_adapter_flag, load_adapter_checked
 
+            for name, path in adapters.items():
+                check_adapter_flag(name, path)
             first, *rest = self.adapter_names
-            model = PeftModel.from_pretrained(model, str(check_adapter_dir(first, adapters[first])),
-                                              adapter_name=first, is_trainable=False)
+            model = load_adapter_checked(model, adapters[first], is_trainable=False, base_name=base_model,
+                                         adapter_name=first)
             for name in rest:
-                model.load_adapter(str(check_adapter_dir(name, adapters[name])), adapter_name=name,
-                                   is_trainable=False)
+                model.load_adapter(str(adapters[name]), adapter_name=name, is_trainable=False)
         self.model = model.eval()
         self.stop_ids = self._stop_token_ids()
         self.seed = seed

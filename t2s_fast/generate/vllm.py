@@ -10,10 +10,10 @@ vLLM is imported only here, when this backend is chosen (it cannot be installed 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from t2s_fast.adapters import adapter_rank
 from t2s_fast.errors import T2SError
 from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenResult, GenSettings
 
@@ -46,20 +46,6 @@ def disable_flashinfer_sampler_if_absent() -> bool:
     os.environ["VLLM_USE_FLASHINFER_SAMPLER"] = "0"
     log.info("flashinfer is not installed: VLLM_USE_FLASHINFER_SAMPLER=0 (vLLM's own sampler)")
     return True
-
-
-def adapter_rank(name: str, path: str | Path) -> int:
-    """The largest rank an adapter uses (its `r`, or a larger one from `rank_pattern`)."""
-    cfg_file = Path(path) / "adapter_config.json"
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except FileNotFoundError:
-        raise T2SError(f"--adapter {name}={path}: no adapter_config.json there (expected a PEFT adapter folder)") from None
-    except json.JSONDecodeError as exc:
-        raise T2SError(f"{cfg_file}:{exc.lineno}: malformed adapter config ({exc.msg})") from None
-    if "r" not in cfg:
-        raise T2SError(f"{cfg_file}: no 'r' (rank) field; is this a LoRA adapter?")
-    return max([int(cfg["r"]), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())])
 
 
 def _finish(completion) -> str:

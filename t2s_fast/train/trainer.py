@@ -193,7 +193,7 @@ def _check_inputs(cfg: TrainConfig) -> None:
         if f and not Path(f).is_file():
             raise T2SError(f"{f}: {flag} not found (write it with `t2s-fast prepare`)")
     if cfg.adapter_path:
-        from t2s_fast.train.adapter import read_adapter_config
+        from t2s_fast.adapters import read_adapter_config
 
         read_adapter_config(cfg.adapter_path)
 

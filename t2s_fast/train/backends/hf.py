@@ -22,7 +22,7 @@ class HFBackend(Backend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from t2s_fast.train.adapter import load_adapter_checked
+        from t2s_fast.adapters import load_adapter_checked
 
         notes = []
         tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_path)

@@ -38,7 +38,7 @@ class UnslothBackend(Backend):
     def load(self, cfg, setup, source: ModelSource) -> Loaded:
         from unsloth import FastLanguageModel
 
-        from t2s_fast.train.adapter import load_adapter_checked
+        from t2s_fast.adapters import load_adapter_checked
 
         notes = []
         apply_attention_policy(setup.attention)
