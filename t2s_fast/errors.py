@@ -8,3 +8,9 @@ class T2SError(Exception):
     """
 
     exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (its type's name when it says nothing), for a one-line error message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -3,7 +3,8 @@
 The model is a LoRA adapter folder (its base is the adapter's `base_model_name_or_path` unless
 `--base-model` says otherwise) or a merged/standalone model folder. The prompt comes from the shared
 builder (`t2s_fast.prompt`), the schema from `--schema-file` (free text) or `--db` (a SQLite file rendered by
-`t2s_fast.schema`), exactly as in training and evaluation. Decoding is greedy.
+`t2s_fast.schema`), exactly as in training and evaluation. Decoding is greedy, through the transformers
++PEFT generation engine eval uses (`generate/engines.make_generator`), with its stop rule.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2s_fast.configs import setting as _f
-from t2s_fast.errors import T2SError
+from t2s_fast.errors import T2SError, first_line
 from t2s_fast.generate.extract import extract_sql  # the eval extractor, so infer and eval agree
 
 log = logging.getLogger(__name__)
 
-
+ADAPTER = "adapter"  # the name the adapter of --model-path gets in the engine
 
 
 @dataclass
@@ -75,62 +76,56 @@ def build_infer_messages(cfg: InferConfig) -> list[dict]:
                           external_knowledge=cfg.external_knowledge)
 
 
-def load_for_inference(model_path: str, *, base_model: str | None = None, tokenizer: str | None = None):
-    """(model, tokenizer) in eval mode: base + adapter when model_path is an adapter folder, else the model."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def inference_sources(model_path: str, *, base_model: str | None = None,
+                      tokenizer: str | None = None) -> tuple[str, dict[str, str], str]:
+    """(base model, {"adapter": folder} or {} for a plain model, tokenizer source) for --model-path: an adapter
+    folder runs on its base (--base-model, else the adapter's base_model_name_or_path), a model alone."""
+    from transformers import AutoConfig
 
+    from t2s_fast.adapters import is_adapter_dir, read_adapter_config
     from t2s_fast.models import is_config_file, resolve_model
-    from t2s_fast.adapters import is_adapter_dir, load_adapter_checked, read_adapter_config
 
-    on_gpu = torch.cuda.is_available()
-    dtype = torch.bfloat16 if on_gpu else torch.float32
-    kwargs = {"dtype": dtype, **({"device_map": {"": 0}} if on_gpu else {})}
     model_path = resolve_model(model_path).path  # a packaged alias or .gguf: its cached folder; others as given
     base_model = resolve_model(base_model).path if base_model else None
     mp = Path(model_path)
     if not mp.exists() and (model_path.startswith((".", "/")) or model_path.endswith(".json")):
         raise T2SError(f"--model-path {model_path}: not found")
-    if is_adapter_dir(mp):
-        acfg = read_adapter_config(mp)
-        base = base_model or acfg.get("base_model_name_or_path")
-        if not base:
-            raise T2SError(f"{mp}: the adapter names no base model; pass --base-model")
-        if is_config_file(base):
-            raise T2SError(f"--base-model {base} is a config file; pass the model folder the adapter was trained on")
-        tok_src = tokenizer or (str(mp) if (mp / "tokenizer_config.json").is_file() else base)
-        model = _load(AutoModelForCausalLM, base, "--base-model", **kwargs)
-        model = load_adapter_checked(model, mp, is_trainable=False, base_name=base)
-    else:
-        tok_src = tokenizer or model_path
-        model = _load(AutoModelForCausalLM, model_path, "--model-path", **kwargs)
-    tok = _load(AutoTokenizer, tok_src, "--tokenizer")
-    model.eval()
-    return model, tok
-
-
-def generate_sql(model, tokenizer, messages: list[dict], max_new_tokens: int = 512) -> str:
-    import torch
-
-    from t2s_fast.prompt import decode, render_prompt
-
-    prompt = render_prompt(tokenizer, messages)
-    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-    eos = [t for t in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} if isinstance(t, int) and t >= 0]
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos or None,
-                             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0])
-    text = decode(tokenizer, out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    return extract_sql(text)
+    if not is_adapter_dir(mp):
+        if is_config_file(model_path):
+            raise T2SError(f"--model-path {model_path}: cannot load it (a config file holds no weights)")
+        _load(AutoConfig, model_path, "--model-path")  # a folder that holds no model fails here, in one line
+        return model_path, {}, tokenizer or model_path
+    acfg = read_adapter_config(mp)
+    base = base_model or acfg.get("base_model_name_or_path")
+    if not base:
+        raise T2SError(f"{mp}: the adapter names no base model; pass --base-model")
+    if is_config_file(base):
+        raise T2SError(f"--base-model {base} is a config file; pass the model folder the adapter was trained on")
+    _load(AutoConfig, base, "--base-model")
+    tok_src = tokenizer or (str(mp) if (mp / "tokenizer_config.json").is_file() else base)
+    return base, {ADAPTER: str(mp)}, tok_src
 
 
 def infer(cfg: InferConfig) -> str:
-    """The SQL for cfg.question (also what the CLI prints, alone)."""
+    """The SQL for cfg.question (also what the CLI prints, alone): one greedy request through the generation
+    engine eval uses (transformers + PEFT), so infer decodes and stops as eval does."""
+    from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenSettings
+    from t2s_fast.generate.engines import make_generator
+    from t2s_fast.prompt import render_prompt
+
     if not cfg.model_path:
         raise T2SError("--model-path is required")
     messages = build_infer_messages(cfg)
-    model, tok = load_for_inference(cfg.model_path, base_model=cfg.base_model, tokenizer=cfg.tokenizer)
-    return generate_sql(model, tok, messages, cfg.max_new_tokens)
+    base, adapters, tok_src = inference_sources(cfg.model_path, base_model=cfg.base_model, tokenizer=cfg.tokenizer)
+    gen = make_generator("hf", base_model=base, adapters=adapters, tokenizer_dir=tok_src, batch_size=1)
+    try:
+        request = GenRequest(key="infer", adapter=ADAPTER if adapters else BASE_ADAPTER,
+                             prompt=render_prompt(gen.tokenizer, messages))
+        # greedy, without the repetition guard: infer has always decoded up to --max-new-tokens
+        [result] = gen.generate([request], GenSettings(max_new_tokens=cfg.max_new_tokens, repetition_guard=None))
+    finally:
+        gen.close()
+    return extract_sql(result.text)
 
 
 def _load(cls, name: str, flag: str, **kwargs):
@@ -138,5 +133,4 @@ def _load(cls, name: str, flag: str, **kwargs):
     try:
         return cls.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise T2SError(f"{flag} {name}: cannot load it ({first})") from None
+        raise T2SError(f"{flag} {name}: cannot load it ({first_line(exc)})") from None

@@ -86,6 +86,19 @@ def test_one_engine_one_generate_call_over_all_adapters(tmp_path, fake_vllm, spi
         assert (tmp_path / "run" / name).is_file()
 
 
+def test_vllm_stops_at_the_tokens_the_hf_engine_and_infer_stop_at(tmp_path, fake_vllm, spider1_dir,
+                                                                   qwen3_tokenizer_dir, qwen3_tokenizer):
+    """One stop rule (generate/base.stop_token_ids) for every engine: vLLM is handed the ids HFGenerator (and so
+    infer) stops at, end of turn first among them."""
+    from t2s_fast.evaluate.harness import evaluate
+    from t2s_fast.generate.base import stop_token_ids
+
+    evaluate(eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, limit=1))
+    expected = stop_token_ids(qwen3_tokenizer)
+    assert qwen3_tokenizer.convert_tokens_to_ids("<|im_end|>") in expected
+    assert all(sp.stop_token_ids == expected for sp in fake_vllm.CALLS["generate"][0]["sampling_params"])
+
+
 def test_rerun_generates_nothing_and_changed_settings_refuse(tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
     from t2s_fast.evaluate.harness import evaluate
 

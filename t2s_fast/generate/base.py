@@ -43,6 +43,23 @@ def tail_repeats(token_ids, guard: RepetitionGuard) -> bool:
     return False
 
 
+def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
+    """The one stop rule of every engine: end of turn (<|im_end|> for Qwen), <|endoftext|>, the tokenizer's eos
+    and the model's generation-config eos ids. A completion ends at the first of them (which it includes)."""
+    ids = set()
+    for tok in ("<|im_end|>", "<|endoftext|>"):
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid is not None:
+            ids.add(tid)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    gen_eos = getattr(generation_config, "eos_token_id", None)
+    for tid in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
+        if isinstance(tid, int):
+            ids.add(tid)
+    return sorted(ids)
+
+
 @dataclass(frozen=True)
 class GenSettings:
     """How to decode. temperature 0 = greedy. ``seed`` makes sampled runs repeatable per request.

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from t2s_fast.errors import T2SError
-from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenResult, GenSettings
+from t2s_fast.errors import T2SError, first_line
+from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenResult, GenSettings, stop_token_ids
 from t2s_fast.prompt import decode
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,10 @@ class HFGenerator:
             # one call per layer per token, so the flash/efficient kernels are much faster here.
             torch.backends.cuda.enable_cudnn_sdp(False)
         self.batch_size = batch_size or (64 if self.device.startswith("cuda") else 8)
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        except (OSError, ValueError) as exc:
+            raise T2SError(f"--tokenizer {tokenizer_dir}: cannot load it ({first_line(exc)})") from None
         self.tokenizer.padding_side = "left"  # decoder-only batches: pad on the left so every row ends together
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -100,23 +103,8 @@ class HFGenerator:
             for name in rest:
                 model.load_adapter(str(adapters[name]), adapter_name=name, is_trainable=False)
         self.model = model.eval()
-        self.stop_ids = self._stop_token_ids()
+        self.stop_ids = stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
         self.seed = seed
-
-    def _stop_token_ids(self) -> list[int]:
-        """End of turn (<|im_end|> for Qwen) plus the tokenizer's and model's eos ids."""
-        ids = set()
-        for tok in ("<|im_end|>", "<|endoftext|>"):
-            tid = self.tokenizer.convert_tokens_to_ids(tok)
-            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid is not None:
-                ids.add(tid)
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        for tid in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
-            if isinstance(tid, int):
-                ids.add(tid)
-        return sorted(ids)
 
     def generate(self, requests: list[GenRequest], settings: GenSettings) -> list[GenResult]:
         import torch

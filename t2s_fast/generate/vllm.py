@@ -15,7 +15,7 @@ from pathlib import Path
 
 from t2s_fast.adapters import adapter_rank
 from t2s_fast.errors import T2SError
-from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenResult, GenSettings
+from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenResult, GenSettings, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,13 @@ class VLLMGenerator:
         from vllm import LLM
 
         self.llm = LLM(**engine_kwargs)
+        # the shared stop rule (vLLM also stops at the generation config's eos ids, which the rule includes)
+        self.stop_ids = stop_token_ids(self.llm.get_tokenizer())
 
     def _sampling_params(self, requests: list[GenRequest], settings: GenSettings):
         from vllm import SamplingParams
 
-        common = {"max_tokens": settings.max_new_tokens}
+        common = {"max_tokens": settings.max_new_tokens, "stop_token_ids": self.stop_ids}
         if settings.repetition_guard is not None:
             from vllm.sampling_params import RepetitionDetectionParams
 

@@ -62,6 +62,11 @@ class LLM:
         # what the engine's child process would inherit (vLLM reads VLLM_* settings from the environment)
         CALLS["env"].append({k: v for k, v in os.environ.items() if k.startswith("VLLM_")})
 
+    def get_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.kwargs.get("tokenizer") or self.kwargs["model"])
+
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True, lora_request=None, **kwargs):
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         loras = lora_request if isinstance(lora_request, list) else [lora_request] * len(prompts)

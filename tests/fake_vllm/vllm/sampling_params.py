@@ -25,4 +25,5 @@ class SamplingParams:
     top_p: float = 1.0
     max_tokens: int | None = 16
     seed: int | None = None
+    stop_token_ids: list | None = None
     repetition_detection: RepetitionDetectionParams | None = None
