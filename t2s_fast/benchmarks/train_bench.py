@@ -189,9 +189,8 @@ def _ratio(a, b):
 def bench_train(cfg: BenchTrainConfig) -> dict:
     """Run every variant, write the result JSON and return it (with its path under "path")."""
     from t2s_fast.train import flops
-    from t2s_fast.benchmarks import cost, results
+    from t2s_fast.benchmarks import results
     from t2s_fast.benchmarks.subproc import finish_child, start_child, t2s_command
-    from t2s_fast.jsonl import read_json, read_jsonl
     from t2s_fast.models import find_tokenizer_dir
 
     cfg.validate()
@@ -199,8 +198,7 @@ def bench_train(cfg: BenchTrainConfig) -> dict:
     work = Path(cfg.work_dir or tempfile.mkdtemp(prefix="t2s-bench-train-"))
     work.mkdir(parents=True, exist_ok=True)
     device = results.describe_device()
-    model_cfg = load_model_config(cfg.model_name)
-    shape = flops.shape_from_config(model_cfg)
+    shape = flops.shape_from_config(load_model_config(cfg.model_name))
     tokenizer_dir = find_tokenizer_dir(cfg.model_name, cfg.tokenizer)
 
     data = work / "bench_data.jsonl"
@@ -217,59 +215,77 @@ def bench_train(cfg: BenchTrainConfig) -> dict:
            "T2S_MODEL_CACHE": cfg.model_cache or str(Path(tempfile.gettempdir()) / "t2s-model-cache")}
     rows, stages, sample_lengths = [], None, None
     for i, v in enumerate(variants):
-        run_dir = work / v.label
-        args = train_args(cfg, v, data, run_dir)
+        args = train_args(cfg, v, data, work / v.label)
         log.info("[%s] t2s-fast %s", v.label, shlex.join(args))
         proc, t0, fh = start_child(t2s_command(*args), work / f"{v.label}.log", env)
         if i == 0:  # tokenize on the CPU while the first run uses the GPU
             stages, sample_lengths = _data_stats(cfg, tokenizer_dir, data)
         res = finish_child(proc, t0, fh, work / f"{v.label}.log", cfg.timeout_s)
-        row = {"label": v.label, "backend": v.backend, "train_args": args, "returncode": res.returncode,
-               "wall_s": round(res.wall_s, 1), "log": str(res.log_path)}
-        run = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
-        log_rows = read_jsonl(run_dir / "train_log.jsonl", tolerate_torn_tail=True) \
-            if (run_dir / "train_log.jsonl").is_file() else []
-        m = measure_log(log_rows, cfg.warmup_steps)
-        row["status"] = "ok" if res.ok and m["measured_steps"] else ("oom" if res.oom or run.get("stop_reason") == "oom"
-                                                                      else "failed")
-        if row["status"] != "ok":
-            row["error_tail"] = res.tail(20)
-            log.error("[%s] %s (exit %s); log: %s\n%s", v.label, row["status"], res.returncode, res.log_path,
-                      row["error_tail"])
-        row.update(m)
-        tps = m.get("trained_tokens_per_s")
-        fl = flops.flops_per_token(shape, sample_lengths)
-        pk = peak["peak_flops_per_s"] if peak else None
-        row.update({
-            "mfu_4n": _round(flops.mfu(tps, fl["flops_per_token_4n"], pk)),
-            "mfu_4n_plus_attention": _round(flops.mfu(tps, fl["flops_per_token_4n_plus_attention"], pk)),
-            "peak_memory_allocated_gib": _peak_key(run, "allocated"),
-            "peak_memory_reserved_gib": _peak_key(run, "reserved"),
-            "setup": run.get("setup"), "sft": run.get("sft"), "first_loss": run.get("first_loss"),
-            "automatic_setup": _automatic(run.get("config") or {}),
-            "stop_reason": run.get("stop_reason"), "run_device": run.get("device"), "run_versions": run.get("versions"),
-            "projected": cost.project_stages(tps, stages or {}, gpu_hourly_usd=cfg.gpu_hourly_usd),
-        })
-        rows.append(row)
+        rows.append(_variant_row(cfg, v, args, res, work / v.label, shape, sample_lengths, peak, stages))
+    return _write_bench_result(cfg, variants, rows, device, shape, sample_lengths, stages, peak, n_examples)
 
+
+def _variant_row(cfg: BenchTrainConfig, v: Variant, args: list[str], res, run_dir: Path, shape, sample_lengths,
+                 peak, stages) -> dict:
+    """One variant's row: its status, the steady-state figures of its log, MFU, memory and projected cost."""
+    from t2s_fast.train import flops
+    from t2s_fast.benchmarks import cost
+    from t2s_fast.jsonl import read_json, read_jsonl
+
+    row = {"label": v.label, "backend": v.backend, "train_args": args, "returncode": res.returncode,
+           "wall_s": round(res.wall_s, 1), "log": str(res.log_path)}
+    run = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    log_rows = read_jsonl(run_dir / "train_log.jsonl", tolerate_torn_tail=True) \
+        if (run_dir / "train_log.jsonl").is_file() else []
+    m = measure_log(log_rows, cfg.warmup_steps)
+    row["status"] = "ok" if res.ok and m["measured_steps"] else ("oom" if res.oom or run.get("stop_reason") == "oom"
+                                                                  else "failed")
+    if row["status"] != "ok":
+        row["error_tail"] = res.tail(20)
+        log.error("[%s] %s (exit %s); log: %s\n%s", v.label, row["status"], res.returncode, res.log_path,
+                  row["error_tail"])
+    row.update(m)
+    tps = m.get("trained_tokens_per_s")
+    fl = flops.flops_per_token(shape, sample_lengths)
+    pk = peak["peak_flops_per_s"] if peak else None
+    row.update({
+        "mfu_4n": _round(flops.mfu(tps, fl["flops_per_token_4n"], pk)),
+        "mfu_4n_plus_attention": _round(flops.mfu(tps, fl["flops_per_token_4n_plus_attention"], pk)),
+        "peak_memory_allocated_gib": _peak_key(run, "allocated"),
+        "peak_memory_reserved_gib": _peak_key(run, "reserved"),
+        "setup": run.get("setup"), "sft": run.get("sft"), "first_loss": run.get("first_loss"),
+        "automatic_setup": _automatic(run.get("config") or {}),
+        "stop_reason": run.get("stop_reason"), "run_device": run.get("device"), "run_versions": run.get("versions"),
+        "projected": cost.project_stages(tps, stages or {}, gpu_hourly_usd=cfg.gpu_hourly_usd),
+    })
+    return row
+
+
+def _ratios_to_hf(rows: list[dict]) -> list[dict]:
+    """Every ok row's tokens/s and peak memory against the first ok hf row (the baseline)."""
     baseline = next((r for r in rows if r["backend"] == "hf" and r["status"] == "ok"), None)
-    ratios = []
-    if baseline:
-        for r in rows:
-            if r is baseline or r["status"] != "ok":
-                continue
-            ratios.append({"label": r["label"], "vs": baseline["label"],
-                           "tokens_per_s_ratio": _ratio(r["trained_tokens_per_s"], baseline["trained_tokens_per_s"]),
-                           "peak_allocated_ratio": _ratio(r["peak_memory_allocated_gib"], baseline["peak_memory_allocated_gib"]),
-                           "peak_reserved_ratio": _ratio(r["peak_memory_reserved_gib"], baseline["peak_memory_reserved_gib"])})
+    if not baseline:
+        return []
+    return [{"label": r["label"], "vs": baseline["label"],
+             "tokens_per_s_ratio": _ratio(r["trained_tokens_per_s"], baseline["trained_tokens_per_s"]),
+             "peak_allocated_ratio": _ratio(r["peak_memory_allocated_gib"], baseline["peak_memory_allocated_gib"]),
+             "peak_reserved_ratio": _ratio(r["peak_memory_reserved_gib"], baseline["peak_memory_reserved_gib"])}
+            for r in rows if r is not baseline and r["status"] == "ok"]
+
+
+def _write_bench_result(cfg: BenchTrainConfig, variants, rows, device, shape, sample_lengths, stages, peak,
+                        n_examples: int) -> dict:
+    from t2s_fast.train import flops
+    from t2s_fast.benchmarks import cost, results
+
     fl = flops.flops_per_token(shape, sample_lengths)
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("out_dir", "work_dir")}
     settings.update({"variants_resolved": [asdict(v) for v in variants], "sampled_examples": n_examples,
                      "sample_mean_tokens": round(sum(sample_lengths) / len(sample_lengths), 1) if sample_lengths else None,
                      "runbook_epochs": cost.RUNBOOK_EPOCHS})
     result = results.make_result(
-        "train", settings=settings, rows=rows, device=_device_from_runs(device, rows), ratios=ratios, flops=fl,
-        peak=peak, stages={k: s.summary() for k, s in (stages or {}).items()},
+        "train", settings=settings, rows=rows, device=_device_from_runs(device, rows), ratios=_ratios_to_hf(rows),
+        flops=fl, peak=peak, stages={k: s.summary() for k, s in (stages or {}).items()},
         notes=[f"MFU = trained tokens/s x FLOPs per token / measured bf16 peak. {flops.FORMULA_4N}; "
                f"attention adds {flops.FORMULA_ATTENTION}. Recompute from checkpointing is not counted.",
                f"Measured over optimizer steps {cfg.warmup_steps + 1}..{cfg.warmup_steps + cfg.steps} of each run "

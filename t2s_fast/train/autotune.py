@@ -219,46 +219,70 @@ def choose_setup(
     if attention not in ATTENTION_CHOICES:
         raise ValueError(f"attention must be one of {ATTENTION_CHOICES}")
     reasons: list[str] = []
-    if attention == "auto":
-        if device.kind == "cuda" and packing and backend == "unsloth" and device.torch_varlen:
-            attention = "varlen"
-            reasons.append("packed batches on Unsloth: torch's varlen flash kernel, one call per layer for a packed "
-                           "row instead of one SDPA call per example (cuDNN SDPA off for any fallback)")
-        elif device.kind == "cuda" and packing:
-            attention = "sdpa-no-cudnn"
-            reasons.append("packed batches: cuDNN SDPA costs 1-2 ms CPU per sequence per layer; use SDPA's flash kernel")
-        else:
-            attention = "sdpa"
-    else:
+    attention = _choose_attention(device, backend, packing, attention, reasons)
+    batch = _BatchUnits.of(packing, global_batch_examples, mean_tokens_per_example, max_seq_length,
+                           max_tokens_per_example)
+    if device.kind != "cuda":
+        ckpt = "off" if gradient_checkpointing == "auto" else gradient_checkpointing
+        mbs = micro_batch_size or min(batch.global_units, 2)
+        reasons.append("no GPU: small micro-batch, no checkpointing (CPU runs are tests and demos)")
+        return TrainSetup(mbs, batch.accumulation(mbs), ckpt, attention, 0, reasons)
+
+    def estimate(ckpt: str, mbs: int) -> int:
+        return estimate_peak_bytes(shape, mbs * batch.unit_tokens, ckpt, load_in_4bit=load_in_4bit,
+                                   max_seq_length=max_seq_length, backend=backend, packing=packing)
+
+    return _largest_that_fits(device, backend, batch, estimate, gradient_checkpointing, micro_batch_size,
+                              attention, reasons)
+
+
+def _choose_attention(device: DeviceInfo, backend: str, packing: bool, attention: str, reasons: list[str]) -> str:
+    """The attention kernel: as given, else the fastest measured for packed or padded batches on this device."""
+    if attention != "auto":
         if attention == "varlen" and backend != "unsloth":
             raise ValueError("attention=varlen is an Unsloth option (its packed attention path); "
                              "the hf backend takes sdpa, sdpa-no-cudnn or eager")
         reasons.append(f"attention={attention} (given)")
+        return attention
+    if device.kind == "cuda" and packing and backend == "unsloth" and device.torch_varlen:
+        reasons.append("packed batches on Unsloth: torch's varlen flash kernel, one call per layer for a packed "
+                       "row instead of one SDPA call per example (cuDNN SDPA off for any fallback)")
+        return "varlen"
+    if device.kind == "cuda" and packing:
+        reasons.append("packed batches: cuDNN SDPA costs 1-2 ms CPU per sequence per layer; use SDPA's flash kernel")
+        return "sdpa-no-cudnn"
+    return "sdpa"
 
-    global_batch_examples = max(1, global_batch_examples)
-    mean_tokens = max(1.0, float(mean_tokens_per_example or max_seq_length))
-    if packing:
-        # keep about the runbook's tokens per optimizer step: global batch in packed rows
-        global_units = packed_rows_for(global_batch_examples, mean_tokens, max_seq_length)
-        unit_tokens = max_seq_length
-    else:
-        global_units = global_batch_examples
-        unit_tokens = min(max_seq_length, max_tokens_per_example or max_seq_length)
 
-    def accumulation(mbs: int) -> int:
-        return max(1, round(global_units / mbs)) if packing else max(1, global_units // mbs)
+@dataclass(frozen=True)
+class _BatchUnits:
+    """The global batch in the units a micro-batch counts: packed rows of max_seq_length tokens (keeping about
+    the runbook's tokens per optimizer step), or examples as long as the longest one."""
 
-    def estimate(ckpt: str, mbs: int) -> int:
-        return estimate_peak_bytes(shape, mbs * unit_tokens, ckpt, load_in_4bit=load_in_4bit,
-                                   max_seq_length=max_seq_length, backend=backend, packing=packing)
+    packing: bool
+    global_units: int
+    unit_tokens: int
 
-    unit = "packed rows" if packing else "examples"
-    if device.kind != "cuda":
-        ckpt = "off" if gradient_checkpointing == "auto" else gradient_checkpointing
-        mbs = micro_batch_size or min(global_units, 2)
-        reasons.append("no GPU: small micro-batch, no checkpointing (CPU runs are tests and demos)")
-        return TrainSetup(mbs, accumulation(mbs), ckpt, attention, 0, reasons)
+    @classmethod
+    def of(cls, packing, global_batch_examples, mean_tokens_per_example, max_seq_length, max_tokens_per_example):
+        examples = max(1, global_batch_examples)
+        if packing:
+            mean_tokens = max(1.0, float(mean_tokens_per_example or max_seq_length))
+            return cls(True, packed_rows_for(examples, mean_tokens, max_seq_length), max_seq_length)
+        return cls(False, examples, min(max_seq_length, max_tokens_per_example or max_seq_length))
 
+    @property
+    def name(self) -> str:
+        return "packed rows" if self.packing else "examples"
+
+    def accumulation(self, mbs: int) -> int:
+        return max(1, round(self.global_units / mbs)) if self.packing else max(1, self.global_units // mbs)
+
+
+def _largest_that_fits(device, backend, batch: _BatchUnits, estimate, gradient_checkpointing, micro_batch_size,
+                       attention, reasons) -> TrainSetup:
+    """On a GPU: the first checkpointing option (fastest first) and micro-batch (largest first) whose estimated
+    peak fits in the free memory; else the smallest-memory option, saying so."""
     if gradient_checkpointing != "auto":
         ckpt_options = [gradient_checkpointing]
         reasons.append(f"gradient_checkpointing={gradient_checkpointing} (given)")
@@ -268,7 +292,7 @@ def choose_setup(
         mbs_options = [micro_batch_size]
         reasons.append(f"micro-batch {micro_batch_size} (given)")
     else:
-        mbs_options = _micro_batch_options(global_units, must_divide=not packing)
+        mbs_options = _micro_batch_options(batch.global_units, must_divide=not batch.packing)
     budget = device.free_bytes * _SAFETY
     for ckpt in ckpt_options:
         for mbs in mbs_options:
@@ -276,9 +300,9 @@ def choose_setup(
             if peak <= budget:
                 reasons.append(
                     f"{device.name}: {device.free_bytes / GIB:.0f} GiB free; checkpointing={ckpt}, micro-batch {mbs} "
-                    f"{unit} (~{mbs * unit_tokens} tokens) estimated {peak / GIB:.1f} GiB peak fits in "
+                    f"{batch.name} (~{mbs * batch.unit_tokens} tokens) estimated {peak / GIB:.1f} GiB peak fits in "
                     f"{budget / GIB:.0f} GiB ({_SAFETY:.0%} of free)")
-                return TrainSetup(mbs, accumulation(mbs), ckpt, attention, peak, reasons)
+                return TrainSetup(mbs, batch.accumulation(mbs), ckpt, attention, peak, reasons)
     # Nothing fits: the smallest-memory option, and say so (training may still run out of memory).
     ckpt = ckpt_options[0] if gradient_checkpointing != "auto" else ("unsloth" if backend == "unsloth" else "plain")
     mbs = micro_batch_size or 1
@@ -286,7 +310,7 @@ def choose_setup(
     reasons.append(f"{device.name}: nothing estimated to fit in {device.free_bytes / GIB:.0f} GiB free "
                    f"(smallest estimate {peak / GIB:.1f} GiB); falling back to micro-batch {mbs} with "
                    f"checkpointing={ckpt}; lower --max-seq-length if it runs out of memory")
-    return TrainSetup(mbs, accumulation(mbs), ckpt, attention, peak, reasons)
+    return TrainSetup(mbs, batch.accumulation(mbs), ckpt, attention, peak, reasons)
 
 
 def summarize_lengths(lengths: list[int]) -> dict:
