@@ -154,7 +154,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
     _check_inputs(cfg)
     device = DeviceInfo.detect()
     source = resolve_model_source(cfg, device.kind)
-    tokenizer, train_data, eval_data = _load_data(cfg, source)
+    train_data, eval_data = _load_data(cfg, source)
     shape, setup = _choose_setup(cfg, backend, device, source, train_data, world_size)
 
     from transformers import set_seed
@@ -199,7 +199,7 @@ def _check_inputs(cfg: TrainConfig) -> None:
 
 
 def _load_data(cfg: TrainConfig, source):
-    """(tokenizer, train data, eval data or None), tokenized and length-filtered."""
+    """(train data, eval data or None), tokenized with the run's tokenizer and length-filtered."""
     from transformers import AutoTokenizer
 
     from t2s_fast.train.data import load_tokenized
@@ -211,7 +211,7 @@ def _load_data(cfg: TrainConfig, source):
     train_data = load_tokenized(cfg.train_file, tokenizer, cfg.max_seq_length, what="train")
     eval_data = load_tokenized(cfg.eval_file, tokenizer, cfg.max_seq_length, what="eval") if cfg.eval_file else None
     log.info("train data: %s", train_data.summary())
-    return tokenizer, train_data, eval_data
+    return train_data, eval_data
 
 
 def _choose_setup(cfg: TrainConfig, backend, device, source, train_data, world_size: int):
