@@ -27,12 +27,15 @@ def qwen3_8b_shape():
 
 def test_every_band_figure_is_the_mfu_of_the_row_it_cites():
     for band in projection.BANDS:
-        if band.small_model:  # the real 0.5B runs: tok/s from the report, MFU against the H200's measured peak
-            summary = json.loads((REPO_ROOT / projection.SMALL_MODEL_SOURCE).read_text())
-            tps = [summary["train"][key.split(".")[1]]["trained_tokens_per_s"] for key, _ in projection.SMALL_MODEL_RUNS]
-            assert [t for _, t in projection.SMALL_MODEL_RUNS] == tps
-            assert band.mfu == tuple(projection.small_model_mfu(t) for t in tps)
-            for key, _ in projection.SMALL_MODEL_RUNS:
+        if band.small_model:  # the real small-model runs: tok/s from the report, MFU against the H200's peak
+            source = band.source.split(" ", 1)[0]
+            shape, runs = projection.SMALL_MODEL_RUNS[source]
+            assert band.n_params == shape.n_params
+            summary = json.loads((REPO_ROOT / source).read_text())
+            tps = [summary["train"][key.split(".")[1]]["trained_tokens_per_s"] for key, _ in runs]
+            assert [t for _, t in runs] == tps
+            assert band.mfu == tuple(projection.small_model_mfu(t, shape) for t in tps)
+            for key, _ in runs:
                 setup = summary["train"][key.split(".")[1]]["setup"]
                 assert (setup["gradient_checkpointing"], setup["attention"]) == (band.checkpointing, band.attention)
             continue
@@ -94,6 +97,31 @@ def test_small_model_projection_within_2x_of_the_real_runs_and_the_issues_figure
         _within_2x(run["trained_tokens_per_s"], exp)
     _within_2x(projection.ISSUE16_SMALL_MODEL_TOKENS_PER_S, exp)  # the figure issue 16 quotes
     assert projection.SMALL_MODEL_SOURCE in exp.basis and 0.1 < exp.mfu < 0.5
+
+
+def test_small_models_are_projected_at_their_own_size():
+    """MFU grows with model size (0.5B ~19%, 1.5B ~43% on the H200): each real model gets the band measured at its
+    size, within 2x of its runs, and a size between two measured ones lies between their projections."""
+    from t2s_fast.train.autotune import ModelShape
+
+    def expect(shape):
+        return projection.expected_tokens_per_s(shape, device_name="NVIDIA H200", device_kind="cuda",
+                                                backend="unsloth", packing=True, checkpointing="off", attention="varlen")
+
+    for source, (shape, _runs) in projection.SMALL_MODEL_RUNS.items():
+        exp = expect(shape)
+        assert source in exp.basis
+        runs = [r for r in json.loads((REPO_ROOT / source).read_text())["train"].values() if r]  # runs that ran
+        assert runs
+        for run in runs:
+            _within_2x(run["trained_tokens_per_s"], exp)
+    small, large = expect(projection.QWEN25_05B), expect(projection.QWEN25_15B)
+    assert small.mfu < large.mfu
+    mid_shape = ModelShape.from_config({"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
+                                        "vocab_size": 151936, "num_attention_heads": 16, "num_key_value_heads": 8,
+                                        "head_dim": 128, "tie_word_embeddings": True})  # Qwen3-0.6B's shape
+    mid = expect(mid_shape)
+    assert small.mfu < mid.mfu < large.mfu and "interpolated" in mid.basis
 
 
 def test_unrecorded_setup_falls_back_to_the_nearest_and_unknown_devices_say_so(qwen3_8b_shape):

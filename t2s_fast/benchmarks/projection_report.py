@@ -23,7 +23,7 @@ from pathlib import Path
 
 from t2s_fast.jsonl import read_json, write_json
 from t2s_fast.train.autotune import ModelShape
-from t2s_fast.train.projection import (BANDS, ISSUE16_SMALL_MODEL_TOKENS_PER_S, QWEN25_05B, Expected,
+from t2s_fast.train.projection import (BANDS, ISSUE16_SMALL_MODEL_TOKENS_PER_S, KNOWN_SHAPES, QWEN25_05B, Expected,
                                        expected_tokens_per_s)
 
 H200 = "NVIDIA H200"
@@ -72,8 +72,8 @@ def _planned_tokens(info: dict) -> int:
 
 
 def _shape_of(info: dict, default: ModelShape) -> ModelShape:
-    """The recorded runs are the Qwen3-8B shape, except the real Qwen2.5-Coder-0.5B ones."""
-    return QWEN25_05B if "qwen2.5-coder-0.5b" in str(info["model"]["source"]).lower() else default
+    """The recorded runs are the Qwen3-8B shape, except the real packaged models' (KNOWN_SHAPES)."""
+    return KNOWN_SHAPES.get(str(info["model"]["source"]).lower(), default)
 
 
 def run_rows(results_dir: Path, shape: ModelShape) -> list[dict]:

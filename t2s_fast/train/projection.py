@@ -12,6 +12,7 @@ and the message says so. Cost = (time already spent loading + planned tokens / (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from t2s_fast.train.flops import matmul_flops_per_token, tokens_per_s_at_mfu
@@ -23,17 +24,28 @@ MEASURED_PEAK_TFLOPS = {
 }
 SMALL_MODEL_PARAMS = 2e9  # below: the small-model band; at or above: the 8B-shape bands
 
-# Qwen2.5-Coder-0.5B (the shape of Qwen/Qwen2.5-Coder-0.5B's config.json; 0.49 B matmul parameters counted as
-# ModelShape counts them, 0.63 B with the tied embedding counted twice).
-QWEN25_05B = ModelShape.from_config({"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                                     "vocab_size": 151936, "num_attention_heads": 14, "num_key_value_heads": 2,
-                                     "head_dim": 64, "tie_word_embeddings": True})
-ISSUE16_SMALL_MODEL_TOKENS_PER_S = 94_000.0  # issue 16's quoted figure for that model (no result file): compared only
-# Trained tok/s of the real Qwen2.5-Coder-0.5B runs on one H200 (packed, automatic setup: 8 rows, no checkpointing,
-# varlen), eval/reports/2026-11-29-h200-qwen2.5-coder-0.5b/summary.json train.stage1 and train.stage2. No peak was
-# measured in that run: the MFU is taken against the H200's mean measured peak below.
-SMALL_MODEL_RUNS = (("train.stage1", 74932.7), ("train.stage2", 75422.3))
-SMALL_MODEL_SOURCE = "eval/reports/2026-11-29-h200-qwen2.5-coder-0.5b/summary.json"
+def _qwen25(hidden: int, intermediate: int, layers: int, heads: int, head_dim: int) -> ModelShape:
+    return ModelShape.from_config({"hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
+                                   "vocab_size": 151936, "num_attention_heads": heads, "num_key_value_heads": 2,
+                                   "head_dim": head_dim, "tie_word_embeddings": True})
+
+
+# The real Qwen2.5-Coder-0.5B and -1.5B (the shapes of their config.json; ModelShape counts matmul parameters:
+# 0.49 B and 1.54 B).
+QWEN25_05B = _qwen25(896, 4864, 24, 14, 64)
+QWEN25_15B = _qwen25(1536, 8960, 28, 12, 128)
+KNOWN_SHAPES = {"qwen2.5-coder-0.5b": QWEN25_05B, "qwen2.5-coder-1.5b": QWEN25_15B}  # packaged alias -> shape
+ISSUE16_SMALL_MODEL_TOKENS_PER_S = 94_000.0  # issue 16's quoted figure for the 0.5B (no result file): compared only
+# Trained tok/s of the real small-model runs on one H200 (packed, automatic setup: 8 rows, no checkpointing,
+# varlen), from each report's summary.json. No peak was measured in those runs: the MFU is taken against the
+# H200's mean measured peak below.
+SMALL_MODEL_RUNS = {  # report summary -> (shape, ((train.<stage>, tok/s), ...))
+    "eval/reports/2026-11-29-h200-qwen2.5-coder-0.5b/summary.json":
+        (QWEN25_05B, (("train.stage1", 74932.7), ("train.stage2", 75422.3))),
+    "eval/reports/2026-11-29-h200-qwen2.5-coder-1.5b/summary.json":
+        (QWEN25_15B, (("train.stage1", 55868.2), ("train.stage2", 51222.0))),
+}
+SMALL_MODEL_SOURCE = next(iter(SMALL_MODEL_RUNS))  # the 0.5B's report
 
 
 def peak_flops(device_name: str) -> float | None:
@@ -54,7 +66,11 @@ class Band:
     attention: str | None
     mfu: tuple[float, ...]
     source: str
-    small_model: bool = False
+    n_params: int | None = None  # the size it was measured at (None: the Qwen3-8B shape of bench/results)
+
+    @property
+    def small_model(self) -> bool:
+        return self.n_params is not None and self.n_params < SMALL_MODEL_PARAMS
 
     @property
     def mid(self) -> float:
@@ -63,12 +79,12 @@ class Band:
     def describe(self) -> str:
         lo, hi = min(self.mfu), max(self.mfu)
         span = f"{100 * lo:.1f}%" if lo == hi else f"{100 * lo:.1f}-{100 * hi:.1f}%"
-        return f"{span} MFU measured ({self.source})"
+        return f"{span} MFU " + (self.source if self.source.startswith("interpolated") else f"measured ({self.source})")
 
 
-def small_model_mfu(tokens_per_s: float) -> float:
+def small_model_mfu(tokens_per_s: float, shape: ModelShape = QWEN25_05B) -> float:
     h200 = sum(MEASURED_PEAK_TFLOPS["H200"]) / len(MEASURED_PEAK_TFLOPS["H200"]) * 1e12
-    return round(tokens_per_s * matmul_flops_per_token(QWEN25_05B) / h200, 4)
+    return round(tokens_per_s * matmul_flops_per_token(shape) / h200, 4)
 
 
 _R = "bench/results/2026-11-24-h200-train-"
@@ -84,8 +100,9 @@ BANDS = (
     Band("hf", True, "plain", "sdpa-no-cudnn", (0.1379,), _R + "runbook-packed.json hf"),
     Band("hf", True, "plain", "sdpa", (0.0941, 0.0933), _R + "packed.json hf, " + _R + "packed-varlen.json hf"),
     Band("hf", False, "plain", "sdpa", (0.0876,), _R + "runbook-padded.json hf"),
-    Band("unsloth", True, "off", "varlen", tuple(small_model_mfu(t) for _, t in SMALL_MODEL_RUNS),
-         ", ".join(f"{SMALL_MODEL_SOURCE} {k}" for k, _ in SMALL_MODEL_RUNS), small_model=True),
+    *(Band("unsloth", True, "off", "varlen", tuple(small_model_mfu(t, shape) for _, t in runs),
+           ", ".join(f"{src} {k}" for k, _ in runs), n_params=shape.n_params)
+      for src, (shape, runs) in SMALL_MODEL_RUNS.items()),
 )
 
 
@@ -99,13 +116,33 @@ def find_band(backend: str, packing: bool, checkpointing: str, attention: str, n
     def ok(b, **want):
         return all(getattr(b, k) is None or getattr(b, k) == v for k, v in want.items())
 
-    for how, want in (("this setup", dict(packing=packing, checkpointing=checkpointing, attention=attention)),
+    exact = dict(packing=packing, checkpointing=checkpointing, attention=attention)
+    sized = [b for b in BANDS if b.backend == backend and b.n_params is not None and ok(b, **exact)]
+    if small and sized:  # measured at several small sizes: MFU grows with the model, so read it off at this size
+        return _at_size(sized, n_params), "this setup at this model size"
+    for how, want in (("this setup", exact),
                       ("nearest recorded setup", dict(packing=packing, checkpointing=checkpointing)),
                       ("slowest recorded setup", dict(packing=packing))):
         found = [b for b in pool if ok(b, **want)]
         if found:
             return min(found, key=lambda b: b.mid), how
     return None, "no recorded setup"
+
+
+def _at_size(bands: list[Band], n_params: int) -> Band:
+    """The band at this size: the measured one, else interpolated linearly in log(parameters) between the two
+    nearest measured sizes (held flat outside them)."""
+    pts = sorted(bands, key=lambda b: b.n_params)
+    if n_params <= pts[0].n_params:
+        return pts[0]
+    if n_params >= pts[-1].n_params:
+        return pts[-1]
+    lo, hi = next((a, b) for a, b in zip(pts, pts[1:]) if a.n_params <= n_params <= b.n_params)
+    t = (math.log(n_params) - math.log(lo.n_params)) / (math.log(hi.n_params) - math.log(lo.n_params))
+    mfu = round(lo.mid + t * (hi.mid - lo.mid), 4)
+    return Band(lo.backend, lo.packing, lo.checkpointing, lo.attention, (mfu,),
+                f"interpolated in log(parameters) between {lo.n_params / 1e9:.2f} B ({lo.source}) and "
+                f"{hi.n_params / 1e9:.2f} B ({hi.source})", n_params=n_params)
 
 
 @dataclass
