@@ -59,91 +59,103 @@ def report_title(cfg) -> str:
 
 # ---------------------------------------------------------------- building
 def build_report(cfg, qset, scored: list[dict], store, *, backend: str) -> dict:
-    from t2s_fast.sql.scorer import GOLD_ERROR, summarize
-
     by_adapter: dict[str, list[dict]] = defaultdict(list)
     for rec in scored:
         by_adapter[rec["adapter"]].append(rec)
-    adapters = {}
-    for name in cfg.adapter_names:
-        recs = by_adapter.get(name, [])
-        executable = [r for r in recs if r.get("exec_match") is not None]
-        summary = summarize(executable) if executable else {"ex": None, "n": 0, "by_hardness": {}, "errors": {}}
-        by_db: dict[str, dict] = {}
-        for r in executable:
-            if r.get("error_kind") in ("no_database", GOLD_ERROR):
-                continue
-            d = by_db.setdefault(r["db_id"], {"n": 0, "correct": 0})
-            d["n"] += 1
-            d["correct"] += int(bool(r["exec_match"]))
-        errors = Counter(summary.get("errors", {}))
-        errors.update(r["error_kind"] for r in recs if r.get("exec_match") is None)
-        n_changed = sum(1 for r in recs if r.get("extraction_changed"))
-        tokens = sum(r.get("n_tokens", 0) for r in recs)
-        adapters[name] = {
-            "display_name": display_name(name),
-            "path": cfg.adapters.get(name),
-            "ex": summary["ex"],
-            "n": summary["n"],
-            "correct": sum(1 for r in executable if r.get("exec_match")),
-            "excluded_gold_error": summary.get("excluded_gold_error", 0),
-            "not_executable": sum(1 for r in recs if r.get("exec_match") is None),
-            "by_hardness": {h: v for h, v in summary.get("by_hardness", {}).items() if v.get("n")},
-            "by_database": {db: {"n": v["n"], "ex": v["correct"] / v["n"]} for db, v in sorted(by_db.items())},
-            "errors": dict(sorted(errors.items())),
-            "extraction": {"n": len(recs), "changed": n_changed, "rate": n_changed / len(recs) if recs else None,
-                           "methods": dict(sorted(Counter(r.get("extraction", "?") for r in recs).items()))},
-            "generated_tokens": tokens,
-            "mean_generated_tokens": tokens / len(recs) if recs else None,
-            # how the scored completions ended: "stop" (end of turn), "length" (ran to --max-new-tokens),
-            # "repetition" (the repetition guard ended a loop)
-            "finish": dict(sorted(Counter(r.get("finish") or "unrecorded" for r in recs).items())),
-        }
-        if cfg.n_samples > 1:
-            votes = [r["vote"] for r in recs if "vote" in r]
-            adapters[name]["self_consistency"] = {
-                "samples": cfg.n_samples,
-                "mean_valid_samples": sum(v["valid"] for v in votes) / len(votes) if votes else None,
-                "mean_winning_votes": sum(v["votes"] for v in votes) / len(votes) if votes else None,
-            }
-    missing = Counter(s["db_id"] for s in qset.skipped)
+    adapters = {name: adapter_summary(cfg, name, by_adapter.get(name, [])) for name in cfg.adapter_names}
     not_exec = [r for r in scored if r.get("exec_match") is None and r["adapter"] == cfg.adapter_names[0]]
-    reasons = Counter(r.get("error") or "" for r in not_exec)
     return {
         "report_version": REPORT_VERSION,
         "title": report_title(cfg),
-        "settings": {
-            "suite": cfg.suite,
-            "source": qset.source,
-            "split": cfg.split if cfg.suite == "spider1" else None,
-            "base_model": str(cfg.base_model),
-            "backend": backend,
-            "engine": _engine_text(backend, cfg),
-            "adapters": {name: cfg.adapters.get(name) for name in cfg.adapter_names},
-            "limit": cfg.limit,
-            "databases_filter": list(cfg.dbs),
-            "max_new_tokens": cfg.max_new_tokens,
-            "decoding": "greedy" if cfg.temperature <= 0 else f"sampling, temperature {cfg.temperature}",
-            "n_samples": cfg.n_samples,
-            "self_consistency": (f"majority vote over the execution results of {cfg.n_samples} samples "
-                                 "(invalid SQL does not vote; ties go to the earliest sample)") if cfg.n_samples > 1 else None,
-            "sample_values": cfg.sample_values,
-            "distinct_handling": (SPIDER2_TEXT if cfg.suite == "spider2-lite" else DISTINCT_TEXT[bool(cfg.keep_distinct)]),
-            "keep_distinct": bool(cfg.keep_distinct),
-            "timeout_s": cfg.timeout,
-            "prompt": "t2s_fast.prompt.build_messages + the tokenizer's chat template, thinking disabled",
-        },
-        "questions": {
-            "selected": len(qset.questions) + len(qset.skipped),
-            "evaluated": len(qset.questions),
-            "executable": len(qset.questions) - len(not_exec),
-            "missing_databases": [{"db_id": db, "questions": n} for db, n in sorted(missing.items())],
-            "skipped": qset.skipped,
-            "not_executable": {"count": len(not_exec), "reasons": dict(reasons),
-                               "qids": [r["qid"] for r in not_exec]},
-        },
+        "settings": _settings(cfg, qset, backend),
+        "questions": _question_counts(qset, not_exec),
         "adapters": adapters,
         "disagreements": disagreements(scored, cfg.adapter_names),
+    }
+
+
+def adapter_summary(cfg, name: str, recs: list[dict]) -> dict:
+    """One adapter's figures: EX (overall, by hardness, by database), errors, extraction, tokens, finishes."""
+    from t2s_fast.sql.scorer import GOLD_ERROR, summarize
+
+    executable = [r for r in recs if r.get("exec_match") is not None]
+    summary = summarize(executable) if executable else {"ex": None, "n": 0, "by_hardness": {}, "errors": {}}
+    by_db: dict[str, dict] = {}
+    for r in executable:
+        if r.get("error_kind") in ("no_database", GOLD_ERROR):
+            continue
+        d = by_db.setdefault(r["db_id"], {"n": 0, "correct": 0})
+        d["n"] += 1
+        d["correct"] += int(bool(r["exec_match"]))
+    errors = Counter(summary.get("errors", {}))
+    errors.update(r["error_kind"] for r in recs if r.get("exec_match") is None)
+    n_changed = sum(1 for r in recs if r.get("extraction_changed"))
+    tokens = sum(r.get("n_tokens", 0) for r in recs)
+    out = {
+        "display_name": display_name(name),
+        "path": cfg.adapters.get(name),
+        "ex": summary["ex"],
+        "n": summary["n"],
+        "correct": sum(1 for r in executable if r.get("exec_match")),
+        "excluded_gold_error": summary.get("excluded_gold_error", 0),
+        "not_executable": sum(1 for r in recs if r.get("exec_match") is None),
+        "by_hardness": {h: v for h, v in summary.get("by_hardness", {}).items() if v.get("n")},
+        "by_database": {db: {"n": v["n"], "ex": v["correct"] / v["n"]} for db, v in sorted(by_db.items())},
+        "errors": dict(sorted(errors.items())),
+        "extraction": {"n": len(recs), "changed": n_changed, "rate": n_changed / len(recs) if recs else None,
+                       "methods": dict(sorted(Counter(r.get("extraction", "?") for r in recs).items()))},
+        "generated_tokens": tokens,
+        "mean_generated_tokens": tokens / len(recs) if recs else None,
+        # how the scored completions ended: "stop" (end of turn), "length" (ran to --max-new-tokens),
+        # "repetition" (the repetition guard ended a loop)
+        "finish": dict(sorted(Counter(r.get("finish") or "unrecorded" for r in recs).items())),
+    }
+    if cfg.n_samples > 1:
+        votes = [r["vote"] for r in recs if "vote" in r]
+        out["self_consistency"] = {
+            "samples": cfg.n_samples,
+            "mean_valid_samples": sum(v["valid"] for v in votes) / len(votes) if votes else None,
+            "mean_winning_votes": sum(v["votes"] for v in votes) / len(votes) if votes else None,
+        }
+    return out
+
+
+def _settings(cfg, qset, backend: str) -> dict:
+    return {
+        "suite": cfg.suite,
+        "source": qset.source,
+        "split": cfg.split if cfg.suite == "spider1" else None,
+        "base_model": str(cfg.base_model),
+        "backend": backend,
+        "engine": _engine_text(backend, cfg),
+        "adapters": {name: cfg.adapters.get(name) for name in cfg.adapter_names},
+        "limit": cfg.limit,
+        "databases_filter": list(cfg.dbs),
+        "max_new_tokens": cfg.max_new_tokens,
+        "decoding": "greedy" if cfg.temperature <= 0 else f"sampling, temperature {cfg.temperature}",
+        "n_samples": cfg.n_samples,
+        "self_consistency": (f"majority vote over the execution results of {cfg.n_samples} samples "
+                             "(invalid SQL does not vote; ties go to the earliest sample)") if cfg.n_samples > 1 else None,
+        "sample_values": cfg.sample_values,
+        "distinct_handling": (SPIDER2_TEXT if cfg.suite == "spider2-lite" else DISTINCT_TEXT[bool(cfg.keep_distinct)]),
+        "keep_distinct": bool(cfg.keep_distinct),
+        "timeout_s": cfg.timeout,
+        "prompt": "t2s_fast.prompt.build_messages + the tokenizer's chat template, thinking disabled",
+    }
+
+
+def _question_counts(qset, not_exec: list[dict]) -> dict:
+    """How many questions were selected, evaluated and executable, and why the others were not."""
+    missing = Counter(s["db_id"] for s in qset.skipped)
+    reasons = Counter(r.get("error") or "" for r in not_exec)
+    return {
+        "selected": len(qset.questions) + len(qset.skipped),
+        "evaluated": len(qset.questions),
+        "executable": len(qset.questions) - len(not_exec),
+        "missing_databases": [{"db_id": db, "questions": n} for db, n in sorted(missing.items())],
+        "skipped": qset.skipped,
+        "not_executable": {"count": len(not_exec), "reasons": dict(reasons),
+                           "qids": [r["qid"] for r in not_exec]},
     }
 
 
