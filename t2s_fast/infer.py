@@ -3,8 +3,9 @@
 The model is a LoRA adapter folder (its base is the adapter's `base_model_name_or_path` unless
 `--base-model` says otherwise) or a merged/standalone model folder. The prompt comes from the shared
 builder (`t2s_fast.prompt`), the schema from `--schema-file` (free text) or `--db` (a SQLite file rendered by
-`t2s_fast.schema`), exactly as in training and evaluation. Decoding is greedy, through the transformers
-+PEFT generation engine eval uses (`generate/engines.make_generator`), with its stop rule.
+the one `t2s_fast.data.schema_text.schema_text`), exactly as in training and evaluation. Decoding is greedy,
+through the transformers + PEFT generation engine eval uses (`generate/engines.make_generator`), with its stop
+rule.
 """
 
 from __future__ import annotations
@@ -48,18 +49,18 @@ def build_infer_messages(cfg: InferConfig) -> list[dict]:
     if not cfg.question.strip():
         raise T2SError("--question is empty")
     if cfg.db:
-        from t2s_fast.schema import read_sqlite_schema, render_schema
+        from t2s_fast.data.schema_text import schema_text as render_schema_text
+        from t2s_fast.schema import read_sqlite_schema
+        from t2s_fast.schema_values import make_matcher
 
         db = Path(cfg.db)
         if not db.is_file():
             raise T2SError(f"{db}: SQLite database not found")
         db_id = cfg.db_id or db.stem
-        from t2s_fast.schema_values import make_matcher
-
         schema = read_sqlite_schema(db, db_id=db_id, sample_values=cfg.sample_values)
         matcher = make_matcher(cfg.question_values)
-        schema_text = render_schema(schema, sample_values=cfg.sample_values > 0,
-                                    question_values=matcher.match(db, cfg.question) if matcher else None)
+        schema_text = render_schema_text(schema, cfg.dialect, None,
+                                         question_values=matcher.match(db, cfg.question) if matcher else None).text
     else:
         if cfg.question_values:
             raise T2SError("--question-values reads the values from a database: use it with --db, not --schema-file")

@@ -10,6 +10,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from t2s_fast.dialects import quote_identifier  # the dialect rules (importable from here as before)
 from t2s_fast.errors import T2SError
 
 MAX_SAMPLE_CHARS = 40  # one sample value is cut to this many characters in the prompt
@@ -47,30 +48,6 @@ class Schema:
     def table(self, name: str) -> Table | None:
         low = name.lower()
         return next((t for t in self.tables if t.name.lower() == low), None)
-
-
-def _is_plain(name: str, *, allow_dots: bool = True) -> bool:
-    extra = "_." if allow_dots else "_"
-    return bool(name) and (name[0].isalpha() or name[0] == "_") and all(c.isalnum() or c in extra for c in name)
-
-
-def quote_identifier(name: str, dialect: str | None = None) -> str:
-    """Quote an identifier the way ``dialect`` needs it, and only when it needs it, so names stay readable.
-
-    - BigQuery: backticks around the whole path (`bigquery-public-data.dataset.table` has hyphens).
-    - Snowflake: unquoted names fold to upper case, so every part of a dotted name that is not already
-      upper case (or has other characters) is double-quoted, as the gold SQL must write it.
-    - SQLite (default): double quotes when the name is not a plain identifier.
-    """
-    d = (dialect or "sqlite").lower()
-    if d == "bigquery":
-        return name if _is_plain(name) else "`" + name.replace("`", "\\`") + "`"
-    if d == "snowflake":
-        return ".".join(
-            part if _is_plain(part, allow_dots=False) and part == part.upper() else '"' + part.replace('"', '""') + '"'
-            for part in name.split(".")
-        )
-    return name if _is_plain(name) else '"' + name.replace('"', '""') + '"'
 
 
 def _sample_text(value: str | int | float) -> str:

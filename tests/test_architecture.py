@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "t2s_fast"
 # From the ground up. A module's floor is that of its longest listed prefix; each stage's cli.py (and the
 # top-level CLI) sits on the CLI floor, above every stage it parses flags for.
 FLOORS = {
-    0: ("errors", "paths", "jsonl", "dtypes", "distributed", "hub", "runinfo", "prompt", "schema",
+    0: ("errors", "paths", "jsonl", "dtypes", "distributed", "hub", "runinfo", "prompt", "schema", "dialects",
         "gguf_models", "models", "configs", "adapters", "__init__"),
     1: ("sql",),
     2: ("data", "generate", "schema_values"),

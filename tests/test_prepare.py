@@ -182,3 +182,35 @@ def test_stats_record_reasons_and_percentiles(prepared):
         assert tok["p50"] <= tok["p90"] <= tok["p95"] <= tok["p99"] <= tok["max"]
     # the shared copy has no external-knowledge documents: recorded, not invented
     assert stats["external_knowledge_unavailable"]
+
+
+def test_eval_prompt_equals_training_prompt_on_the_real_data(prepared, spider1_dir, spider2_dir, tmp_path):
+    """For the same question, eval sends the messages prepare wrote (without the answer), in each dialect, wherever
+    the whole schema fits both (training may shorten a schema knowing the gold SQL, which eval never reads)."""
+    from t2s_fast.evaluate.config import EvalConfig
+    from t2s_fast.evaluate.harness import load_questions, question_messages
+
+    f, stats = prepared["files"], prepared["stats"]
+    shortened = {s["id"] for s in stats["shortened"]}
+    extra_folders = set(stats["sources"]["spider2"].get("extra_schema_folders", {}))  # found through the gold SQL
+    training = {r["id"]: r for rows in f.values() for r in rows
+                if r["id"] not in shortened and r["id"] not in extra_folders}
+
+    def eval_questions(**kw):
+        cfg = EvalConfig(base_model="m", out_dir=str(tmp_path / "eval"), include_base=True, **kw)
+        return load_questions(cfg).questions, cfg.sample_values
+
+    compared, differ = {}, []
+    held, n = eval_questions(suite="heldout", questions=str(prepared["out"] / "stage1_valid.jsonl"),
+                             db_root=str(spider1_dir / "database"))
+    lite, _ = eval_questions(suite="spider2-lite", spider_dir=str(spider2_dir))
+    lite = [q for q in lite if q.extra["schema_shortening"] == "full"]
+    cache: dict = {}
+    for q in held + lite:
+        if q.qid in training:
+            rec = training[q.qid]
+            compared[rec["dialect"]] = compared.get(rec["dialect"], 0) + 1
+            if question_messages(q, cache, n) != rec["messages"][:-1]:
+                differ.append(q.qid)
+    assert not differ, f"eval prompts differ from the training prompts of {len(differ)} questions: {differ[:10]}"
+    assert set(compared) == {"sqlite", "bigquery", "snowflake"} and min(compared.values()) >= 5, compared

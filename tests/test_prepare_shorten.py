@@ -7,7 +7,8 @@ import pytest
 from t2s_fast.data.ddl import parse_ddl
 from t2s_fast.data.example import SourceExample
 from t2s_fast.data.lazy_schema import LazySchema
-from t2s_fast.data.shorten import DropExample, SchemaFitter, gold_refs, prune_struct_type
+from t2s_fast.data.fit import SchemaFitter
+from t2s_fast.data.shorten import DropExample, gold_refs, prune_struct_type
 from t2s_fast.prompt import render_conversation
 from t2s_fast.schema import Column, ForeignKey, Schema, Table
 
@@ -30,9 +31,10 @@ def _example(schema: Schema, sql: str) -> SourceExample:
 
 
 def _fit(tokenizer, ex, max_tokens):
-    fitter = SchemaFitter(tokenizer, max_tokens)
-    first = fitter.first_pass([ex])[0]
-    return first if first is not None else fitter.fit(ex, start=1)
+    fitted = SchemaFitter(tokenizer, max_tokens).fit_all([ex])[0]
+    if isinstance(fitted, DropExample):
+        raise fitted
+    return fitted
 
 
 def _n_tokens(tokenizer, messages):

@@ -39,6 +39,8 @@ class SchemaEntry:
 class LazySchema:
     db_id: str
     entries: list[SchemaEntry]
+    # the whole schema's text per (sample values, dialect), rendered once (t2s_fast.data.schema_text)
+    rendered: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_schema(cls, schema: Schema) -> LazySchema:

@@ -1,8 +1,8 @@
 """`t2s-fast prepare`: Spider 1.0 (+ Spider 2.0) files -> the six chat-format JSONL files and prepare_stats.json.
 
-Every example goes through the one prompt builder (``t2s_fast.prompt.build_messages``) with its schema
-rendered by ``t2s_fast.schema.render_schema``; its length is the token count of the whole conversation
-rendered with the Qwen3 chat template (thinking disabled), i.e. what training sees. Schemas that would push
+Every example goes through the one prompt builder (``t2s_fast.prompt.build_messages``) with its schema text
+from ``t2s_fast.data.schema_text.schema_text`` (which eval and infer call too); its length is the token count
+of the whole conversation rendered with the Qwen3 chat template (thinking disabled), i.e. what training sees. Schemas that would push
 an example past ``max_seq_length`` are shortened (``t2s_fast.data.shorten``); the question and the gold SQL
 never are.
 
@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from t2s_fast.data.example import Dropped, SourceExample
-from t2s_fast.data.shorten import DropExample, Fitted, SchemaFitter
+from t2s_fast.data.fit import Fitted, SchemaFitter
+from t2s_fast.data.shorten import DropExample
 from t2s_fast.errors import T2SError
 from t2s_fast.hub import load_tokenizer
 from t2s_fast.jsonl import write_json, write_jsonl
@@ -155,14 +156,11 @@ def _file_stats(rows: list[tuple[SourceExample, Fitted]]) -> dict:
 def _fit_all(fitter: SchemaFitter, examples: list[SourceExample], dropped: list[Dropped]):
     kept: list[tuple[SourceExample, Fitted]] = []
     shortened = []
-    first = fitter.first_pass(examples)
-    for ex, fitted in zip(examples, first):
-        if fitted is None:
-            try:
-                fitted = fitter.fit(ex, start=1)
-            except DropExample as exc:
-                dropped.append(Dropped(ex.id, ex.source, ex.db_id, str(exc)))
-                continue
+    for ex, fitted in zip(examples, fitter.fit_all(examples)):
+        if isinstance(fitted, DropExample):
+            dropped.append(Dropped(ex.id, ex.source, ex.db_id, str(fitted)))
+            continue
+        if fitted.level != "full":
             shortened.append(
                 {"id": ex.id, "source": ex.source, "db_id": ex.db_id, "level": fitted.level,
                  "reason": f"full schema does not fit in {fitter.max_tokens} tokens; shortened to level "

@@ -1,6 +1,8 @@
-"""Spider 2.0 questions with public gold SQL, and their schemas from the DDL/metadata files.
+"""Reading Spider 2.0: the questions with public gold SQL (training), the Spider2-lite questions eval asks, and
+their schemas from the DDL/metadata files. (Its dialect rules: `t2s_fast.dialects`; its evaluation rules:
+`t2s_fast.sql.spider2`.)
 
-Which questions (see ../shared/data/spider2/README.md for the layout):
+Which questions for training (see ../shared/data/spider2/README.md for the layout):
 
 - Spider2-lite: every question of ``spider2-lite.jsonl`` whose ``evaluation_suite/gold/sql/<id>.sql`` exists,
   in its own dialect from the id prefix: ``local*`` SQLite, ``bq*``/``ga*`` BigQuery, ``sf*`` Snowflake.
@@ -37,6 +39,7 @@ from pathlib import Path
 from t2s_fast.data.ddl import clean_type, parse_ddl
 from t2s_fast.data.example import Dropped, SourceExample
 from t2s_fast.data.lazy_schema import LazySchema, SchemaEntry
+from t2s_fast.dialects import dialect_of  # the dialect rules (importable from here as before)
 from t2s_fast.errors import T2SError
 from t2s_fast.jsonl import read_jsonl
 from t2s_fast.schema import Column, Table
@@ -44,16 +47,6 @@ from t2s_fast.schema import Column, Table
 LITE_DIR, SNOW_DIR = "spider2-lite", "spider2-snow"
 _SHARD_DIGITS = re.compile(r"\d{4,}")  # a year, month or day in a table name: 2017, 201701, 20170101
 _QUALIFIED = re.compile(r"([A-Za-z0-9_\-]+)\.([A-Za-z0-9_\-]+)\.([A-Za-z0-9_\-*]+)")
-
-
-def dialect_of(instance_id: str) -> str:
-    if instance_id.startswith("local"):
-        return "sqlite"
-    if instance_id.startswith(("bq", "ga")):
-        return "bigquery"
-    if instance_id.startswith("sf"):
-        return "snowflake"
-    raise T2SError(f"Spider 2.0 instance_id {instance_id!r}: unknown prefix (expected local, bq, ga or sf)")
 
 
 def norm(name: str) -> str:
@@ -403,3 +396,62 @@ def load_spider2(spider2_dir: str | Path, *, sample_values: int = 3) -> tuple[li
     info["external_knowledge_unavailable"] = ek_missing
     info.update(resolver.notes)
     return examples, dropped, info
+
+
+# ----------------------------------------------------------------------------------------------- eval questions
+
+
+@dataclass
+class LiteQuestion:
+    """A Spider2-lite question as eval asks it. Its gold SQL is never read: the reader would look into it to add
+    datasets described under another database's folder (bq376, sf_bq233), and which tables the gold reads must
+    not shape an evaluation prompt."""
+
+    id: str
+    db: str
+    question: str
+    dialect: str
+    schema: LazySchema | None  # None: no schema metadata for its database
+    external_knowledge: str | None
+    db_path: Path | None  # its local SQLite file (SQLite questions whose file is here)
+
+
+def lite_root(spider_dir: str | Path) -> Path:
+    """The folder holding spider2-lite.jsonl: the Spider 2.0 folder's spider2-lite/, or that folder itself."""
+    base = Path(spider_dir)
+    for cand in (base, base / LITE_DIR):
+        if (cand / "spider2-lite.jsonl").is_file():
+            return cand
+    raise T2SError(f"{base}: no spider2-lite.jsonl (give the Spider 2.0 folder or its spider2-lite folder "
+                   "as --spider-dir)")
+
+
+def _local_db(db: str, roots: list[Path]) -> Path | None:
+    for root in roots:
+        for cand in (root / f"{db}.sqlite", root / db / f"{db}.sqlite"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def read_lite_questions(lite: Path, *, dbs: list[str], limit: int | None, sample_values: int = 3,
+                        db_root: str | Path | None = None) -> list[LiteQuestion]:
+    """Every line of ``<lite>/spider2-lite.jsonl`` (on ``dbs``, the first ``limit``), with its schema, external
+    knowledge and local SQLite file (``<db_root>/<db>.sqlite``, or Spider 2.0's own
+    ``resource/databases/spider2-localdb/``)."""
+    rows = read_jsonl(lite / "spider2-lite.jsonl", required=("instance_id", "db", "question"))
+    if dbs:
+        rows = [r for r in rows if r["db"] in set(dbs)]
+    if limit:
+        rows = rows[:limit]
+    resolver = SchemaResolver(lite / "resource" / "databases", sample_values)
+    db_roots = ([Path(db_root)] if db_root else []) + [lite / "resource" / "databases" / "spider2-localdb"]
+    out = []
+    for row in rows:
+        iid, db = row["instance_id"], row["db"]
+        dialect = dialect_of(iid)
+        q = Spider2Question(iid, db, row["question"], row.get("external_knowledge"), Path("/dev/null"), "lite")
+        ek_text, _ = external_knowledge_for(lite.parent, row.get("external_knowledge"))
+        out.append(LiteQuestion(iid, db, row["question"].strip(), dialect, resolver.schema_for(q, dialect), ek_text,
+                                _local_db(db, db_roots) if dialect == "sqlite" else None))
+    return out

@@ -281,13 +281,14 @@ def write_demo_data(out_dir: str | Path, *, n_train: int = 300, n_heldout: int =
 
     The schema in the prompt has no sample values: the questions name the values they filter on, and a short
     prompt keeps CPU fine-tuning fast."""
+    from t2s_fast.data.schema_text import schema_text as render_schema_text
     from t2s_fast.jsonl import write_jsonl
-    from t2s_fast.schema import read_sqlite_schema, render_schema
+    from t2s_fast.schema import read_sqlite_schema
 
     out_dir = Path(out_dir)
     db_root = out_dir / "databases"
     db = build_database(db_root / DB_ID / f"{DB_ID}.sqlite", seed=seed)
-    schema_text = render_schema(read_sqlite_schema(db.path, db_id=DB_ID, sample_values=0), sample_values=False)
+    schema_text = render_schema_text(read_sqlite_schema(db.path, db_id=DB_ID, sample_values=0), "sqlite", None).text
     train, heldout = generate_examples(db, n_train=n_train, n_heldout=n_heldout, seed=seed)
     train_file, heldout_file = out_dir / "train.jsonl", out_dir / "heldout.jsonl"
     write_jsonl(train_file, (prepared_record(ex, schema_text) for ex in train))

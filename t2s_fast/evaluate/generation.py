@@ -17,26 +17,24 @@ from t2s_fast.generate.extract import extract
 
 
 def question_messages(q: Question, schema_cache: dict, sample_values: int, question_values=None) -> list[dict]:
-    """The chat messages for a question, from the one prompt builder (or the prepared messages as given).
-    ``question_values``: a ``t2s_fast.schema_values.QuestionValueMatcher`` (--question-values), or None."""
+    """The chat messages for a question, from the one prompt builder and the one schema text (or the prepared
+    messages as given). ``question_values``: a ``t2s_fast.schema_values.QuestionValueMatcher``
+    (--question-values), or None."""
+    from t2s_fast.data.lazy_schema import LazySchema
+    from t2s_fast.data.schema_text import schema_text
     from t2s_fast.prompt import build_messages
-    from t2s_fast.schema import read_sqlite_schema, render_schema
+    from t2s_fast.schema import read_sqlite_schema
 
     if q.messages:
         return [m for m in q.messages if m["role"] != "assistant"]
     schema = q.schema_text
     if schema is None:
-        key = (q.db_id, str(q.db_path))
-        if ("schema",) + key not in schema_cache:
-            schema_cache[("schema",) + key] = read_sqlite_schema(q.db_path, db_id=q.db_id, sample_values=sample_values)
+        key = ("schema", q.db_id, str(q.db_path))
+        if key not in schema_cache:  # read once per database; its whole text is rendered once too
+            schema_cache[key] = LazySchema.from_schema(read_sqlite_schema(q.db_path, db_id=q.db_id,
+                                                                          sample_values=sample_values))
         matches = question_values.match(q.db_path, q.question) if question_values is not None else {}
-        if matches:  # per question
-            schema = render_schema(schema_cache[("schema",) + key], sample_values=sample_values > 0,
-                                   question_values=matches)
-        else:
-            if key not in schema_cache:
-                schema_cache[key] = render_schema(schema_cache[("schema",) + key], sample_values=sample_values > 0)
-            schema = schema_cache[key]
+        schema = schema_text(schema_cache[key], q.dialect, None, question_values=matches).text
     return build_messages(dialect=q.dialect, db_id=q.db_id, schema=schema, question=q.question,
                           external_knowledge=q.external_knowledge)
 

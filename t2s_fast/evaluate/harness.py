@@ -22,7 +22,7 @@ from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.config import EvalConfig
 from t2s_fast.adapters import adapter_fingerprint
 from t2s_fast.evaluate.predictions import PredictionStore, text_sha
-from t2s_fast.evaluate.questions import QuestionSet, load_heldout, load_jsonl, load_spider1
+from t2s_fast.evaluate.questions import QuestionSet, load_heldout, load_jsonl, load_spider1, load_spider2_lite
 from t2s_fast.evaluate.generation import (  # noqa: F401 - the harness's steps, importable from here as before
     _request_seed, build_prompts, gen_settings, generate_predictions, open_generator, plan_requests, question_messages)
 from t2s_fast.evaluate.scoring import (  # noqa: F401
@@ -40,8 +40,6 @@ def load_questions(cfg: EvalConfig) -> QuestionSet:
         return load_jsonl(cfg.questions, cfg.db_root, dbs=cfg.dbs, limit=cfg.limit)
     if cfg.suite == "heldout":
         return load_heldout(cfg.questions, cfg.db_root, cfg.spider_dir, dbs=cfg.dbs, limit=cfg.limit)
-    from t2s_fast.evaluate.spider2 import load_spider2_lite
-
     return load_spider2_lite(cfg.spider_dir, dbs=cfg.dbs, limit=cfg.limit, sample_values=cfg.sample_values,
                              db_root=cfg.db_root, max_prompt_tokens=cfg.max_model_len - cfg.max_new_tokens)
 
@@ -122,7 +120,6 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
     its own predictions.rank<r>.jsonl; after a barrier rank 0 merges them into predictions.jsonl, scores and
     writes the reports, and returns the report; the other ranks return None.
     """
-    from t2s_fast.evaluate.report import build_report, write_reports
     from t2s_fast.jsonl import write_jsonl
 
     started = time.perf_counter()
@@ -182,16 +179,25 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
         if engine is not None:
             engine.close()
     write_jsonl(out_dir / "scored.jsonl", scored)
+    timing = _timing(cfg, store, gen_stats, score_seconds, time.perf_counter() - started, backend)
+    return _write_report(cfg, qset, scored, store, backend=backend, repair=repair, timing=timing)
+
+
+def _write_report(cfg: EvalConfig, qset: QuestionSet, scored: list[dict], store: PredictionStore, *, backend: str,
+                  repair: dict | None, timing: dict) -> dict:
+    """The last step: report.{json,md,html} in out_dir (with the repair pass and the checkpoint choice)."""
+    from t2s_fast.evaluate.report import build_report, write_reports
+
     report = build_report(cfg, qset, scored, store, backend=backend)
     report["settings"]["question_values"] = cfg.question_values
     if repair is not None:
         report["repair"] = repair
-    report["timing"] = _timing(cfg, store, gen_stats, score_seconds, time.perf_counter() - started, backend)
+    report["timing"] = timing
     if cfg.checkpoints:
         from t2s_fast.evaluate.checkpoints import checkpoint_summary
 
         report["checkpoints"] = checkpoint_summary(cfg, report)
-    write_reports(out_dir, report)
+    write_reports(Path(cfg.out_dir), report)
     return report
 
 

@@ -143,3 +143,47 @@ def load_heldout(questions_file: str | Path, db_root: str | Path | None, spider_
     skipped = qset.skipped + [{"qid": q.qid, "db_id": q.db_id, "reason": q.not_executable or "no database"}
                               for q in qset.questions if q.db_path is None]
     return QuestionSet(rebuilt, skipped, f"{qset.source} (databases in {root})")
+
+
+def load_spider2_lite(spider_dir: str | Path, *, dbs: list[str], limit: int | None, sample_values: int = 3,
+                      db_root: str | Path | None = None, max_prompt_tokens: int = 7936) -> QuestionSet:
+    """`--suite spider2-lite`: every line of ``spider2-lite.jsonl`` whose database has schema metadata, read by
+    `t2s_fast.data.spider2` and its schema text from the one `schema_text`, as in training but without the gold
+    SQL (a schema that is too long keeps the leading tables that fit, estimated at CHARS_PER_TOKEN).
+
+    Only SQLite questions whose database file is here can be executed (`t2s_fast.sql.spider2.score_spider2`);
+    BigQuery and Snowflake ones need cloud accounts. Those still get predictions, and the report lists them as
+    not executable, with the reason."""
+    from t2s_fast.data.schema_text import Budget, schema_text
+    from t2s_fast.data.spider2 import lite_root, read_lite_questions
+    from t2s_fast.dialects import CLOUD_REASON
+    from t2s_fast.sql.spider2 import find_eval_suite, gold_csv_paths, load_eval_settings, score_spider2
+
+    lite = lite_root(spider_dir)
+    gold_dir = find_eval_suite(lite)
+    settings = load_eval_settings(gold_dir / "spider2lite_eval.jsonl")
+    budget = Budget(max(256, max_prompt_tokens - 400))  # about 400 tokens for the rest of the prompt
+    questions, skipped = [], []
+    for lq in read_lite_questions(lite, dbs=dbs, limit=limit, sample_values=sample_values, db_root=db_root):
+        if lq.schema is None:
+            skipped.append({"qid": lq.id, "db_id": lq.db, "reason": f"no schema metadata for {lq.db!r} ({lq.dialect})"})
+            continue
+        fitted = schema_text(lq.schema, lq.dialect, budget)
+        golds = gold_csv_paths(gold_dir / "exec_result", lq.id)
+        gold_sql = gold_dir / "sql" / f"{lq.id}.sql"  # kept for the report, never read into the prompt
+        if lq.dialect != "sqlite":
+            reason = CLOUD_REASON[lq.dialect]
+        elif lq.db_path is None:
+            reason = ("its local SQLite database file is not here (Spider 2.0 ships the local databases "
+                      "separately; pass --db-root DIR holding <db>.sqlite)")
+        else:
+            reason = None if golds else "no gold result CSV"
+        questions.append(Question(
+            qid=lq.id, db_id=lq.db, question=lq.question, dialect=lq.dialect,
+            gold=gold_sql.read_text().strip() if gold_sql.is_file() else None,
+            external_knowledge=lq.external_knowledge, db_path=lq.db_path, schema_text=fitted.text,
+            not_executable=reason,
+            extra={"scorer": score_spider2, "gold_csvs": [str(p) for p in golds],
+                   "setting": settings.get(lq.id), "hardness": "n/a", "schema_shortening": fitted.level},
+        ))
+    return QuestionSet(questions, skipped, str(lite / "spider2-lite.jsonl"))

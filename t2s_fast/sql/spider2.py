@@ -1,4 +1,5 @@
-"""Spider 2.0 (Spider2-lite) scoring helpers: eval settings, gold result CSVs, and the any-gold match.
+"""Evaluating Spider 2.0 (Spider2-lite): eval settings, gold result CSVs, the any-gold match, and scoring one
+prediction by executing it. (Reading Spider 2.0: `t2s_fast.data.spider2`; its dialect rules: `t2s_fast.dialects`.)
 
 Layout (xlang-ai/Spider2 ``spider2-lite/evaluation_suite/gold``): ``spider2lite_eval.jsonl`` holds one line per
 question with ``condition_cols`` and ``ignore_order``; ``exec_result/`` holds the gold results as
@@ -75,3 +76,19 @@ def spider2_match_any(pred_table: Table, gold_tables: list[Table], settings: Spi
 def pred_table_from_result(columns: list[str] | None, rows: list[tuple] | None) -> Table:
     """An ExecResult's rows as a Spider2 column table (after the CSV round trip the official evaluator does)."""
     return table_from_rows(columns or [], rows or [])
+
+
+def score_spider2(q, rec: dict, cfg) -> dict:
+    """Execute the prediction on the question's local SQLite file and compare with any of its gold CSVs (Spider
+    2.0 rules). ``q``: an eval question (``t2s_fast.evaluate.questions.Question``) with ``db_path`` and
+    ``extra["gold_csvs"]``/``extra["setting"]``; ``cfg``: the eval config (its ``timeout``)."""
+    from t2s_fast.sql.executor import run_jobs
+
+    res = run_jobs([(q.db_path, rec["pred"])], workers=1, timeout_s=cfg.timeout)[0]
+    if not res.ok:
+        return dict(rec, exec_match=False, error_kind=res.error_kind, error=res.error_text(), hardness="n/a")
+    if res.truncated:  # more rows than the executor keeps: a partial result must not be compared as whole
+        return dict(rec, exec_match=False, error_kind=None, error=None, hardness="n/a", truncated=True)
+    golds = [read_csv_table(p)[1] for p in q.extra["gold_csvs"]]
+    match = spider2_match_any(pred_table_from_result(res.columns, res.rows), golds, q.extra.get("setting"))
+    return dict(rec, exec_match=bool(match), error_kind=None, error=None, hardness="n/a")
