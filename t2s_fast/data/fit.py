@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from t2s_fast.data.example import SourceExample
-from t2s_fast.data.schema_text import Budget, first_level_text, measure_many, schema_text
+from t2s_fast.data.schema_text import Budget, SchemaText, first_level_text, measure_many, schema_text
 from t2s_fast.data.shorten import DropExample
 from t2s_fast.prompt import build_messages, render_conversation
 
@@ -73,12 +73,6 @@ class SchemaFitter:
                 out.append(exc)
         return out
 
-    def fit(self, ex: SourceExample) -> Fitted:
-        """One example at the first level that fits; raises DropExample with the reason when none does."""
-        b = self.budget(ex)
-        return self._fitted(ex, schema_text(ex.schema, ex.dialect, b, ex.sql,
-                                            question_values=self._question_matches(ex, b)))
-
-    def _fitted(self, ex: SourceExample, st) -> Fitted:
+    def _fitted(self, ex: SourceExample, st: SchemaText) -> Fitted:
         tables = len(ex.schema.entries) if st.level == "full" else st.text.count("CREATE TABLE ")
         return Fitted(conversation_messages(ex, st.text), int(st.size), st.level, tables)
