@@ -61,7 +61,7 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """[system, user] for inference and evaluation; [system, user, assistant] when ``sql`` is given.
 
-    ``schema`` is the rendered schema text (see ``t2s_fast.schema.render_schema``) or a user's free text.
+    ``schema`` is the schema text (see ``t2s_fast.data.schema_text.schema_text``) or a user's free text.
     The assistant message is the SQL and nothing else.
     """
     messages = [
