@@ -17,7 +17,7 @@ from t2s_fast.errors import T2SError
 # name -> "module:attribute" of a click command (or group)
 COMMANDS = {
     "prepare": ("t2s_fast.data.cli:prepare_command", "Spider 1.0/2.0 files on disk -> chat-format JSONL for stage 1 and 2."),
-    "prepare-repair": ("t2s_fast.data.cli:prepare_repair_command", "Repair-turn training examples from a model's real failures on training data."),
+    "prepare-repair": ("t2s_fast.evaluate.cli:prepare_repair_command", "Repair-turn training examples from a model's real failures on training data."),
     "train": ("t2s_fast.train.cli:train_command", "QLoRA fine-tuning (Unsloth on a GPU, transformers+PEFT otherwise)."),
     "infer": ("t2s_fast.train.cli:infer_command", "Answer one question against a schema; prints only the SQL."),
     "merge": ("t2s_fast.train.cli:merge_command", "Fold a LoRA adapter into its base model (bfloat16)."),

@@ -34,15 +34,14 @@ class MergeConfig:
 
 
 def _resolve_base(base_model: str | None, adapter_cfg: dict, output_dir: Path, tokenizer: str | None) -> str:
-    from t2s_fast.models import find_tokenizer_dir, is_config_file, materialize_random_init, resolve_model
+    from t2s_fast.models import (find_tokenizer_dir, is_config_file, materialize_random_init, random_init_folder,
+                                  resolve_model)
 
     base = base_model or adapter_cfg.get("base_model_name_or_path")
     if not base:
         raise T2SError("the adapter names no base model; pass --base-model")
     base = resolve_model(base).path  # a packaged alias or .gguf: its cached folder; others as given
     if is_config_file(base):
-        from t2s_fast.train.trainer import random_init_folder
-
         folder = random_init_folder(base, output_dir.resolve().parent / ".t2s_model_cache", "bfloat16")
         log.warning("--base-model %s is a config file: merging into a RANDOM-INIT model at %s", base, folder)
         return str(materialize_random_init(base, folder, tokenizer=find_tokenizer_dir(base, tokenizer),

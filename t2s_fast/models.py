@@ -14,6 +14,7 @@ materialized by the engines that need a folder (`materialize_random_init`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -154,3 +155,9 @@ def materialize_random_init(config_path: str | Path, out_dir: str | Path, *, tok
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
+
+
+def random_init_folder(config_path, cache_root: Path, dtype: str) -> Path:
+    """Where a random-init model of this config is materialized; the same config reuses the same folder."""
+    key = hashlib.sha1(json.dumps(load_config_dict(config_path), sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cache_root) / f"random-init-{key}-{dtype}"

@@ -1,4 +1,4 @@
-"""`t2s-fast prepare` and `prepare-repair`: flags -> PrepareConfig / RepairExamplesConfig -> one plain function."""
+"""`t2s-fast prepare`: flags -> PrepareConfig -> one plain function."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import click
 
 from t2s_fast.cli_options import options_from
 from t2s_fast.data.prepare import PrepareConfig
-from t2s_fast.evaluate.repair_examples import RepairExamplesConfig
 
 
 @click.command("prepare", context_settings={"show_default": True})
@@ -37,14 +36,3 @@ def prepare_command(cfg: PrepareConfig):
         f"dropped {len(stats['dropped'])}, shortened {len(stats['shortened'])} "
         f"(reasons in {cfg.out_dir / 'prepare_stats.json'}); {stats['wall_seconds']:.1f}s"
     )
-
-
-@click.command("prepare-repair", context_settings={"show_default": True})
-@options_from(RepairExamplesConfig)
-def prepare_repair_command(cfg: RepairExamplesConfig):
-    """Training examples for `eval --repair error-feedback`, from a model's real failures on training data."""
-    from t2s_fast.evaluate.repair_examples import write_repair_examples
-
-    examples, counts = write_repair_examples(cfg)
-    click.echo(f"{len(examples)} repair examples from {counts['failing']} failing of {counts['predictions']} "
-               f"predictions -> {cfg.out}")

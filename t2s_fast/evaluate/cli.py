@@ -1,4 +1,5 @@
-"""`t2s-fast eval` and `t2s-fast report`: flags -> EvalConfig -> harness.evaluate / report.report_runs."""
+"""`t2s-fast eval`, `report` and `prepare-repair`: flags -> EvalConfig / ReportConfig / RepairExamplesConfig ->
+harness.evaluate / report.report_runs / repair_examples.write_repair_examples."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import click
 
 from t2s_fast.cli_options import options_from
 from t2s_fast.evaluate.config import EvalConfig, ReportConfig
+from t2s_fast.evaluate.repair_examples import RepairExamplesConfig
 
 
 @click.command("eval", context_settings={"show_default": True})
@@ -42,3 +44,14 @@ def report_command(cfg: ReportConfig):
     written = report_runs(list(cfg.run_dirs), cfg.out)
     for p in written.values():
         click.echo(str(p))
+
+
+@click.command("prepare-repair", context_settings={"show_default": True})
+@options_from(RepairExamplesConfig)
+def prepare_repair_command(cfg: RepairExamplesConfig):
+    """Training examples for `eval --repair error-feedback`, from a model's real failures on training data."""
+    from t2s_fast.evaluate.repair_examples import write_repair_examples
+
+    examples, counts = write_repair_examples(cfg)
+    click.echo(f"{len(examples)} repair examples from {counts['failing']} failing of {counts['predictions']} "
+               f"predictions -> {cfg.out}")

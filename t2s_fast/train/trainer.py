@@ -25,8 +25,6 @@ Output directory (stable: `bench` and the docs read it):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -51,19 +49,12 @@ def model_cache_dir(cfg: TrainConfig) -> Path:
     return Path(os.environ.get("T2S_MODEL_CACHE") or Path(cfg.output_dir).resolve().parent / ".t2s_model_cache")
 
 
-def random_init_folder(config_path, cache_root: Path, dtype: str) -> Path:
-    """Where a random-init model of this config is materialized; the same config reuses the same folder."""
-    from t2s_fast.models import load_config_dict
-
-    key = hashlib.sha1(json.dumps(load_config_dict(config_path), sort_keys=True).encode()).hexdigest()[:12]
-    return Path(cache_root) / f"random-init-{key}-{dtype}"
-
-
 def resolve_model_source(cfg: TrainConfig, device_kind: str):
     """Hub id / local folder as is; a packaged alias or `.gguf` file becomes its cached safetensors folder (bf16
     on a GPU); a config.json becomes a random-init model folder (cached beside the run, reused by stage 2) so
     that Unsloth and bitsandbytes can load it like any checkpoint."""
-    from t2s_fast.models import find_tokenizer_dir, is_config_file, is_gguf_source, materialize_random_init, resolve_model
+    from t2s_fast.models import (find_tokenizer_dir, is_config_file, is_gguf_source, materialize_random_init,
+                                  random_init_folder, resolve_model)
     from t2s_fast.train.backends.base import ModelSource
 
     name = cfg.model_name
