@@ -67,6 +67,19 @@ def use_cache_dir(folder: str | Path) -> Path:
     return path
 
 
+def prepare_engine_environment(vllm_cache_dir: str | Path | None) -> None:
+    """Everything vLLM reads from the environment, set once before the engine (and its child processes) start:
+    the compile cache folder, the sampler without flashinfer, and a spawned (not forked) engine core. A parent
+    that has touched CUDA (a GPU check, a model conversion) leaves a forked child unable to use it ("Cannot
+    re-initialize CUDA in forked subprocess", seen on the H200)."""
+    import os
+
+    if vllm_cache_dir:
+        use_cache_dir(vllm_cache_dir)
+    disable_flashinfer_sampler_if_absent()
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+
+
 class VLLMGenerator:
     name = "vllm"
     prefers_adapter_grouping = False  # vLLM swaps LoRA adapters per request inside one batch
@@ -77,8 +90,7 @@ class VLLMGenerator:
                  seed: int = 0, materialize_dir: str | None = None, tensor_parallel_size: int = 1,
                  enforce_eager: bool = False, vllm_cache_dir: str | None = None, **_ignored):
         dtype = dtype or "bfloat16"  # callers pass None for "the backend's default" (EvalConfig.dtype)
-        if vllm_cache_dir:
-            use_cache_dir(vllm_cache_dir)
+        prepare_engine_environment(vllm_cache_dir)  # before vLLM is imported or reads its settings
         # Imported here so CPU machines never need vllm.
         from vllm.lora.request import LoRARequest
 
@@ -101,12 +113,6 @@ class VLLMGenerator:
             max_rank = max(adapter_rank(n, p) for n, p in self.adapters.items())
             engine_kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=round_lora_rank(max_rank))
         log.info("vLLM engine: %s", engine_kwargs)
-        disable_flashinfer_sampler_if_absent()  # before the engine (and its child process) starts
-        import os
-
-        # Spawn, not fork, the engine core: a parent that has touched CUDA (a GPU check, a model conversion)
-        # leaves a forked child unable to use it ("Cannot re-initialize CUDA in forked subprocess", seen on the H200).
-        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         from vllm import LLM
 
         self.llm = LLM(**engine_kwargs)
