@@ -23,6 +23,7 @@ COMMANDS = {
     "merge": ("t2s_fast.train.cli:merge_command", "Fold a LoRA adapter into its base model (bfloat16)."),
     "eval": ("t2s_fast.evaluate.cli:eval_command", "Batch-generate SQL on Spider dev for several adapters and score EX."),
     "report": ("t2s_fast.evaluate.cli:report_command", "Re-render evaluation runs and compare them side by side."),
+    "ablate": ("t2s_fast.evaluate.cli:ablate_command", "Many eval settings (arms) in one engine; choose per group on held-out EX."),
     "sweep": ("t2s_fast.sweep.cli:sweep_command", "Train variants under one dollar cap; choose by held-out EX; report on Spider dev."),
     "score": ("t2s_fast.sql.cli:score_command", "Score predicted SQL by execution accuracy (sqlglot + SQLite)."),
     "bench": ("t2s_fast.benchmarks.cli:bench_group", "Throughput, memory and cost benchmarks (train, generate, score)."),

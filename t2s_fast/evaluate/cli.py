@@ -1,11 +1,13 @@
-"""`t2s-fast eval`, `report` and `prepare-repair`: flags -> EvalConfig / ReportConfig / RepairExamplesConfig ->
-harness.evaluate / report.report_runs / repair_examples.write_repair_examples."""
+"""`t2s-fast eval`, `report`, `prepare-repair` and `ablate`: flags -> EvalConfig / ReportConfig /
+RepairExamplesConfig / AblationConfig -> harness.evaluate / report.report_runs /
+repair_examples.write_repair_examples / ablation.ablate."""
 
 from __future__ import annotations
 
 import click
 
 from t2s_fast.cli_options import options_from
+from t2s_fast.evaluate.ablation_config import AblationConfig, AblationRun
 from t2s_fast.evaluate.config import EvalConfig, ReportConfig
 from t2s_fast.evaluate.repair_examples import RepairExamplesConfig
 
@@ -55,3 +57,44 @@ def prepare_repair_command(cfg: RepairExamplesConfig):
     examples, counts = write_repair_examples(cfg)
     click.echo(f"{len(examples)} repair examples from {counts['failing']} failing of {counts['predictions']} "
                f"predictions -> {cfg.out}")
+
+
+ABLATE_CONFIG_HELP = ("Ablation file (JSON or YAML): out_dir, eval (shared EvalConfig fields), arms (name, group, "
+                      "overrides), choose_adapter, gpu_hourly_usd, final. Example: "
+                      "ablations/levers-qwen2.5-coder-0.5b.json; fields: t2s_fast/evaluate/ablation_config.py "
+                      "(AblationConfig); the flags above override the file's values.")
+
+
+@click.command("ablate", context_settings={"show_default": True})
+@options_from(AblationConfig, AblationRun, config_required=True, config_help=ABLATE_CONFIG_HELP)
+def ablate_command(cfg: AblationConfig, run: AblationRun):
+    """Evaluate many arms (eval settings: repair, votes, temperature, question values, ...) through ONE engine on a
+    held-out set (never Spider dev), choose each group's best arm by EX (ties: fewer generated tokens), and
+    report each listed group's baseline and winner on the final set (Spider dev) in the same engine.
+
+    Re-running the same command resumes: finished arms keep their reports, others resume from their predictions.
+    """
+    import logging
+    import sys
+
+    from t2s_fast.evaluate.ablation_config import check_ablation
+
+    cfg.source = str(click.get_current_context().params["config_file"])
+    if run.dry_run:
+        arms, _ = check_ablation(cfg, check_files=False)
+        for a in arms:
+            click.echo(f"{a.name} [{a.group}]: {a.overrides or '(shared settings)'}")
+        click.echo(f"{len(arms)} arm(s) in {len(dict.fromkeys(a.group for a in arms))} group(s), "
+                   f"out_dir {cfg.out_dir}; final groups: {(cfg.final or {}).get('groups', [])}")
+        return
+    from t2s_fast.evaluate.ablation import ablate
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    summary = ablate(cfg)
+    for group, c in summary["choices"].items():
+        ex = "n/a" if c["ex"] is None else f"{100 * c['ex']:.1f}%"
+        click.echo(f"group {group}: chosen {c['arm']} (held-out EX {ex}, {c['correct']}/{c['n']})")
+    for f in summary["final"].values():
+        ex = "n/a" if f["ex"] is None else f"{100 * f['ex']:.1f}%"
+        click.echo(f"final {f['suite']} {f['split']} {f['arm']}: EX {ex} ({f['correct']}/{f['n']})")
+    click.echo(f"report: {cfg.out_dir}/ablation.md, ablation.json, ablation.png")

@@ -55,12 +55,12 @@ def refuse_spider_dev(*, suite: str, split: str | None = None, questions: str | 
                        "`t2s-fast prepare`)")
 
 
-def choose_best(candidates: list[dict]) -> dict | None:
-    """The candidate with the highest ``ex``; ties go to the lower ``cost_usd``, then to the earlier one.
-    Candidates without an EX (nothing executable) are never chosen."""
+def choose_best(candidates: list[dict], *, tie: str = "cost_usd") -> dict | None:
+    """The candidate with the highest ``ex``; ties go to the lower ``tie`` figure (``cost_usd``; the ablation:
+    ``generated_tokens``), then to the earlier one. Candidates without an EX (nothing executable) are never chosen."""
     scored = [(i, c) for i, c in enumerate(candidates) if c.get("ex") is not None]
     if not scored:
         return None
     inf = float("inf")
-    return min(scored, key=lambda ic: (-ic[1]["ex"], ic[1].get("cost_usd") if ic[1].get("cost_usd") is not None
+    return min(scored, key=lambda ic: (-ic[1]["ex"], ic[1].get(tie) if ic[1].get(tie) is not None
                                        else inf, ic[0]))[1]

@@ -1,0 +1,145 @@
+"""`ablate(cfg)`: many arms (EvalConfig overrides) evaluated through ONE generation engine on a held-out set, the
+best arm of each group chosen there, and optionally each group's baseline and winner reported on Spider dev.
+
+Each arm is an ordinary evaluation run in ``out_dir/arms/<arm>/`` (`harness.evaluate` with the shared engine
+given), so it resumes from its predictions.jsonl like any `t2s-fast eval`. An arm that finished (its arm.json
+holds the same settings) is not evaluated again: its report is kept. The engine is opened on the first request
+that has to be generated, so a fully finished ablation opens none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+from t2s_fast.evaluate.ablation_config import AblationConfig, Arm, check_ablation, final_config
+from t2s_fast.evaluate.config import EvalConfig
+
+log = logging.getLogger(__name__)
+ARM_FILE = "arm.json"  # written after an arm's report: its settings and its wall seconds
+
+
+class LazyEngine:
+    """The engine every arm shares, opened (once) on the first generate call or engine attribute asked for."""
+
+    def __init__(self, cfg: EvalConfig):
+        from t2s_fast.generate.base import select_backend
+
+        self.cfg, self.name = cfg, select_backend(cfg.backend)
+        self.engine, self.open_seconds = None, 0.0
+
+    def _open(self):
+        if self.engine is None:
+            from t2s_fast.evaluate.generation import open_generator
+            from t2s_fast.evaluate.harness import load_tokenizer, resolve_base_model
+
+            t0 = time.perf_counter()
+            model_path = resolve_base_model(self.cfg)
+            tokenizer_dir, _ = load_tokenizer(self.cfg, model_path)
+            log.info("ablate: opening the %s engine (once, for every arm)", self.name)
+            self.engine = open_generator(self.cfg, self.name, tokenizer_dir, model_path)
+            self.open_seconds = time.perf_counter() - t0
+        return self.engine
+
+    def generate(self, requests, settings):
+        return self._open().generate(requests, settings)
+
+    def __getattr__(self, attr):  # batch_size, prefers_adapter_grouping, ...: the real engine's
+        if attr.startswith("__") or attr in ("cfg", "name", "engine", "open_seconds"):
+            raise AttributeError(attr)
+        return getattr(self._open(), attr)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+
+def _comparable(ecfg: EvalConfig) -> dict:
+    return {k: v for k, v in asdict(ecfg).items() if k != "force"}
+
+
+def run_arm(cfg: AblationConfig, label: str, ecfg: EvalConfig, engine: LazyEngine) -> dict:
+    """One arm's report (evaluated now, or the finished one kept) and its wall seconds."""
+    from t2s_fast.evaluate.harness import evaluate
+    from t2s_fast.evaluate.report import load_report
+    from t2s_fast.jsonl import read_json, write_json
+
+    arm_file = Path(ecfg.out_dir) / ARM_FILE
+    if arm_file.is_file() and (Path(ecfg.out_dir) / "report.json").is_file():
+        done = read_json(arm_file)
+        if done.get("settings") == _comparable(ecfg):
+            log.info("ablate: %s finished before; its report is kept", label)
+            return {"report": load_report(ecfg.out_dir), "wall_seconds": done["wall_seconds"], "kept": True}
+    log.info("ablate: %s starts (%s)", label, ecfg.out_dir)
+    opened_before, t0 = engine.open_seconds, time.perf_counter()
+    try:
+        report = evaluate(ecfg, generator=engine)
+    except T2SError as exc:
+        raise T2SError(f"{cfg.source or 'ablation config'}: {label}: {exc}") from None
+    wall = time.perf_counter() - t0 - (engine.open_seconds - opened_before)  # the engine start is priced apart
+    write_json(arm_file, {"settings": _comparable(ecfg), "wall_seconds": round(wall, 3)})
+    return {"report": report, "wall_seconds": round(wall, 3), "kept": False}
+
+
+def ablate(cfg: AblationConfig, *, on_arm_done=None) -> dict:
+    """Run (or resume) every arm in one engine, choose per group on the held-out set, run the final report,
+    and write ablation.json/md/png. ``on_arm_done(name)`` is called after each arm (tests, progress)."""
+    from t2s_fast.evaluate.ablation_report import choose, run_row, write_ablation
+
+    from t2s_fast import distributed
+
+    if distributed.is_distributed():
+        raise T2SError("ablate runs in one process (its one engine spreads over GPUs itself: tensor_parallel_size / "
+                       "data_parallel_size in \"eval\"); do not start it under accelerate launch or torchrun")
+    arms, configs = check_ablation(cfg)
+    # the engine's settings are the shared ones (an arm's seed is per request: GenSettings.seed)
+    engine = LazyEngine(replace(configs[arms[0].name], seed=int(cfg.eval.get("seed", EvalConfig.seed))))
+    adapter = cfg.choose_adapter or _default_adapter(configs[arms[0].name])
+    rows, finals = [], {}
+    try:
+        for arm in arms:
+            res = run_arm(cfg, f"arm {arm.name}", configs[arm.name], engine)
+            rows.append(run_row(cfg, res, configs[arm.name], adapter, name=arm.name, group=arm.group,
+                                changes=dict(arm.overrides)))
+            _log_done(f"arm {arm.name}", rows[-1])
+            if on_arm_done is not None:
+                on_arm_done(arm.name)
+        choices = choose(arms, rows, adapter)
+        for arm in _final_arms(cfg, arms, choices):
+            fcfg = final_config(cfg, arm)
+            res = run_arm(cfg, f"final {arm.name}", fcfg, engine)
+            finals[arm.name] = run_row(cfg, res, fcfg, adapter, arm=arm.name, group=arm.group,
+                                       changes=dict(arm.overrides), split=fcfg.split)
+            _log_done(f"final {arm.name}", finals[arm.name])
+    finally:
+        engine.close()
+    summary = {"config": cfg.source, "out_dir": cfg.out_dir, "choose_adapter": adapter,
+               "gpu_hourly_usd": cfg.gpu_hourly_usd, "engine_open_seconds": round(engine.open_seconds, 3),
+               "engine_opened": engine.engine is not None, "shared": dict(cfg.eval),
+               "chosen_on": next(iter(choices.values()))["chosen_on"], "arms": rows, "choices": choices,
+               "final": finals}
+    write_ablation(Path(cfg.out_dir), summary)
+    return summary
+
+
+def _default_adapter(ecfg: EvalConfig) -> str:
+    return next(iter(ecfg.adapters), None) or ecfg.adapter_names[0]
+
+
+def _final_arms(cfg: AblationConfig, arms: list[Arm], choices: dict) -> list[Arm]:
+    """Each listed group's baseline, then its winner (once when they are the same)."""
+    by_name, out = {a.name: a for a in arms}, []
+    for group in (cfg.final or {}).get("groups", []):
+        chosen = choices[group]
+        for name in (chosen["baseline"], chosen["arm"]):
+            if name and by_name[name] not in out:
+                out.append(by_name[name])
+    return out
+
+
+def _log_done(label: str, row: dict) -> None:
+    ex = "n/a" if row["ex"] is None else f"{100 * row['ex']:.1f}%"
+    log.info("ablate: %s done: EX %s (%s/%s), %.1f s", label, ex, row["correct"], row["n"], row["wall_seconds"])
