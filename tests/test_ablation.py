@@ -176,3 +176,24 @@ def test_cli_dry_run_lists_the_example_arms_and_a_bad_file_exits_2(tmp_path, mon
             main(["ablate", *argv])
         assert exc.value.code == 2
     assert f"{bad}: arm x: base_model" in capsys.readouterr().err
+
+
+def test_vllm_path_one_engine_for_arms_and_final_on_spider_dev(suite, tmp_path, fake_vllm, spider1_dir,
+                                                               qwen3_tokenizer_dir):
+    """The real engine path (open_generator -> VLLMGenerator, a fake vllm underneath): one engine for the held-out
+    arms and the final Spider dev runs; 'good' answers the gold SQL, so it is chosen and reported on dev."""
+    from test_generate_vllm import gold_by_question, make_responder, write_adapter
+
+    golds = {**gold_by_question(spider1_dir), **{QUESTIONS[q]: GOLD[q] for q in QUESTIONS}}
+    fake_vllm.RESPONDER = make_responder(golds)
+    adapters = [f"good={write_adapter(tmp_path / 'good', r=4)}", f"bad={write_adapter(tmp_path / 'bad', r=8)}"]
+    cfg = ablation(suite, tmp_path / "ab", qwen3_tokenizer_dir, arms=ARMS[:1] + ARMS[2:], backend="vllm",
+                   base_model=str(qwen3_tokenizer_dir), include_base=False, adapters=adapters,
+                   final={"spider_dir": str(spider1_dir), "dbs": ["concert_singer"], "limit": 3, "groups": ["vote"]})
+    summary = ablate(cfg)
+    assert len(fake_vllm.CALLS["engines"]) == 1 and summary["choose_adapter"] == "good"
+    assert [(r["name"], r["ex"], r["adapters"]["bad"]["ex"]) for r in summary["arms"]] == [
+        ("greedy", 1.0, 0.0), ("maj2-t0.7", 1.0, 0.0)]
+    final = summary["final"]["maj2-t0.7"]
+    assert (final["suite"], final["split"], final["ex"], final["n"]) == ("spider1", "dev", 1.0, 3)
+    assert summary["choices"]["vote"]["chosen_on"]["suite"] == "jsonl"

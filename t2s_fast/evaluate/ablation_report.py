@@ -5,6 +5,7 @@ arm, grouped)."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 from t2s_fast.jsonl import atomic_open, write_json
@@ -92,7 +93,7 @@ def render_markdown(s: dict) -> str:
            f"- Config: `{s['config']}`; held-out set: `{on.get('source')}` (suite {on.get('suite')}); EX of "
            f"`{s['choose_adapter']}`; one engine for every arm (opened: {s['engine_opened']}, start "
            f"{s['engine_open_seconds']:.0f} s, not in any arm's seconds); ${s['gpu_hourly_usd']:g}/h per GPU",
-           f"- Shared settings: `{s['shared']}`", "",
+           f"- Shared settings: `{json.dumps(s['shared'])}`", "",
            "| arm | group | changes | held-out EX | Δ vs group baseline (pts) | exec errors | gen tokens | gen s "
            "| scoring s | wall s | $ |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in arms:
@@ -110,7 +111,8 @@ def render_markdown(s: dict) -> str:
         out += ["", "## Final set (reported only; nothing is chosen here)", "",
                 "| arm | group | set | EX | exec errors | gen tokens | wall s | $ |", "|---|---|---|---|---|---|---|---|"]
         for f in s["final"].values():
-            out.append(f"| {f['arm']} | {f['group']} | {f['suite']} {f['split'] if f['suite'] == 'spider1' else ''} "
+            where = f"{f['suite']} {f['split']}" if f["suite"] == "spider1" else f["suite"]
+            out.append(f"| {f['arm']} | {f['group']} | {where} "
                        f"| {_pct(f['ex'])} ({f['correct']}/{f['n']}) | {f['exec_errors']} | {f['generated_tokens']} | "
                        f"{f['wall_seconds']:.1f} | ${f['usd']:.4f} |")
     return "\n".join(out) + "\n"
