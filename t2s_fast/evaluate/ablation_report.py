@@ -109,7 +109,8 @@ def render_markdown(s: dict) -> str:
                    f"{_pts(c['delta_ex'])} |")
     if s["final"]:
         out += ["", "## Final set (reported only; nothing is chosen here)", "",
-                "| arm | group | set | EX | exec errors | gen tokens | wall s | $ |", "|---|---|---|---|---|---|---|---|"]
+                "| arm | group | set | EX | exec errors | gen tokens | wall s | $ |",
+                "|---|---|---|---|---|---|---|---|"]
         for f in s["final"].values():
             where = f"{f['suite']} {f['split']}" if f["suite"] == "spider1" else f["suite"]
             out.append(f"| {f['arm']} | {f['group']} | {where} "
