@@ -143,6 +143,9 @@ def test_bad_ablations_are_refused_before_anything_runs(suite, tmp_path, qwen3_t
     for arms, what in (([ARMS[0], ARMS[0]], "used twice"), ([{"name": "a/b"}], "not usable")):
         with pytest.raises(T2SError, match=what):
             check(arms=arms)
+    with pytest.raises(T2SError, match="choose_adapter 'stage1' is not evaluated"):
+        check_ablation(AblationConfig(**{**vars(ablation(suite, tmp_path, qwen3_tokenizer_dir)),
+                                         "choose_adapter": "stage1"}), check_files=False)
     arms, configs = check(arms=[{"name": "maj8-t0.8", "n_samples": 8, "temperature": 0.8, "seed": 3}])
     assert configs["maj8-t0.8"].seed == 3 and configs["maj8-t0.8"].suite == "jsonl"
 

@@ -40,7 +40,7 @@ class AblationConfig:
                         "EvalConfig fields it changes (repair, repair_k, n_samples, temperature, question_values, "
                         "repetition_guard, ...). A group's first arm is its baseline.", cli="file")
     choose_adapter: str | None = _f(None, "The adapter whose held-out EX chooses each group's arm (default: the "
-                                          "first evaluated one).")
+                                          "first adapter; the base model when there is none).")
     gpu_hourly_usd: float = _f(3.44, "Price of one GPU hour: each arm's dollars are its wall seconds at this rate "
                                      "(times the engine's GPUs).")
     final: dict | None = _f(None, "Optional final report: {suite, spider_dir, split, ..., groups: [group, ...]}: each "
@@ -168,11 +168,22 @@ def check_ablation(cfg: AblationConfig, *, check_files: bool = True) -> tuple[li
     first = configs[arms[0].name]
     refuse_spider_dev(suite=first.suite, split=first.split, questions=first.questions,
                       what=f"ablate ({_where(cfg)}: eval)")
-    if cfg.choose_adapter is not None and cfg.choose_adapter not in first.adapter_names and check_files:
+    names = evaluated_names(cfg)
+    if cfg.choose_adapter is not None and cfg.choose_adapter not in names:
         raise T2SError(f"{_where(cfg)}: choose_adapter {cfg.choose_adapter!r} is not evaluated "
-                       f"(adapters: {', '.join(first.adapter_names)})")
+                       f"(evaluated: {', '.join(names)})")
     if cfg.final is not None:
         _check_final(cfg, arms)
         for a in arms:
             final_config(cfg, a, check_files=check_files)
     return arms, configs
+
+
+def evaluated_names(cfg: AblationConfig) -> list[str]:
+    """The adapter names every arm evaluates, from the shared settings alone (no folder needed): the base first
+    when included, then the adapters as given."""
+    from t2s_fast.evaluate.names import parse_adapter_specs
+    from t2s_fast.generate.base import BASE_ADAPTER
+
+    adapters = list(parse_adapter_specs(cfg.eval.get("adapters") or {}))
+    return ([BASE_ADAPTER] if cfg.eval.get("include_base") or not adapters else []) + adapters

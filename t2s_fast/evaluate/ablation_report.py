@@ -134,10 +134,9 @@ def plot_arms(s: dict, png: Path) -> Path:
     return png
 
 
-def write_ablation(out_dir: Path, summary: dict) -> dict[str, Path]:
-    paths = {"json": out_dir / "ablation.json", "md": out_dir / "ablation.md", "png": out_dir / "ablation.png"}
-    write_json(paths["json"], summary)
-    with atomic_open(paths["md"]) as fh:
+def write_ablation(out_dir: Path, summary: dict) -> None:
+    """ablation.json, ablation.md and ablation.png in ``out_dir``, each written atomically."""
+    write_json(out_dir / "ablation.json", summary)
+    with atomic_open(out_dir / "ablation.md") as fh:
         fh.write(render_markdown(summary))
-    plot_arms(summary, paths["png"])
-    return paths
+    plot_arms(summary, out_dir / "ablation.png")
