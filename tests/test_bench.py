@@ -313,6 +313,22 @@ def test_readme_says_where_we_stand(tmp_path, auto_tps, auto_mem, aims_met):
     assert (tmp_path / "throughput.png").stat().st_size > 1000
 
 
+def test_readme_never_claims_a_shared_gpu_result(tmp_path):
+    """A result recorded on a GPU shared with other jobs (shared_gpu) is shown with a warning, and neither the
+    aims nor the plot use its speed: a faster shared row must not turn an aim to MET."""
+    from t2s_fast.benchmarks.readme import render
+
+    rd = tmp_path / "results"
+    results.write_result(_gpu_train_result(9000, 2300, 107.0, 33.0), rd, tag="alone")
+    shared = _gpu_train_result(20000, 2300, 10.0, 33.0)
+    shared.update(shared_gpu=True, note_shared_gpu="ran beside a vLLM engine")
+    results.write_result(shared, rd, tag="shared")
+    text = render(rd, tmp_path / "README.md", tmp_path / "throughput.png")
+    stand = text.split("### Where we stand")[1].split("###")[0]
+    assert "MET" in stand and " — MET" not in stand and "20,000" not in stand
+    assert "**Shared GPU: speed, memory and dollars here are not claims.** ran beside a vLLM engine" in text
+
+
 @pytest.mark.slow
 def test_bench_profile_one_step_tiny_model(tiny_qwen3_dir, tmp_path):
     """`t2s-fast bench profile` profiles exactly one optimizer step of a real `t2s-fast train` run (CPU op

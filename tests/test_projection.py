@@ -54,8 +54,8 @@ def test_every_band_figure_is_the_mfu_of_the_row_it_cites():
 
 
 def test_recorded_peaks_are_the_measured_ones():
-    peaks = sorted(json.loads(p.read_text())["peak"]["peak_tflops"] for p in RESULTS.glob("*-h200-train-*.json")
-                   if "peak" in json.loads(p.read_text()))
+    alone = [json.loads(p.read_text()) for p in RESULTS.glob("*-h200-train-*.json")]
+    peaks = sorted(r["peak"]["peak_tflops"] for r in alone if "peak" in r and not r.get("shared_gpu"))
     assert peaks == sorted(projection.MEASURED_PEAK_TFLOPS["H200"])
 
 
@@ -70,6 +70,8 @@ def test_8b_projection_within_2x_of_every_recorded_h200_run(qwen3_8b_shape):
     checked = 0
     for path, res in load_results(RESULTS, "train"):
         assert res["flops"]["n_params"] == qwen3_8b_shape.n_params
+        if res.get("shared_gpu"):  # ran beside other jobs: its speed measures nothing
+            continue
         for r in res["rows"]:
             exp = projection.expected_tokens_per_s(
                 qwen3_8b_shape, device_name=res["device"]["name"], device_kind="cuda", backend=r["backend"],
@@ -86,6 +88,14 @@ def test_8b_projection_within_2x_of_every_recorded_h200_run(qwen3_8b_shape):
                                                checkpointing=s["setup"]["gradient_checkpointing"],
                                                attention=s["setup"]["attention"])
         _within_2x(s["trained_tokens_per_s"], exp)
+    # issue 16: the README's stage-1 command as written, 50 measured steps alone on the H200
+    after = json.loads((RESULTS / "logs-2026-11-29-h200-issue16" / "after-run.json").read_text())
+    exp = projection.expected_tokens_per_s(qwen3_8b_shape, device_name="NVIDIA H200", device_kind="cuda",
+                                           backend=after["backend"], packing=after["config"]["packing"],
+                                           checkpointing=after["setup"]["gradient_checkpointing"],
+                                           attention=after["setup"]["attention"])
+    _within_2x(after["trained_tokens_per_s"], exp)
+    assert 0.5 <= after["cost_usd"] / after["projected_cost_usd"] <= 2.0
     assert checked >= 11
 
 

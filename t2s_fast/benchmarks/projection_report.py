@@ -47,7 +47,7 @@ def bench_rows(results_dir: Path, shape: ModelShape) -> list[dict]:
 
     out = []
     for path, res in load_results(results_dir, "train"):
-        if res["device"].get("kind") != "cuda":
+        if res["device"].get("kind") != "cuda" or res.get("shared_gpu"):  # a shared GPU's speed is no measure
             continue
         for r in res["rows"]:
             if r.get("status") != "ok" or not r.get("setup"):
@@ -83,6 +83,8 @@ def run_rows(results_dir: Path, shape: ModelShape) -> list[dict]:
     paths = sorted(results_dir.glob("logs-*/*run.json")) + sorted(repo.glob("eval/reports/*h200*/*/run.json"))
     for path in paths:
         info = read_json(path)
+        if info.get("shared_gpu"):
+            continue
         cfg, setup = info["config"], info["setup"]
         exp = _expect(_shape_of(info, shape), info["backend"], bool(cfg["packing"]), setup)
         tokens = _planned_tokens(info)

@@ -44,7 +44,9 @@ def train_section(items) -> list[str]:
     out = []
     for path, res in items:
         peak = res.get("peak") or {}
-        out += [f"#### {res['device'].get('name')} · {res['date'][:10]} · `{path.name}`", "",
+        shared = ([f"**Shared GPU: speed, memory and dollars here are not claims.** {res.get('note_shared_gpu', '')}", ""]
+                  if res.get("shared_gpu") else [])
+        out += [f"#### {res['device'].get('name')} · {res['date'][:10]} · `{path.name}`", "", *shared,
                 f"{_settings_line(res)}. Measured bf16 matmul peak: "
                 f"**{peak.get('peak_tflops', '–')} TFLOP/s** ({peak.get('method', 'not measured')}). "
                 f"FLOPs per trained token: 4N = {res['flops']['flops_per_token_4n']:.3e}; attention adds "
@@ -153,8 +155,8 @@ def projection_section(items) -> list[str]:
 
 
 def where_we_stand(train_items) -> list[str]:
-    """Plain statements against the aims, from GPU train results only."""
-    gpu = [(p, r) for p, r in train_items if r["device"].get("kind") == "cuda"]
+    """Plain statements against the aims, from GPU train results only (none that ran on a shared GPU)."""
+    gpu = [(p, r) for p, r in train_items if r["device"].get("kind") == "cuda" and not r.get("shared_gpu")]
     if not gpu:
         return ["**No GPU benchmark result yet.** Nothing below is claimed until `bench/gpu_bench_train.sh` has been run "
                 "on an H200 (or H100) and its results committed to `bench/results/`."]
@@ -211,7 +213,8 @@ def where_we_stand(train_items) -> list[str]:
 
 
 def plot(train_items, png: Path) -> Path | None:
-    gpu = [(p, r) for p, r in train_items if r["device"].get("kind") == "cuda"] or train_items
+    alone = [(p, r) for p, r in train_items if not r.get("shared_gpu")]  # a shared GPU's speed is no claim
+    gpu = [(p, r) for p, r in alone if r["device"].get("kind") == "cuda"] or alone
     bars = [(f"{res['settings'].get('tag') or p.stem[-20:]}\n{r['label']}", r["trained_tokens_per_s"] or 0,
              r["peak_memory_allocated_gib"] or 0) for p, res in gpu for r in res["rows"]]
     if not bars:
