@@ -4,7 +4,9 @@
 #
 #   setsid bash /tmp/repo/bench/gpu_levers_and_8b_runbook.sh > /tmp/s3/driver.log 2>&1 < /dev/null &
 #
-# Needs: /tmp/site (every wheel installed by the payload's assemble.sh), and in /tmp/pay:
+# Needs: /tmp/site (every wheel installed by the payload's assemble.sh: the vLLM set, the training set, gguf, and
+# rapidfuzz for --question-values: `pip download --no-deps --only-binary=:all: --python-version 3.12
+# --platform manylinux2014_x86_64 'rapidfuzz>=3.9,<4'`; on 2026-11-29 it was missing and added by hand), and in /tmp/pay:
 #   models/<the 0.5B GGUF>, data.tar.gz (spider1/, spider2/),
 #   prep.tar.gz: prep05/ and prep05qv/ (`t2s-fast prepare` with the 0.5B's tokenizer, without and with
 #     --question-values 3),
