@@ -6,6 +6,12 @@ builder (`t2s_fast.prompt`), the schema from `--schema-file` (free text) or `--d
 the one `t2s_fast.data.schema_text.schema_text`), exactly as in training and evaluation. Decoding is greedy,
 through the transformers + PEFT generation engine eval uses (`generate/engines.make_generator`), with its stop
 rule.
+
+`--repair resample` (with `--db`) is eval's resample repair for one question: the greedy SQL is executed on the
+database (the scorer's sandboxed executor); when it fails, `--repair-k` samples of the same prompt at
+`--repair-temperature` come from one generate call, each is executed, and eval's majority vote picks the SQL
+among those that execute (ties: the earliest sample); when none executes, the greedy SQL stays. stdout keeps only
+the SQL; one line on stderr says what the repair did.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from t2s_fast.generate.extract import extract_sql  # the eval extractor, so infe
 log = logging.getLogger(__name__)
 
 ADAPTER = "adapter"  # the name the adapter of --model-path gets in the engine
+REPAIRS = ("none", "resample")
+REPAIR_WORKERS = 2  # executor processes for the repair's queries (the scorer's default)
 
 
 @dataclass
@@ -39,6 +47,27 @@ class InferConfig:
     external_knowledge: str | None = _f(None, "Optional external knowledge text (Spider 2.0 style).")
     question_values: int = _f(0, "Question-matched database values per column shown with --db (0 = off; "
                                  "use what training used).")
+    repair: str = _f("none", "When the greedy SQL fails to execute on --db: none, or resample (--repair-k samples "
+                             "of the same prompt, the majority result among those that execute; as `eval --repair "
+                             "resample`).", choices=REPAIRS)
+    repair_k: int = _f(8, "Samples drawn by --repair resample.")
+    repair_temperature: float = _f(0.8, "Sampling temperature of --repair resample.")
+    timeout: float = _f(30.0, "Seconds allowed per query executed by --repair (> 0).")
+
+    def __post_init__(self):
+        if self.repair not in REPAIRS:
+            raise T2SError(f"--repair {self.repair!r}: choose one of {', '.join(REPAIRS)}")
+        if self.repair == "none":
+            return
+        from t2s_fast.evaluate.config import check_repair_settings
+        from t2s_fast.sql.scorer import check_workers_timeout
+
+        if not self.db:
+            raise T2SError(f"--repair {self.repair} executes the SQL on a database: give --db PATH (a SQLite file)")
+        if self.dialect != "sqlite":
+            raise T2SError(f"--repair {self.repair} executes on SQLite: it needs --dialect sqlite, not {self.dialect}")
+        check_repair_settings(self.repair, self.repair_k, self.repair_temperature)
+        check_workers_timeout(REPAIR_WORKERS, self.timeout)
 
 
 def build_infer_messages(cfg: InferConfig) -> list[dict]:
@@ -108,8 +137,14 @@ def inference_sources(model_path: str, *, base_model: str | None = None,
 
 
 def infer(cfg: InferConfig) -> str:
-    """The SQL for cfg.question (also what the CLI prints, alone): one greedy request through the generation
-    engine eval uses (transformers + PEFT), so infer decodes and stops as eval does."""
+    """The SQL for cfg.question (also what the CLI prints, alone); see ``answer``."""
+    return answer(cfg)[0]
+
+
+def answer(cfg: InferConfig) -> tuple[str, str | None]:
+    """(the SQL for cfg.question, the repair's one-line note or None when it did not run): one greedy request
+    through the generation engine eval uses (transformers + PEFT), so infer decodes and stops as eval does; with
+    --repair resample, a greedy SQL that fails on --db is repaired (``repair_sql``) by the same engine."""
     from t2s_fast.generate.base import BASE_ADAPTER, GenRequest, GenSettings
     from t2s_fast.generate.engines import make_generator
     from t2s_fast.prompt import render_prompt
@@ -118,15 +153,51 @@ def infer(cfg: InferConfig) -> str:
         raise T2SError("--model-path is required")
     messages = build_infer_messages(cfg)
     base, adapters, tok_src = inference_sources(cfg.model_path, base_model=cfg.base_model, tokenizer=cfg.tokenizer)
-    gen = make_generator("hf", base_model=base, adapters=adapters, tokenizer_dir=tok_src, batch_size=1)
+    batch = cfg.repair_k if cfg.repair != "none" else 1  # the repair samples decode as one batch
+    gen = make_generator("hf", base_model=base, adapters=adapters, tokenizer_dir=tok_src, batch_size=batch)
     try:
         request = GenRequest(key="infer", adapter=ADAPTER if adapters else BASE_ADAPTER,
                              prompt=render_prompt(gen.tokenizer, messages))
         # greedy, without the repetition guard: infer has always decoded up to --max-new-tokens
-        [result] = gen.generate([request], GenSettings(max_new_tokens=cfg.max_new_tokens, repetition_guard=None))
+        settings = GenSettings(max_new_tokens=cfg.max_new_tokens, repetition_guard=None)
+        [result] = gen.generate([request], settings)
+        sql = extract_sql(result.text)
+        if cfg.repair == "none":
+            return sql, None
+        return repair_sql(cfg, gen, request, settings, sql)
     finally:
         gen.close()
-    return extract_sql(result.text)
+
+
+def repair_sql(cfg: InferConfig, gen, request, settings, greedy_sql: str) -> tuple[str, str | None]:
+    """(SQL, note): the greedy SQL when it executes on --db (note None); else eval's resample repair
+    (`evaluate/repair.py`, `evaluate/scoring.py`): --repair-k samples of ``request``'s prompt in one generate
+    call at --repair-temperature, executed and voted on; the greedy SQL when none of them executes."""
+    import dataclasses
+
+    from t2s_fast.evaluate.repair import repair_requests
+    from t2s_fast.evaluate.scoring import execute_samples, majority
+    from t2s_fast.generate.base import RepetitionGuard
+
+    def execute(sqls: list[str]) -> list:
+        [results] = execute_samples([(Path(cfg.db), [{"sql": s} for s in sqls])], workers=REPAIR_WORKERS,
+                                    timeout_s=cfg.timeout)
+        return results
+
+    [greedy] = execute([greedy_sql])
+    if greedy is not None and greedy.ok:
+        return greedy_sql, None
+    requests = repair_requests(cfg.repair, request.adapter, request.key, request.prompt, cfg.repair_k)
+    # sampled with eval's repetition guard (on in the measured eval runs): a looping sample ends early
+    samples = gen.generate(requests, dataclasses.replace(settings, temperature=cfg.repair_temperature,
+                                                         repetition_guard=RepetitionGuard()))
+    sqls = [extract_sql(r.text) for r in samples]
+    index, vote = majority(execute(sqls))
+    failed = f"repair: greedy SQL failed ({greedy.error if greedy else 'empty SQL'}); {len(sqls)} samples, " \
+             f"{vote['valid']} execute"
+    if not vote["valid"]:
+        return greedy_sql, f"{failed}, kept the greedy SQL"
+    return sqls[index], f"{failed}, chose sample {index + 1} ({vote['votes']} votes)"
 
 
 def _load(cls, name: str, flag: str, **kwargs):

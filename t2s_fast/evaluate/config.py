@@ -148,14 +148,7 @@ class EvalConfig:
             raise T2SError(f"--repair {self.repair!r}: choose one of {', '.join(REPAIR_STRATEGIES)}")
         if self.repair == "none":
             return
-        if not 1 <= self.repair_k <= MAX_REPAIR_K:
-            raise T2SError(f"--repair-k {self.repair_k}: must be between 1 and {MAX_REPAIR_K}")
-        if self.repair_temperature < 0 or (self.repair_k > 1 and self.repair_temperature == 0):
-            raise T2SError(f"--repair-k {self.repair_k} with --repair-temperature {self.repair_temperature}: greedy "
-                           "decoding repeats one answer; set --repair-temperature > 0 (e.g. 0.8) or --repair-k 1")
-        if self.repair == "resample" and self.repair_temperature == 0:
-            raise T2SError("--repair resample with --repair-temperature 0 would regenerate the same failing SQL; "
-                           "set --repair-temperature > 0")
+        check_repair_settings(self.repair, self.repair_k, self.repair_temperature)
         if self.n_samples > MAX_REPAIR_K:
             raise T2SError(f"--n-samples {self.n_samples} with --repair: at most {MAX_REPAIR_K} samples")
 
@@ -175,3 +168,15 @@ class ReportConfig:
                                                             "argument": True, "required": True})
     out: str | None = field(default=None, metadata={"help": "Folder for comparison.md/html (default: the first run "
                                                             "folder)."})
+
+
+def check_repair_settings(repair: str, k: int, temperature: float) -> None:
+    """--repair-k and --repair-temperature of a repair pass (`eval --repair`, `infer --repair`)."""
+    if not 1 <= k <= MAX_REPAIR_K:
+        raise T2SError(f"--repair-k {k}: must be between 1 and {MAX_REPAIR_K}")
+    if temperature < 0 or (k > 1 and temperature == 0):
+        raise T2SError(f"--repair-k {k} with --repair-temperature {temperature}: greedy "
+                       "decoding repeats one answer; set --repair-temperature > 0 (e.g. 0.8) or --repair-k 1")
+    if repair == "resample" and temperature == 0:
+        raise T2SError("--repair resample with --repair-temperature 0 would regenerate the same failing SQL; "
+                       "set --repair-temperature > 0")

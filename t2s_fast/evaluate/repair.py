@@ -48,6 +48,16 @@ def repair_key(strategy: str, adapter: str, qid: str, k: int) -> str:
     return prediction_key(adapter, qid, SAMPLE_OFFSET[strategy] + k)
 
 
+def repair_requests(strategy: str, adapter: str, qid: str, prompt: str, k: int) -> list:
+    """The ``k`` repair requests of one failing prediction: one prompt, samples 0..k-1, each with its own seed
+    (from its key, so a resumed run samples as an uninterrupted one). `infer --repair` asks the same."""
+    from t2s_fast.evaluate.generation import _request_seed
+    from t2s_fast.generate.base import GenRequest
+
+    keys = [repair_key(strategy, adapter, qid, i) for i in range(k)]
+    return [GenRequest(key=key, adapter=adapter, prompt=prompt, seed=_request_seed(key)) for key in keys]
+
+
 def repair_prompt(cfg, q, rec: dict, prompts: dict[str, str], tokenizer, cache: dict, matcher) -> str:
     """The prompt of one repair request: the question's own prompt (resample) or the error-feedback prompt."""
     if cfg.repair == "resample":
@@ -63,8 +73,6 @@ def repair_prompt(cfg, q, rec: dict, prompts: dict[str, str], tokenizer, cache: 
 def plan_repair(cfg, questions: list, scored: list[dict], prompts: dict[str, str], tokenizer):
     """(failing [(adapter, question, scored record)], repair requests): K requests per failing prediction, longest
     prompt first (ties by key), so a resumed run forms the batches an uninterrupted one would."""
-    from t2s_fast.evaluate.generation import _request_seed
-    from t2s_fast.generate.base import GenRequest
     from t2s_fast.schema_values import make_matcher
 
     by_qid = {q.qid: q for q in questions}
@@ -74,9 +82,7 @@ def plan_repair(cfg, questions: list, scored: list[dict], prompts: dict[str, str
     requests = []
     for adapter, q, rec in failing:
         prompt = repair_prompt(cfg, q, rec, prompts, tokenizer, cache, matcher)
-        for k in range(cfg.repair_k):
-            key = repair_key(cfg.repair, adapter, q.qid, k)
-            requests.append(GenRequest(key=key, adapter=adapter, prompt=prompt, seed=_request_seed(key)))
+        requests.extend(repair_requests(cfg.repair, adapter, q.qid, prompt, cfg.repair_k))
     requests.sort(key=lambda r: (-len(r.prompt), r.key))
     return failing, requests
 

@@ -1,5 +1,5 @@
 """Scoring for an evaluation run: the self-consistency vote over execution results, and the official execution
-match of each chosen prediction. Shared by the harness and the repair pass."""
+match of each chosen prediction. Shared by the harness, the repair pass and `t2s-fast infer --repair`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from t2s_fast.evaluate.questions import Question
 NOT_EXECUTABLE = "not_executable"  # error kind for questions whose SQL cannot be run here
 
 
-def _vote(samples: list[dict], results: list) -> tuple[dict, dict]:
-    """Self-consistency: group the samples' execution results (Spider 1.0 comparison, order ignored) and keep
-    the SQL of the largest group; invalid SQL (result None or an error) does not vote. Ties go to the earliest
-    sample."""
+def majority(results: list) -> tuple[int, dict]:
+    """Self-consistency over execution results: (index of the chosen sample, vote). The results are grouped by
+    the Spider 1.0 comparison (order ignored) and the earliest sample of the largest group wins (ties go to the
+    earliest group); a result that is None or an error does not vote. With no valid result: (0, valid 0)."""
     from t2s_fast.sql.compare import spider1_results_match
 
     groups: list[tuple[list, list[int]]] = []
@@ -30,32 +30,45 @@ def _vote(samples: list[dict], results: list) -> tuple[dict, dict]:
         else:
             groups.append((res.rows or [], [idx]))
     if not groups:
-        return samples[0], {"valid": 0, "votes": 0, "groups": 0}
+        return 0, {"valid": 0, "votes": 0, "groups": 0}
     best = max(groups, key=lambda g: (len(g[1]), -g[1][0]))
-    return samples[best[1][0]], {"valid": sum(len(g[1]) for g in groups), "votes": len(best[1]), "groups": len(groups)}
+    return best[1][0], {"valid": sum(len(g[1]) for g in groups), "votes": len(best[1]), "groups": len(groups)}
 
+
+def _vote(samples: list[dict], results: list) -> tuple[dict, dict]:
+    """The sample ``majority`` chooses among ``samples`` (their execution results in ``results``), and the vote."""
+    index, vote = majority(results)
+    return samples[index], vote
 
 
 def _execute_samples(cfg: EvalConfig, voting: list[tuple[Question, list[dict]]]) -> list[list]:
-    """Every sample of every voting question through one executor pool (``--workers`` processes), each
-    prepared exactly as the scorer prepares a prediction (official post-processing, DISTINCT handling), so
-    the vote groups results by the rule the score then applies. A sample that does not prepare gets None."""
+    """``execute_samples`` over each voting question's database, with the run's --workers, --timeout and
+    --keep-distinct."""
+    return execute_samples([(q.db_path, samples) for q, samples in voting], workers=cfg.workers,
+                           timeout_s=cfg.timeout, keep_distinct=cfg.keep_distinct)
+
+
+def execute_samples(groups: list[tuple[Path, list[dict]]], *, workers: int, timeout_s: float,
+                    keep_distinct: bool = False) -> list[list]:
+    """Per (database file, samples) group, each sample's ExecResult: every sample of every group through one
+    sandboxed executor pool (``workers`` processes), each prepared exactly as the scorer prepares a prediction
+    (official post-processing, DISTINCT handling), so the vote groups results by the rule the score then
+    applies. A sample that does not prepare (empty SQL) gets None."""
     from t2s_fast.sql.executor import run_jobs
     from t2s_fast.sql.scorer import ScoreConfig, prepare_pred
 
-    score_cfg = ScoreConfig(db_root=Path(cfg.db_root or "."), workers=cfg.workers, timeout_s=cfg.timeout,
-                            keep_distinct=cfg.keep_distinct)
+    score_cfg = ScoreConfig(db_root=Path("."), workers=workers, timeout_s=timeout_s, keep_distinct=keep_distinct)
     jobs, where = [], []
-    for qi, (q, samples) in enumerate(voting):
+    for gi, (db_path, samples) in enumerate(groups):
         for si, sample in enumerate(samples):
             sql, _error = prepare_pred(sample.get("sql"), score_cfg)
             if sql is not None:
-                where.append((qi, si))
-                jobs.append((q.db_path, sql))
-    results = [[None] * len(samples) for _, samples in voting]
+                where.append((gi, si))
+                jobs.append((db_path, sql))
+    results = [[None] * len(samples) for _, samples in groups]
     if jobs:
-        for (qi, si), res in zip(where, run_jobs(jobs, workers=max(1, cfg.workers), timeout_s=cfg.timeout)):
-            results[qi][si] = res
+        for (gi, si), res in zip(where, run_jobs(jobs, workers=max(1, workers), timeout_s=timeout_s)):
+            results[gi][si] = res
     return results
 
 

@@ -51,10 +51,13 @@ def train_command(cfg: TrainConfig):
 @options_from(InferConfig)
 def infer_command(cfg: InferConfig):
     """Answer one question against a schema; prints only the SQL."""
-    from t2s_fast.infer import infer
+    from t2s_fast.infer import answer
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    click.echo(infer(cfg))
+    sql, repair_note = answer(cfg)
+    if repair_note:
+        click.echo(repair_note, err=True)
+    click.echo(sql)
 
 
 @click.command("merge", context_settings={"show_default": True})
