@@ -20,11 +20,13 @@ CONFIG_HELP = ("Sweep file (JSON or YAML): shared train settings, variants or gr
 def sweep_command(cfg: SweepConfig, run: SweepRun):
     """Train variants one after another under ONE dollar cap, evaluate every final adapter (and, with
     "checkpoints": true, every checkpoint: the sweep then keeps all of them) in one engine on a held-out set
-    (never Spider dev), choose the best by execution accuracy (ties: cheaper), and report the chosen one on
-    Spider dev (greedy, and maj@K when final.n_samples > 1).
+    (never Spider dev), choose the best by execution accuracy (ties: cheaper; with --max-eval-loss only among
+    the candidates whose eval loss is at most the cap), and report the chosen one on Spider dev (greedy, and
+    maj@K when final.n_samples > 1).
 
     Re-running the same command resumes: finished variants are not retrained, a half-finished one continues
-    from its last checkpoint, and the evaluations resume from their predictions.
+    from its last checkpoint, and the evaluations resume from their predictions; the choice is made again
+    (a new --max-eval-loss chooses from the existing evaluations, without retraining).
     """
     from t2s_fast.sweep.config import expand_variants
     from t2s_fast.sweep.isolate import Interrupted

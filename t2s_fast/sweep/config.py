@@ -59,6 +59,12 @@ class SweepConfig:
     isolate: str = _f("auto", "auto|process|none: run each training and evaluation in its own process (auto: on a "
                               "GPU, so one run's memory never stays behind for the next).",
                       choices=("auto", "process", "none"))
+    max_eval_loss: float | str | None = _f(
+        None, "Choose only among candidates whose eval loss (the run's eval_file, at that checkpoint or the final "
+              "adapter) is at most this: a number, or the name of a variant (its final adapter's eval loss; e.g. "
+              "the current recipe, so a chosen variant is never worse at what stage 2 is for). Candidates without "
+              "an eval loss are then not eligible; if none is eligible, nothing is chosen (error). A re-run of a "
+              "finished sweep with a new cap chooses again from the existing evaluations.", metavar="LOSS|VARIANT")
     source: str = _f("", "The config file this came from (set when loaded).", cli=False)
 
     def validate(self) -> "SweepConfig":
@@ -76,7 +82,25 @@ class SweepConfig:
             raise T2SError(f"{where}: heldout.questions is required (e.g. data/prepared/stage1_valid.jsonl)")
         if self.eval_reserve_usd < 0 or self.eval_reserve_usd >= self.max_cost_usd:
             raise T2SError(f"{where}: eval_reserve_usd must be at least 0 and below max_cost_usd")
+        self.max_eval_loss = _loss_cap(self.max_eval_loss, where)
         return self
+
+
+def _loss_cap(cap, where: str) -> float | str | None:
+    """max_eval_loss as a number (also when the command line gives it as a string) or a variant's name; the
+    name is checked against the variants by check_plan."""
+    if cap is None:
+        return None
+    if isinstance(cap, str):
+        try:
+            cap = float(cap)
+        except ValueError:
+            if _NAME_OK.match(cap):
+                return cap
+            raise T2SError(f"{where}: max_eval_loss {cap!r}: give a number or a variant's name") from None
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap < float("inf"):
+        raise T2SError(f"{where}: max_eval_loss {cap!r}: give a positive number or a variant's name")
+    return float(cap)
 
 
 @dataclass(frozen=True)

@@ -99,17 +99,25 @@ def final_configs(cfg: SweepConfig, adapters: dict[str, str]) -> list[tuple[str,
 
 
 def check_plan(cfg: SweepConfig, variants: list[Variant]) -> None:
-    """Every variant's TrainConfig and both evaluations are valid, and the held-out set is not Spider dev,
-    before anything is trained."""
+    """Every variant's TrainConfig and both evaluations are valid, the held-out set is not Spider dev, and
+    max_eval_loss names a variant (and every variant has an eval loss to compare), before anything is trained."""
     from t2s_fast.evaluate.selection import refuse_spider_dev
 
     held = heldout_config(cfg, {})
     refuse_spider_dev(suite=held.suite, split=held.split, questions=held.questions,
                       what=f"sweep ({cfg.source or 'sweep config'}: heldout)")
+    where = cfg.source or "sweep config"
+    names = [v.name for v in variants]
+    if isinstance(cfg.max_eval_loss, str) and cfg.max_eval_loss not in names:
+        raise T2SError(f"{where}: max_eval_loss {cfg.max_eval_loss!r} is neither a number nor a variant of this file "
+                       f"(variants: {', '.join(names)})")
     for v in variants:
         tc = train_config(cfg, v, budget=cfg.max_cost_usd, resume=False, write_files=False)
         for flag, f in (("train_file", tc.train_file), ("eval_file", tc.eval_file)):
             if f and f != "<replay mix>" and not Path(f).is_file():
-                raise T2SError(f"{cfg.source or 'sweep config'}: variant {v.name}: {flag} {f} not found")
+                raise T2SError(f"{where}: variant {v.name}: {flag} {f} not found")
+        if cfg.max_eval_loss is not None and not tc.eval_file and "replay_ratio" not in v.overrides:
+            raise T2SError(f"{where}: variant {v.name}: max_eval_loss chooses by eval loss, but the variant has no "
+                           "eval_file (set train.eval_file)")
     if cfg.final is not None:
         final_configs(cfg, {})  # the settings only: the chosen adapter is not known yet

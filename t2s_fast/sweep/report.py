@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from t2s_fast.jsonl import atomic_open, write_json
+from t2s_fast.sweep.rule import RULE
 
-RULE = ("highest execution accuracy on the held-out set; ties go to the cheaper candidate (training dollars up "
-        "to that checkpoint)")
 
 
 def _eval_gpus(cfg) -> int:
@@ -19,6 +18,7 @@ def build_summary(cfg, variants, state, candidates: list[dict], chosen: dict | N
     from t2s_fast.train.config import TrainConfig
 
     hourly = float(cfg.train.get("gpu_hourly_usd", TrainConfig.gpu_hourly_usd))
+    rule = state.data.get("rule") or {}
     by_variant: dict[str, list[dict]] = {}
     for c in candidates:
         by_variant.setdefault(c["variant"], []).append(c)
@@ -33,6 +33,8 @@ def build_summary(cfg, variants, state, candidates: list[dict], chosen: dict | N
                      "global_step": rec.get("global_step"), "budget_usd": rec.get("budget_usd"),
                      "cost_usd": rec.get("cost_usd"), "heldout_ex": final_row["ex"] if final_row else None,
                      "heldout_n": final_row["n"] if final_row else None,
+                     "eval_loss": final_row.get("eval_loss") if final_row else None,
+                     "eligible": final_row.get("eligible") if final_row else None,
                      "best_checkpoint": best["name"] if best and cfg.checkpoints else None,
                      "best_checkpoint_ex": best["ex"] if best and cfg.checkpoints else None})
     train_spent = sum(r["cost_usd"] or 0.0 for r in rows)
@@ -40,8 +42,9 @@ def build_summary(cfg, variants, state, candidates: list[dict], chosen: dict | N
     return {"config": cfg.source, "out_dir": cfg.out_dir, "cap_usd": cfg.max_cost_usd,
             "training_usd": round(train_spent, 6), "evaluation_usd": round(eval_usd, 6),
             "evaluation_seconds": state.data.get("eval_seconds", 0.0), "gpu_hourly_usd": hourly,
-            "chosen_on": state.data.get("heldout"), "rule": RULE, "rows": rows, "candidates": candidates,
-            "chosen": chosen, "final": final,
+            "chosen_on": state.data.get("heldout"), "rule": rule.get("text", RULE),
+            "max_eval_loss": rule.get("max_eval_loss"), "max_eval_loss_from": rule.get("max_eval_loss_from"),
+            "error": rule.get("error"), "rows": rows, "candidates": candidates, "chosen": chosen, "final": final,
             "replay_note": "stage-2 replay_ratio variants train on mixed files written under data/replay-<ratio>/ "
                            "by prepare's own mixing function" if any("replay_ratio" in v.overrides for v in variants)
             else None}
@@ -55,6 +58,19 @@ def _usd(x) -> str:
     return "" if x is None else f"${x:.4f}"
 
 
+def _not_eligible(s: dict) -> list[str]:
+    """Under a cap: the candidates left out for their eval loss that beat the chosen one on held-out EX."""
+    if s.get("max_eval_loss") is None:
+        return []
+    floor = (s.get("chosen") or {}).get("ex")
+    out = [c for c in s["candidates"] if c.get("eligible") is False and c.get("ex") is not None
+           and (floor is None or c["ex"] >= floor)]
+    shown = "; ".join(f"{c['name']} (EX {_pct(c['ex'])}, eval loss "
+                      f"{'none' if c.get('eval_loss') is None else format(c['eval_loss'], '.4f')})" for c in out)
+    return [f"- Not eligible (eval loss over the cap {s['max_eval_loss']:.4f}) despite a held-out EX at least the "
+            f"chosen one's: {shown}"] if out else []
+
+
 def render_markdown(s: dict) -> str:
     on = s.get("chosen_on") or {}
     out = [f"# t2s-fast sweep: {Path(s['out_dir']).name}", "",
@@ -62,17 +78,22 @@ def render_markdown(s: dict) -> str:
            f"training and {_usd(s['evaluation_usd'])} on evaluation ({s['evaluation_seconds']:.0f} s at "
            f"${s['gpu_hourly_usd']:g}/h per GPU)",
            f"- Chosen on: `{on.get('source')}` (suite {on.get('suite')}), {on.get('adapters')} adapters in one engine",
-           f"- Rule: {s['rule']}", "",
-           "| variant | settings | status | steps | budget given | cost | held-out EX (final) | best checkpoint |",
-           "|---|---|---|---|---|---|---|---|"]
+           f"- Rule: {s['rule']}", *_not_eligible(s), "",
+           "| variant | settings | status | steps | budget given | cost | held-out EX (final) | eval loss (final) "
+           "| best checkpoint |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in s["rows"]:
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
         status = r["status"] + (f" ({r['reason']})" if r.get("reason") else "")
         best = f"{r['best_checkpoint']} {_pct(r['best_checkpoint_ex'])}" if r["best_checkpoint"] else ""
+        loss = "" if r.get("eval_loss") is None else f"{r['eval_loss']:.4f}"
+        loss += " (over the cap: not eligible)" if r.get("eligible") is False else ""
         out.append(f"| {r['variant']} | {settings} | {status} | {r['global_step'] or ''} | {_usd(r['budget_usd'])} | "
-                   f"{_usd(r['cost_usd'])} | {_pct(r['heldout_ex'])} ({r['heldout_n'] or 0}) | {best} |")
+                   f"{_usd(r['cost_usd'])} | {_pct(r['heldout_ex'])} ({r['heldout_n'] or 0}) | {loss} | {best} |")
     c = s.get("chosen")
     out += ["", "![held-out EX against dollars](ex_vs_cost.png)", ""]
+    if s.get("error"):
+        out.append(f"**Nothing chosen**: {s['error']}.")
     if c:
         out.append(f"**Chosen: {c['name']}** (step {c['step']}): held-out EX {_pct(c['ex'])} of {c['n']}, "
                    f"{_usd(c['cost_usd'])} of training.")

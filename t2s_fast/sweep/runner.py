@@ -1,11 +1,12 @@
 """`sweep(cfg)`: train the variants one after another under one dollar cap, evaluate every adapter in one
-engine on the held-out set, choose the best by execution accuracy (ties: cheaper), report the chosen one on
-Spider dev.
+engine on the held-out set, choose the best by execution accuracy (ties: cheaper; with max_eval_loss only
+among the candidates whose eval loss is at most the cap: sweep/rule.py), report the chosen one on Spider dev.
 
 Resuming: ``sweep_state.json`` (written atomically after every change) says which variants finished. A
 re-run skips those, continues a half-finished variant with train's own ``--resume`` (its budget guard
 still counts the dollars it already spent), and starts the rest; the evaluations resume from their
-predictions.jsonl as `eval` always does.
+predictions.jsonl as `eval` always does. The choice is made again on every run, so a finished sweep re-run
+with another max_eval_loss chooses from the existing evaluations and reports only the new choice on Spider dev.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _now() -> str:
 
 
 class SweepState:
-    """sweep_state.json: {"variants": {name: record}, "eval_seconds", "heldout", "chosen", "final"}."""
+    """sweep_state.json: {"variants": {name: record}, "eval_seconds", "heldout", "chosen", "rule", "final"}."""
 
     def __init__(self, out_dir: Path):
         self.path = Path(out_dir) / STATE_FILE
@@ -181,8 +182,8 @@ def run_final(cfg: SweepConfig, chosen: dict, state: SweepState, *, isolate: boo
 def sweep(cfg: SweepConfig, *, on_variant_done=None) -> dict:
     """Run (or resume) the whole sweep; returns the summary written to sweep.json ({"interrupted": True} when a
     training run was stopped by a signal: run the same command again to continue)."""
-    from t2s_fast.evaluate.selection import choose_best
     from t2s_fast.sweep.report import build_summary, write_sweep_report
+    from t2s_fast.sweep.rule import choose
 
     cfg.validate()
     variants = expand_variants(cfg)
@@ -193,9 +194,12 @@ def sweep(cfg: SweepConfig, *, on_variant_done=None) -> dict:
     if not train_all(cfg, variants, state, isolate=isolate, on_variant_done=on_variant_done):
         return {"interrupted": True, "state": str(state.path)}
     _, candidates = evaluate_heldout(cfg, variants, state, isolate=isolate)
-    chosen = choose_best(candidates)
-    state.data["chosen"] = chosen
+    chosen, rule = choose(cfg.max_eval_loss, candidates)  # from this run's candidates: never an earlier choice
+    state.data.update(chosen=chosen, rule=rule, final={})  # an earlier choice's final is not this one's
     state.save()
+    if rule.get("error"):  # the report still shows every candidate and why none was eligible
+        write_sweep_report(Path(cfg.out_dir), build_summary(cfg, variants, state, candidates, None, {}))
+        raise T2SError(f"{cfg.source or 'sweep config'}: {rule['error']}; see {Path(cfg.out_dir) / 'sweep.md'}")
     final = run_final(cfg, chosen, state, isolate=isolate) if chosen else {}
     summary = build_summary(cfg, variants, state, candidates, chosen, final)
     write_sweep_report(Path(cfg.out_dir), summary)
