@@ -84,17 +84,7 @@ setup_data() {
   mkdir -p "$W/runs/stage1"; [ -d "$W/runs/stage1/adapter" ] || cp -r /tmp/pay/adapters05/stage1/adapter "$W/runs/stage1/"
   [ -n "$SMOKE" ] || { ln -sfn /tmp/pay/gpu8b "$R/.gpu"; touch /tmp/site/.t2s_installed; }  # for gpu_setup.sh
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$B/device.txt"
-  python3 - "$B/versions.json" <<'PY'
-import importlib.metadata as md, json, platform, sys
-v = {"python": platform.python_version()}
-for d in ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "unsloth", "unsloth_zoo", "bitsandbytes",
-          "vllm", "sqlglot", "gguf"):
-    try:
-        v[d] = md.version(d)
-    except md.PackageNotFoundError:
-        v[d] = "not installed"
-open(sys.argv[1], "w").write(json.dumps(v, indent=2) + "\n")
-PY
+  python3 -m t2s_fast.runinfo "$B/versions.json"
 }
 setup_8b() { (source "$R/bench/gpu_setup.sh"); }
 setup_05() { run python3 -c "import sys; from t2s_fast.models import resolve_model; print(resolve_model(sys.argv[1]).path)" qwen2.5-coder-0.5b; }

@@ -55,17 +55,7 @@ phase_setup() {
   [ -d "$D/spider1" ] || { mkdir -p "$D"; tar -C "$D" -xf /tmp/pay/data.tar.*; }  # .xz or .gz: tar reads either
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$W/logs/device.txt" 2>/dev/null \
     || echo "no GPU: $(uname -m), $(nproc) CPU cores" > "$W/logs/device.txt"
-  python3 - "$W/logs/versions.json" <<'PY'
-import importlib.metadata as md, json, platform, sys
-v = {"python": platform.python_version()}
-for dist in ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "unsloth", "unsloth_zoo", "bitsandbytes",
-             "vllm", "sqlglot", "gguf"):
-    try:
-        v[dist] = md.version(dist)
-    except md.PackageNotFoundError:
-        v[dist] = "not installed"
-open(sys.argv[1], "w").write(json.dumps(v, indent=2) + "\n")  # a file, not stdout: imports may print banners
-PY
+  python3 -m t2s_fast.runinfo "$W/logs/versions.json"
   # the GGUF -> bf16 safetensors folder, converted once into $T2S_FAST_CACHE (train and eval reuse it)
   run python3 -c "import sys; from t2s_fast.models import resolve_model; r = resolve_model(sys.argv[1]); print(r.path)" "$MODEL" \
     2>&1 | tee "$W/logs/convert.log" | tail -1 > "$W/model_path.txt"

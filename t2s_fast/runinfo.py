@@ -22,6 +22,16 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
     return out
 
 
+def write_versions(path: str) -> None:
+    """The versions a GPU report folder records (versions.json): python, PACKAGES, sqlglot and gguf. Written to a
+    file, not stdout, because the imports around it may print banners."""
+    import platform
+
+    from t2s_fast.jsonl import write_json
+
+    write_json(path, {"python": platform.python_version(), **package_versions(PACKAGES + ("sqlglot", "gguf"))})
+
+
 def git_revision() -> dict:
     def run(*args):
         try:
@@ -55,3 +65,9 @@ def peak_gpu_memory() -> dict:
         return {"peak_gpu_memory_allocated_gib": None, "peak_gpu_memory_reserved_gib": None}
     return {"peak_gpu_memory_allocated_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 2),
             "peak_gpu_memory_reserved_gib": round(torch.cuda.max_memory_reserved() / 1024**3, 2)}
+
+
+if __name__ == "__main__":  # python -m t2s_fast.runinfo FILE (the bench/gpu_*.sh scripts)
+    import sys
+
+    write_versions(sys.argv[1])
