@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from t2s_fast.benchmarks.results import measured_alone
 from t2s_fast.paths import REPO_ROOT
 from t2s_fast.train import projection
 from t2s_fast.train.autotune import ModelShape
@@ -55,7 +56,7 @@ def test_every_band_figure_is_the_mfu_of_the_row_it_cites():
 
 def test_recorded_peaks_are_the_measured_ones():
     alone = [json.loads(p.read_text()) for p in RESULTS.glob("*-h200-train-*.json")]
-    peaks = sorted(r["peak"]["peak_tflops"] for r in alone if "peak" in r and not r.get("shared_gpu"))
+    peaks = sorted(r["peak"]["peak_tflops"] for r in alone if "peak" in r and measured_alone(r))
     assert peaks == sorted(projection.MEASURED_PEAK_TFLOPS["H200"])
 
 
@@ -70,7 +71,7 @@ def test_8b_projection_within_2x_of_every_recorded_h200_run(qwen3_8b_shape):
     checked = 0
     for path, res in load_results(RESULTS, "train"):
         assert res["flops"]["n_params"] == qwen3_8b_shape.n_params
-        if res.get("shared_gpu"):  # ran beside other jobs: its speed measures nothing
+        if not measured_alone(res):  # ran beside other jobs: its speed measures nothing
             continue
         for r in res["rows"]:
             exp = projection.expected_tokens_per_s(

@@ -21,6 +21,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from t2s_fast.benchmarks.results import measured_alone
 from t2s_fast.jsonl import read_json, write_json
 from t2s_fast.train.autotune import ModelShape
 from t2s_fast.train.projection import (BANDS, ISSUE16_SMALL_MODEL_TOKENS_PER_S, KNOWN_SHAPES, QWEN25_05B, Expected,
@@ -47,7 +48,7 @@ def bench_rows(results_dir: Path, shape: ModelShape) -> list[dict]:
 
     out = []
     for path, res in load_results(results_dir, "train"):
-        if res["device"].get("kind") != "cuda" or res.get("shared_gpu"):  # a shared GPU's speed is no measure
+        if res["device"].get("kind") != "cuda" or not measured_alone(res):
             continue
         for r in res["rows"]:
             if r.get("status") != "ok" or not r.get("setup"):
@@ -83,7 +84,7 @@ def run_rows(results_dir: Path, shape: ModelShape) -> list[dict]:
     paths = sorted(results_dir.glob("logs-*/*run.json")) + sorted(repo.glob("eval/reports/*h200*/*/run.json"))
     for path in paths:
         info = read_json(path)
-        if info.get("shared_gpu"):
+        if not measured_alone(info):
             continue
         cfg, setup = info["config"], info["setup"]
         exp = _expect(_shape_of(info, shape), info["backend"], bool(cfg["packing"]), setup)

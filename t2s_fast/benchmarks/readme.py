@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from t2s_fast.benchmarks.results import measured_alone
+
 BEGIN = "<!-- BEGIN GENERATED: bench/render_readme.py -->"
 END = "<!-- END GENERATED -->"
 
@@ -45,7 +47,7 @@ def train_section(items) -> list[str]:
     for path, res in items:
         peak = res.get("peak") or {}
         shared = ([f"**Shared GPU: speed, memory and dollars here are not claims.** {res.get('note_shared_gpu', '')}", ""]
-                  if res.get("shared_gpu") else [])
+                  if not measured_alone(res) else [])
         out += [f"#### {res['device'].get('name')} · {res['date'][:10]} · `{path.name}`", "", *shared,
                 f"{_settings_line(res)}. Measured bf16 matmul peak: "
                 f"**{peak.get('peak_tflops', '–')} TFLOP/s** ({peak.get('method', 'not measured')}). "
@@ -156,7 +158,7 @@ def projection_section(items) -> list[str]:
 
 def where_we_stand(train_items) -> list[str]:
     """Plain statements against the aims, from GPU train results only (none that ran on a shared GPU)."""
-    gpu = [(p, r) for p, r in train_items if r["device"].get("kind") == "cuda" and not r.get("shared_gpu")]
+    gpu = [(p, r) for p, r in train_items if r["device"].get("kind") == "cuda" and measured_alone(r)]
     if not gpu:
         return ["**No GPU benchmark result yet.** Nothing below is claimed until `bench/gpu_bench_train.sh` has been run "
                 "on an H200 (or H100) and its results committed to `bench/results/`."]
@@ -213,7 +215,7 @@ def where_we_stand(train_items) -> list[str]:
 
 
 def plot(train_items, png: Path) -> Path | None:
-    alone = [(p, r) for p, r in train_items if not r.get("shared_gpu")]  # a shared GPU's speed is no claim
+    alone = [(p, r) for p, r in train_items if measured_alone(r)]
     gpu = [(p, r) for p, r in alone if r["device"].get("kind") == "cuda"] or alone
     bars = [(f"{res['settings'].get('tag') or p.stem[-20:]}\n{r['label']}", r["trained_tokens_per_s"] or 0,
              r["peak_memory_allocated_gib"] or 0) for p, res in gpu for r in res["rows"]]

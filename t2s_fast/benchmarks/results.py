@@ -126,6 +126,12 @@ def write_result(result: dict, out_dir: str | Path | None = None, tag: str | Non
     return path
 
 
+def measured_alone(record: dict) -> bool:
+    """False for a result or run.json recorded on a GPU shared with other jobs (``"shared_gpu": true``): its
+    losses and accuracy count, but its speed, memory and dollars measure nothing and are never claimed."""
+    return not record.get("shared_gpu")
+
+
 def load_results(results_dir: str | Path | None = None, what: str | None = None) -> list[tuple[Path, dict]]:
     """All `t2s-fast bench` result files (oldest first by date, then name). Records other scripts write there
     (no "schema_version", e.g. bench/score_throughput.py's) are skipped; an invalid bench file raises T2SError."""
