@@ -1,13 +1,15 @@
-"""Run one plain function (train, evaluate) in a fresh spawned process, for isolation on a GPU: every run
-starts with all the GPU memory free, and a training run's patched libraries (Unsloth patches transformers
-on import) never meet the next step's vLLM engine. SIGTERM sent to the sweep is passed on to the child, so
-a training run still stops cleanly at a checkpoint."""
+"""Run one plain function (train, evaluate) in a fresh spawned process, for isolation on a GPU: a run starts
+with the GPU memory its earlier runs held given back, and a training run's patched libraries (Unsloth patches
+transformers on import) never meet the next step's vLLM engine. Several runs can share the GPU at once
+(`parallel`: sweep/parallel.py). SIGTERM sent to the sweep is passed on to the child, so a training run still
+stops cleanly at a checkpoint."""
 
 from __future__ import annotations
 
 import os
 import signal
 import traceback
+from contextlib import contextmanager
 
 from t2s_fast.errors import T2SError
 
@@ -35,39 +37,67 @@ def _child(conn, fn, arg) -> None:
         conn.close()
 
 
+class Child:
+    """fn(arg) running in a fresh spawned process; `conn` is readable once it answered (or died), `result()`
+    then returns its value or raises as a direct call would. `env` is set in the child only (e.g. the GPU a
+    parallel sweep run may see: CUDA_VISIBLE_DEVICES)."""
+
+    def __init__(self, fn, arg, *, env: dict[str, str] | None = None):
+        import multiprocessing as mp
+
+        self.name = getattr(fn, "__name__", str(fn))
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_child, args=(child, fn, arg))  # not a daemon: vLLM data parallel spawns its own
+        saved = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})  # a spawned child copies the environment when it starts
+        try:
+            self.proc.start()
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        child.close()
+
+    def signal(self, signum: int) -> None:
+        if self.proc.is_alive():
+            os.kill(self.proc.pid, signum)
+
+    def result(self):
+        try:
+            kind, payload = self.conn.recv()
+        except EOFError:
+            self.proc.join()
+            if self.proc.exitcode is not None and self.proc.exitcode < 0:
+                raise Interrupted(f"{self.name} stopped by signal {-self.proc.exitcode}") from None
+            raise RuntimeError(f"{self.name} exited with code {self.proc.exitcode} before answering") from None
+        self.proc.join()
+        if kind == "interrupted":
+            raise Interrupted(f"{self.name}: {payload}")
+        if kind == "t2s":
+            raise T2SError(payload)
+        if kind == "error":
+            raise RuntimeError(f"{self.name} failed in its process: {payload}")
+        return payload
+
+
+@contextmanager
+def forwarding(on_signal):
+    """SIGTERM and SIGINT call on_signal(signum) (e.g. pass them on to the children) while inside."""
+    previous = {sig: signal.signal(sig, lambda signum, frame: on_signal(signum)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def call(fn, arg, *, isolate: bool):
     """fn(arg), here or in a spawned process; a T2SError in the child is raised here as a T2SError."""
     if not isolate:
         return fn(arg)
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, arg))  # not a daemon: vLLM data parallel spawns its own
-    proc.start()
-    child.close()
-    forward = lambda signum, frame: os.kill(proc.pid, signum)  # noqa: E731 - SIGTERM/SIGINT go to the run
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    name = getattr(fn, "__name__", str(fn))
-    try:
-        try:
-            kind, payload = parent.recv()
-        except EOFError:
-            proc.join()
-            if proc.exitcode is not None and proc.exitcode < 0:
-                raise Interrupted(f"{name} stopped by signal {-proc.exitcode}") from None
-            raise RuntimeError(f"{name} exited with code {proc.exitcode} before answering") from None
-        proc.join()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if kind == "interrupted":
-        raise Interrupted(f"{name}: {payload}")
-    if kind == "t2s":
-        raise T2SError(payload)
-    if kind == "error":
-        raise RuntimeError(f"{name} failed in its process: {payload}")
-    return payload
+    child = Child(fn, arg)
+    with forwarding(child.signal):  # SIGTERM/SIGINT go to the run
+        return child.result()
 
 
 def resolve(mode: str) -> bool:

@@ -39,8 +39,12 @@ def build_summary(cfg, variants, state, candidates: list[dict], chosen: dict | N
                      "best_checkpoint_ex": best["ex"] if best and cfg.checkpoints else None})
     train_spent = sum(r["cost_usd"] or 0.0 for r in rows)
     eval_usd = state.data.get("eval_seconds", 0.0) / 3600 * hourly * _eval_gpus(cfg)
+    train_seconds = state.data.get("train_seconds")
     return {"config": cfg.source, "out_dir": cfg.out_dir, "cap_usd": cfg.max_cost_usd,
             "training_usd": round(train_spent, 6), "evaluation_usd": round(eval_usd, 6),
+            "parallel": cfg.parallel, "devices": cfg.devices, "training_wall_seconds": train_seconds,
+            "training_wall_usd": None if train_seconds is None else
+            round(train_seconds / 3600 * hourly * len(cfg.devices or [None]), 6),
             "evaluation_seconds": state.data.get("eval_seconds", 0.0), "gpu_hourly_usd": hourly,
             "chosen_on": state.data.get("heldout"), "rule": rule.get("text", RULE),
             "max_eval_loss": rule.get("max_eval_loss"), "max_eval_loss_from": rule.get("max_eval_loss_from"),
@@ -71,12 +75,23 @@ def _not_eligible(s: dict) -> list[str]:
             f"chosen one's: {shown}"] if out else []
 
 
+def _side_by_side(s: dict) -> list[str]:
+    """With runs trained side by side, the runs' own dollars each count the whole GPU: give the rented time too."""
+    if (s.get("parallel") or 1) == 1 or s.get("training_wall_seconds") is None:
+        return []
+    gpus = len(s.get("devices") or [None])
+    return [f"- Trained {s['parallel']} runs at a time on {gpus} GPU(s): the training took "
+            f"{s['training_wall_seconds']:.0f} s of wall time, {_usd(s['training_wall_usd'])} of rented GPU time; "
+            f"the runs' own costs above ({_usd(s['training_usd'])} in all) each count the whole GPU for their wall "
+            "time, so their sum overstates it"]
+
+
 def render_markdown(s: dict) -> str:
     on = s.get("chosen_on") or {}
     out = [f"# t2s-fast sweep: {Path(s['out_dir']).name}", "",
            f"- Config: `{s['config']}`; cap ${s['cap_usd']:g} for training; spent {_usd(s['training_usd'])} on "
            f"training and {_usd(s['evaluation_usd'])} on evaluation ({s['evaluation_seconds']:.0f} s at "
-           f"${s['gpu_hourly_usd']:g}/h per GPU)",
+           f"${s['gpu_hourly_usd']:g}/h per GPU)", *_side_by_side(s),
            f"- Chosen on: `{on.get('source')}` (suite {on.get('suite')}), {on.get('adapters')} adapters in one engine",
            f"- Rule: {s['rule']}", *_not_eligible(s), "",
            "| variant | settings | status | steps | budget given | cost | held-out EX (final) | eval loss (final) "

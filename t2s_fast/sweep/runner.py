@@ -48,8 +48,9 @@ class SweepState:
     def save(self) -> None:
         write_json(self.path, self.data)
 
-    def spent(self, *, excluding: str) -> float:
-        return sum(r.get("cost_usd") or 0.0 for n, r in self.variants.items() if n != excluding)
+    def spent(self, *, excluding: list[str]) -> float:
+        """What the variants cost so far, but those named (the one starting, and any training now)."""
+        return sum(r.get("cost_usd") or 0.0 for n, r in self.variants.items() if n not in excluding)
 
 
 def _comparable(train_settings: dict) -> dict:
@@ -70,34 +71,59 @@ def _record_run(rec: dict, info: dict) -> dict:
     return rec
 
 
-def train_variant(cfg: SweepConfig, v: Variant, state: SweepState, *, isolate: bool) -> dict:
-    """Train (or resume, or skip) one variant; its record is saved before and after training."""
-    from t2s_fast.train.trainer import train
+def prepare_variant(cfg: SweepConfig, v: Variant, state: SweepState, *, reserved: float = 0.0, share: int = 1,
+                    running: list[str] = ()):
+    """(record, TrainConfig to run, or None when the variant is already settled: adopted or skipped).
 
+    Its budget is what is left of the cap (less eval_reserve_usd, what finished runs cost and `reserved`, the
+    budgets of the `running` runs), divided by `share` (the runs about to start with it)."""
     folder = run_dir(cfg, v.name)
     rec = state.variants.setdefault(v.name, {"name": v.name, "overrides": v.overrides, "run_dir": str(folder)})
     finished = _adopt_finished_run(folder)
     if finished:  # it ended before the state could say so: not trained again
         rec["train_config"] = {k: v for k, v in finished.get("config", {}).items() if k not in _IGNORED_ON_RESUME}
-        return _record_run(rec, finished)
-    left = round(cfg.max_cost_usd - cfg.eval_reserve_usd - state.spent(excluding=v.name), 6)
+        return _record_run(rec, finished), None
+    left = round(cfg.max_cost_usd - cfg.eval_reserve_usd - state.spent(excluding=[v.name, *running]) - reserved, 6)
     if left < cfg.min_run_usd:
         rec.update(status="skipped", budget_usd=left, reason=f"${left:.4f} of the ${cfg.max_cost_usd:g} cap left "
                                                              f"(a run needs min_run_usd ${cfg.min_run_usd:g})")
-        return rec
+        return rec, None
+    budget = round(left / max(1, share), 6)
     resume = folder.is_dir() and any(folder.iterdir())
-    tc = train_config(cfg, v, budget=left, resume=resume)
-    rec.update(status="running", budget_usd=left, resumed=resume, started_at=rec.get("started_at") or _now(),
+    tc = train_config(cfg, v, budget=budget, resume=resume)
+    rec.update(status="running", budget_usd=budget, resumed=resume, started_at=rec.get("started_at") or _now(),
                train_config=tc.to_dict())
     state.save()
-    log.info("sweep: training %s with $%.4f left%s", v.name, left, " (resuming)" if resume else "")
-    try:
-        info = call(train, tc, isolate=isolate)
-    except T2SError as exc:
+    log.info("sweep: training %s with $%.4f%s", v.name, budget, " (resuming)" if resume else "")
+    return rec, tc
+
+
+def finish_variant(cfg: SweepConfig, v: Variant, rec: dict, outcome) -> dict:
+    """Record a training run's end: its run.json info, or the T2SError it raised (status failed)."""
+    if isinstance(outcome, T2SError):
+        folder = run_dir(cfg, v.name)
         spent = read_json(folder / "run.json").get("cost_usd") if (folder / "run.json").is_file() else None
-        rec.update(status="failed", error=str(exc), cost_usd=spent)
+        rec.update(status="failed", error=str(outcome), cost_usd=spent)
         return rec
-    return _record_run(rec, info)
+    return _record_run(rec, outcome)
+
+
+def train_variant(cfg: SweepConfig, v: Variant, state: SweepState, *, isolate: bool, train_fn=None) -> dict:
+    """Train (or resume, or skip) one variant; its record is saved before and after training."""
+    rec, tc = prepare_variant(cfg, v, state)
+    if tc is None:
+        return rec
+    try:
+        info = call(train_fn or _train, tc, isolate=isolate)
+    except T2SError as exc:
+        return finish_variant(cfg, v, rec, exc)
+    return finish_variant(cfg, v, rec, info)
+
+
+def _train(tc):
+    from t2s_fast.train.trainer import train
+
+    return train(tc)
 
 
 def _check_unchanged(cfg: SweepConfig, v: Variant, rec: dict) -> None:
@@ -113,23 +139,64 @@ def _check_unchanged(cfg: SweepConfig, v: Variant, rec: dict) -> None:
 
 
 def train_all(cfg: SweepConfig, variants: list[Variant], state: SweepState, *, isolate: bool,
-              on_variant_done=None) -> bool:
-    """Every variant not yet finished, in order. False when a run was interrupted (the sweep stops)."""
+              on_variant_done=None, train_fn=None) -> bool:
+    """Every variant not yet finished, in order (cfg.parallel at once, each in its own process). False when a
+    run was interrupted (the sweep stops)."""
+    todo = []
     for v in variants:
         rec = state.variants.get(v.name)
         if rec and rec.get("status") in FINISHED:
             _check_unchanged(cfg, v, rec)
-            continue
-        try:
-            rec = train_variant(cfg, v, state, isolate=isolate)
-        except Interrupted:
-            return False
+        else:
+            todo.append(v)
+    t0 = time.time()
+    try:
+        if cfg.parallel > 1 and isolate:
+            return _train_in_parallel(cfg, todo, state, train_fn=train_fn or _train, on_variant_done=on_variant_done)
+        for v in todo:
+            try:
+                rec = train_variant(cfg, v, state, isolate=isolate, train_fn=train_fn)
+            except Interrupted:
+                return False
+            state.save()
+            if rec["status"] == "interrupted":
+                return False
+            if on_variant_done is not None:
+                on_variant_done(v.name, rec)
+        return True
+    finally:
+        if todo:
+            state.data["train_seconds"] = round(state.data.get("train_seconds", 0.0) + time.time() - t0, 3)
+            state.save()
+
+
+def _train_in_parallel(cfg: SweepConfig, todo: list[Variant], state: SweepState, *, train_fn, on_variant_done) -> bool:
+    """cfg.parallel runs at once (sweep/parallel.py); each run's budget is its share of what is left of the cap
+    once the runs already training have theirs."""
+    from t2s_fast.sweep.parallel import run_pool
+
+    records = {}
+
+    def start(v: Variant, running: list[Variant], waiting: int):
+        reserved = sum(state.variants[r.name].get("budget_usd") or 0.0 for r in running)
+        share = min(cfg.parallel - len(running), waiting + 1)
+        rec, tc = prepare_variant(cfg, v, state, reserved=reserved, share=share, running=[r.name for r in running])
+        records[v.name] = rec
+        if tc is None:
+            finish(v, None)
+            return None
+        return train_fn, tc
+
+    def finish(v: Variant, outcome) -> bool:
+        rec = records[v.name] if outcome is None else finish_variant(cfg, v, records[v.name], outcome)
         state.save()
         if rec["status"] == "interrupted":
             return False
         if on_variant_done is not None:
             on_variant_done(v.name, rec)
-    return True
+        return True
+
+    return run_pool(todo, slots=cfg.parallel, start=start, finish=finish, devices=cfg.devices)
 
 
 def _timed_eval(state: SweepState, ecfg, *, isolate: bool) -> dict:
@@ -179,7 +246,7 @@ def run_final(cfg: SweepConfig, chosen: dict, state: SweepState, *, isolate: boo
     return results
 
 
-def sweep(cfg: SweepConfig, *, on_variant_done=None) -> dict:
+def sweep(cfg: SweepConfig, *, on_variant_done=None, train_fn=None) -> dict:
     """Run (or resume) the whole sweep; returns the summary written to sweep.json ({"interrupted": True} when a
     training run was stopped by a signal: run the same command again to continue)."""
     from t2s_fast.sweep.report import build_summary, write_sweep_report
@@ -191,7 +258,7 @@ def sweep(cfg: SweepConfig, *, on_variant_done=None) -> dict:
     isolate = resolve(cfg.isolate)
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     state = SweepState(Path(cfg.out_dir))
-    if not train_all(cfg, variants, state, isolate=isolate, on_variant_done=on_variant_done):
+    if not train_all(cfg, variants, state, isolate=isolate, on_variant_done=on_variant_done, train_fn=train_fn):
         return {"interrupted": True, "state": str(state.path)}
     _, candidates = evaluate_heldout(cfg, variants, state, isolate=isolate)
     chosen, rule = choose(cfg.max_eval_loss, candidates)  # from this run's candidates: never an earlier choice
