@@ -70,6 +70,7 @@ def test_sigterm_stops_every_running_run_and_the_rerun_resumes_them(tmp_path):
     ({"parallel": 0}, "parallel 0"),
     ({"parallel": 2, "isolate": "none"}, "isolate none"),
     ({"parallel": 2, "devices": ["gpu0"]}, "devices"),
+    ({"parallel": 2, "devices": [-1]}, "devices"),
 ])
 def test_bad_parallel_settings_are_refused(tmp_path, over, message):
     with pytest.raises(T2SError, match=message):

@@ -64,9 +64,10 @@ class SweepConfig:
                           "side by side trained at 55k tok/s each against 75k alone. Each run's budget is its share "
                           "of what is left of the cap; each run's dollars count the whole GPU for its wall time, so "
                           "with runs side by side their sum overstates the rented time (sweep.md gives both).")
-    devices: list | None = _f(None, "GPU indices to spread the parallel runs over, e.g. [0, 1]: each run sees one "
-                                    "(CUDA_VISIBLE_DEVICES), the one running the fewest. Default: every run sees the "
-                                    "GPUs the sweep sees.", cli="file")
+    devices: tuple[int, ...] | None = _f(None, "GPU indices to spread the parallel runs over (comma-separated; a "
+                                               "list in the file): each run sees one (CUDA_VISIBLE_DEVICES), the "
+                                               "one running the fewest. Default: every run sees the GPUs the "
+                                               "sweep sees.", sep=",", metavar="0,1")
     max_eval_loss: float | str | None = _f(
         None, "Choose only among candidates whose eval loss (the run's eval_file, at that checkpoint or the final "
               "adapter) is at most this: a number, or the name of a variant (its final adapter's eval loss; e.g. "
@@ -97,10 +98,10 @@ class SweepConfig:
             raise T2SError(f"{where}: parallel {self.parallel} runs each variant in its own process; isolate none "
                            "cannot (use auto or process)")
         if self.devices is not None:
-            if not isinstance(self.devices, list) or not self.devices or not all(
-                    isinstance(d, (int, str)) and not isinstance(d, bool) and str(d).isdigit() for d in self.devices):
-                raise T2SError(f"{where}: devices {self.devices!r}: give a list of GPU indices, e.g. [0, 1]")
-            self.devices = [str(d) for d in self.devices]
+            if not self.devices or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                           for d in self.devices):
+                raise T2SError(f"{where}: devices {list(self.devices)!r}: give GPU indices, e.g. [0, 1] (--devices 0,1)")
+            self.devices = [str(d) for d in self.devices]  # as CUDA_VISIBLE_DEVICES takes them
         return self
 
 
