@@ -48,32 +48,7 @@ if [ -n "$SMOKE" ]; then
   export PYTHONPATH=$R/tests/fake_vllm:$PYTHONPATH
   SMOKE_TRAIN=(--max-steps 1 --per-device-train-batch-size 1 --gradient-accumulation-steps 1 --max-seq-length 1024)
 fi
-config() {  # the committed config file, or under T2S_S3_SMOKE a copy cut to 6 questions and 2 training steps
-  [ -z "$SMOKE" ] && { echo "$R/$1"; return; }
-  mkdir -p "$B/smoke"; python3 - "$R/$1" "$B/smoke/$(basename "$1")" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-for key in ("eval", "heldout", "final"):
-    if isinstance(c.get(key), dict):
-        c[key]["limit"] = 6
-if "train" in c:
-    c["train"].update(max_steps=1, per_device_train_batch_size=1, gradient_accumulation_steps=1, max_seq_length=1024)
-    c["variants"] = c.get("variants", [])[:2]
-json.dump(c, open(sys.argv[2], "w"), indent=1)
-PY
-  echo "$B/smoke/$(basename "$1")"; }
-T0=$(date +%s)
-say() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*"; }
-job() { local name=$1; shift; say "start $name: $*"; "$@" > "$B/$name.log" 2>&1; local rc=$?; say "end $name rc=$rc"; return $rc; }
-retry() { "$@" && return 0; say "retry after a failure: $*"; sleep 15; "$@"; }  # every command here resumes
-record() { echo "# $(date -u +%FT%TZ)" >> "$B/commands.sh"; printf '%q ' "$@" | sed 's/ $//' >> "$B/commands.sh"; echo >> "$B/commands.sh"; }
-run() { record "$@"; "$@"; }
-gpu_used() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1; }
-wait_for_engine() {  # until GPU memory grew by $1 MiB (the engine took its share), at most $2 s
-  local base=$3 used
-  for _ in $(seq "$(( $2 / 2 ))"); do used=$(gpu_used); [ "$(( ${used:-0} - base ))" -gt "$1" ] && break; sleep 2; done
-  say "GPU memory used: ${used:-?} MiB (was $base)"
-}
+SMOKE=$SMOKE source "$R/bench/gpu_lease_lib.sh"  # say, job, retry, record, run, gpu_used, wait_for_engine, config
 
 setup_data() {
   mkdir -p /tmp/t2s-data; [ -d /tmp/t2s-data/spider1 ] || tar -C /tmp/t2s-data -xf /tmp/pay/data.tar.*

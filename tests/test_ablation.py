@@ -182,6 +182,18 @@ def test_cli_dry_run_lists_the_example_arms_and_a_bad_file_exits_2(tmp_path, mon
     assert f"{bad}: arm x: base_model" in capsys.readouterr().err
 
 
+def test_every_shipped_ablation_file_is_valid(tmp_path, monkeypatch, capsys):
+    from t2s_fast.cli import main
+
+    files = sorted((Path(__file__).parents[1] / "ablations").glob("*.json"))
+    assert len(files) >= 4
+    monkeypatch.chdir(tmp_path)
+    for f in files:
+        main(["ablate", "--config", str(f), "--dry-run"])
+        n_arms = len(json.loads(f.read_text())["arms"])
+        assert f"{n_arms} arm(s) in" in capsys.readouterr().out, f
+
+
 def test_vllm_path_one_engine_for_arms_and_final_on_spider_dev(suite, tmp_path, fake_vllm, spider1_dir,
                                                                qwen3_tokenizer_dir):
     """The real engine path (open_generator -> VLLMGenerator, a fake vllm underneath): one engine for the held-out

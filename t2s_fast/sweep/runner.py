@@ -222,6 +222,7 @@ def evaluate_heldout(cfg: SweepConfig, variants: list[Variant], state: SweepStat
         adapters.update(found if cfg.checkpoints else {k: p for k, p in found.items() if k == f"{v.name}@final"})
     if not adapters:
         raise T2SError(f"{cfg.out_dir}: no variant finished training (see {STATE_FILE}); nothing to evaluate")
+    log.info("sweep: evaluating %d adapters in one engine on the held-out set", len(adapters))
     report = _timed_eval(state, heldout_config(cfg, adapters), isolate=isolate)
     candidates = []
     for v in variants:

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# One lease of two H200s (nvidia-h200-x2) for issues 13 and 14 (2026-11-29, session 4), started in the background
+# once the payload is assembled, so that no device call has to fit a phase:
+#
+#   setsid bash /tmp/repo/bench/gpu_sweeps_and_1.5b.sh > /tmp/s4/driver.log 2>&1 < /dev/null &
+#
+# Needs /tmp/site (every wheel of the payload installed: the vLLM set, the training set, gguf, rapidfuzz) and in
+# /tmp/pay: models/ (the 0.5B and 1.5B GGUF files), data.tar.gz (spider1/, spider2/), prep.tar.gz (prep05/: `t2s-fast
+# prepare` with the Qwen2.5-Coder tokenizer, which the 0.5B and the 1.5B share) and adapters05/stage1/adapter (the
+# runbook's 0.5B stage-1 adapter, eval/reports/2026-11-29-h200-qwen2.5-coder-0.5b/).
+#
+# Schedule (GPU 0 and GPU 1; no speed is claimed from this lease: runs share GPUs; EX does not depend on it):
+#  0. setup: the data; the 0.5B and the 1.5B GGUF -> bf16 folders, side by side on the CPU.
+#  1. issue 13: the stage-1 sweep (sweeps/stage1-qwen2.5-coder-0.5b.json) with --parallel 6 --devices 0,1 (its
+#     6 variants at once, 3 on each GPU), then its 24 adapters in one engine on the held-out set and the chosen
+#     one on Spider dev, greedy and maj@8.
+#  2. beside it on GPU 1: the runbook's stage 1 on the 1.5B (the README's command), then issue 14's winning levers on
+#     it (ablations/levers-qwen2.5-coder-1.5b.json).
+#  3. beside it on GPU 0: issue 14's repair (b) trained: the runbook 0.5B stage-1 adapter's greedy answers on its own
+#     training split, `t2s-fast prepare-repair` from their failures, stage 1 trained again on the training split plus
+#     those repair turns, then ablations/repair-trained-qwen2.5-coder-0.5b.json.
+#  4. once the stage-1 sweep's training is over, on GPU 1: the stage-2 sweep (sweeps/stage2-replay-from-runbook-0.5b.json,
+#     8 recipes from the runbook's stage-1 adapter, chosen under the runbook's Spider-2.0 valid loss).
+#  5. once the stage-1 sweep has chosen, on GPU 0, if the lease has time (T2S_S4_CHOSEN_BY seconds after the
+#     start): the chosen recipe on the 1.5B (skipped when it is the runbook's, which step 2 trained), and its
+#     Spider dev EX, greedy and maj@8.
+# Each job logs to /tmp/s4/<job>.log; /tmp/s4/ALLDONE marks the end. Work folder /tmp/s4/w (the configs' relative
+# paths). Collect with
+#   tar -C /tmp/s4 -czf $OUT/s4.tgz --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' --exclude=vllm-cache .
+#
+# T2S_SMOKE=1 checks the plumbing on a CPU (tests/fake_vllm answers every prompt; 6 questions, 1 training step, 2
+# variants a sweep; T2S_SMOKE_MODEL=<a tiny model folder> stands in for both models, and its 1-step stage 1 for the
+# runbook's 0.5B adapter): no figure from it means anything.
+set -uo pipefail
+R=$(cd "$(dirname "$0")/.." && pwd)
+B=${T2S_S4_DIR:-/tmp/s4}; W=$B/w; mkdir -p "$W/data" "$W/runs"
+export PYTHONPATH=/tmp/site:$R HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
+  PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 T2S_FAST_CACHE=/tmp/t2s-cache T2S_FAST_GGUF_DIR=/tmp/pay/models
+T2S="python3 -m t2s_fast"
+SMOKE=${T2S_SMOKE:-}; SMOKE_TRAIN=(); SMOKE_EVAL=(); VALID=data/prepared/stage1_valid.jsonl; S=qwen2.5-coder-0.5b L=qwen2.5-coder-1.5b TWO_GPUS=(--parallel 6 --devices 0,1)
+CHOSEN_BY=${T2S_S4_CHOSEN_BY:-800}
+if [ -n "$SMOKE" ]; then
+  export PYTHONPATH=$R/tests/fake_vllm:$PYTHONPATH
+  SMOKE_TRAIN=(--max-steps 1 --per-device-train-batch-size 1 --gradient-accumulation-steps 1 --max-seq-length 1024)
+  SMOKE_EVAL=(--limit 6); S=${T2S_SMOKE_MODEL:-$S}; L=$S; TWO_GPUS=()
+  mkdir -p "$B/smoke"; head -n 6 /tmp/pay/prep05/stage1_valid.jsonl > "$B/smoke/valid6.jsonl"; VALID=$B/smoke/valid6.jsonl
+fi
+source "$R/bench/gpu_lease_lib.sh"  # say, elapsed, job, retry, record, run, gpu_used, wait_for_engine, config
+on_gpu() { local g=$1; shift; if [ -n "$SMOKE" ]; then "$@"; else CUDA_VISIBLE_DEVICES=$g "$@"; fi; }
+
+setup_data() {
+  mkdir -p /tmp/t2s-data; [ -d /tmp/t2s-data/spider1 ] || tar -C /tmp/t2s-data -xf /tmp/pay/data.tar.*
+  [ -d /tmp/pay/prep05 ] || tar -C /tmp/pay -xzf /tmp/pay/prep.tar.gz
+  ln -sfn /tmp/t2s-data/spider1 "$W/data/spider1"; ln -sfn /tmp/t2s-data/spider2 "$W/data/spider2"
+  ln -sfn /tmp/pay/prep05 "$W/data/prepared"
+  if [ -n "$SMOKE" ] && [ -n "${T2S_SMOKE_MODEL:-}" ]; then
+    [ -d "$W/runs/stage1/adapter" ] || (cd "$W" && $T2S train --model-name "$S" --train-file data/prepared/stage1_train.jsonl \
+      --output-dir runs/stage1 "${SMOKE_TRAIN[@]}" > /dev/null 2>&1)
+  else mkdir -p "$W/runs/stage1"; [ -d "$W/runs/stage1/adapter" ] || cp -r /tmp/pay/adapters05/stage1/adapter "$W/runs/stage1/"; fi
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$B/device.txt"
+  python3 -m t2s_fast.runinfo "$B/versions.json"
+}
+setup_model() { run python3 -c "import sys; from t2s_fast.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$1"; }
+
+stage1_sweep() { cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage1-qwen2.5-coder-0.5b.json)" "${TWO_GPUS[@]}"; }
+
+train_runbook_15() {  # the README's stage-1 command on the 1.5B
+  cd "$W" && run $T2S train --model-name "$L" --train-file data/prepared/stage1_train.jsonl \
+    --eval-file "$VALID" --output-dir runs/stage1-1.5b --max-cost-usd 40 --gpu-hourly-usd 3.44 \
+    --packing "${SMOKE_TRAIN[@]}" 2>&1 | grep -v '^train:' | tail -25
+  [ -d runs/stage1-1.5b/adapter ]
+}
+levers_15() {
+  local cfg; cfg=$(config ablations/levers-qwen2.5-coder-1.5b.json)
+  [ -z "$SMOKE" ] || sed -i "s/\"qwen2.5-coder-1.5b\"/\"$L\"/" "$cfg"
+  cd "$W" && retry run $T2S ablate --config "$cfg"
+}
+one_point_five() { train_runbook_15 && levers_15; }
+
+repair_trained() {  # issue 14, repair (b) with a model trained on real failures of the training split
+  cd "$W" || return 1
+  retry run $T2S eval --backend vllm --base-model "$S" --adapter stage1=runs/stage1/adapter \
+    --suite jsonl --questions data/prepared/stage1_train.jsonl --db-root data/spider1/database --workers 8 \
+    --timeout 10 --gpu-memory-utilization 0.15 --vllm-cache-dir runs/vllm-cache --out-dir runs/eval-train-split \
+    "${SMOKE_EVAL[@]}" || return 1
+  run $T2S prepare-repair --scored runs/eval-train-split/scored.jsonl --questions data/prepared/stage1_train.jsonl \
+    --out runs/repair/repair_train.jsonl --spider-dir data/spider1 || return 1
+  cat data/prepared/stage1_train.jsonl runs/repair/repair_train.jsonl > runs/repair/stage1_train_plus_repair.jsonl
+  wc -l runs/repair/*.jsonl
+  run $T2S train --model-name "$S" --train-file runs/repair/stage1_train_plus_repair.jsonl \
+    --eval-file "$VALID" --output-dir runs/stage1-repair --max-cost-usd 40 \
+    --gpu-hourly-usd 3.44 --packing "${SMOKE_TRAIN[@]}" 2>&1 | grep -v '^train:' | tail -25
+  [ -d runs/stage1-repair/adapter ] || return 1
+  retry run $T2S ablate --config "$(config ablations/repair-trained-qwen2.5-coder-0.5b.json)"
+}
+
+stage2_sweep() { cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage2-replay-from-runbook-0.5b.json)"; }
+
+chosen_on_15() {  # issue 13: the stage-1 sweep's chosen recipe on the 1.5B, on Spider dev (greedy, maj@8)
+  cd "$W" || return 1
+  local spec name step lr r a; spec=$(python3 - runs/sweep-stage1-0.5b/sweep.json <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+c = s.get("chosen") or {}
+row = next(r for r in s["rows"] if r["variant"] == c.get("variant"))
+o = row["settings"]
+print(c["name"], c["step"], o.get("learning_rate", 2e-4), o.get("lora_r", 16), o.get("lora_alpha", 32))
+PY
+) || return 1
+  read -r name step lr r a <<< "$spec"; say "chosen on the 0.5B: $name (step $step): lr $lr, r $r, alpha $a"
+  local adapter=runs/stage1-1.5b/adapter
+  if [ "$lr $r $a" != "0.0002 16 32" ] || [ "${name##*@}" != final ]; then
+    run $T2S train --model-name "$L" --train-file data/prepared/stage1_train.jsonl \
+      --eval-file "$VALID" --output-dir runs/stage1-1.5b-chosen --max-cost-usd 40 \
+      --gpu-hourly-usd 3.44 --packing --learning-rate "$lr" --lora-r "$r" --lora-alpha "$a" --save-steps 147 \
+      --eval-steps 147 --save-total-limit 0 "${SMOKE_TRAIN[@]}" 2>&1 | grep -v '^train:' | tail -25
+    adapter=runs/stage1-1.5b-chosen/adapter
+    [ "${name##*@}" = final ] || adapter=$(ls -d runs/stage1-1.5b-chosen/checkpoints/checkpoint-"$step" 2>/dev/null || echo "$adapter")
+  fi
+  [ -d "$adapter" ] || { say "no $adapter"; return 1; }
+  for k in 1 8; do
+    retry run $T2S eval --backend vllm --base-model "$L" --adapter chosen="$adapter" --suite spider1 \
+      --spider-dir data/spider1 --workers 8 --timeout 10 --gpu-memory-utilization 0.3 --vllm-cache-dir runs/vllm-cache \
+      --n-samples $k $([ $k -gt 1 ] && echo --temperature 0.8) --out-dir runs/eval-dev-1.5b-chosen-k$k "${SMOKE_EVAL[@]}"
+  done
+}
+
+say "driver start"; job setup_data setup_data
+job setup_15 setup_model "$L" & s15=$!
+job setup_05 setup_model "$S"
+job stage1_sweep stage1_sweep & sw=$!
+if [ -z "$SMOKE" ]; then base0=$(gpu_used 0); wait_for_engine 30000 120 "${base0:-0}" 0; fi  # the sweep's runs took theirs
+job repair_trained on_gpu 0 repair_trained & rp=$!
+wait $s15; job one_point_five on_gpu 1 one_point_five & op=$!
+until grep -q "sweep: evaluating" "$B/stage1_sweep.log" 2>/dev/null || ! kill -0 $sw 2>/dev/null; do sleep 10; done
+say "stage-1 sweep training over"; job stage2_sweep on_gpu 1 stage2_sweep & s2=$!
+wait $sw
+if [ "$(elapsed)" -le "$CHOSEN_BY" ]; then job chosen_on_15 on_gpu 0 chosen_on_15
+else say "chosen_on_15 skipped: $(elapsed) s after the start, later than $CHOSEN_BY s"; fi
+wait $rp $op $s2
+touch "$B/ALLDONE"; say "all done"
