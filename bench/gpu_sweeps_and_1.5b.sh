@@ -24,6 +24,8 @@
 #  5. once the stage-1 sweep has chosen, on GPU 0, if the lease has time (T2S_S4_CHOSEN_BY seconds after the
 #     start): the chosen recipe on the 1.5B (skipped when it is the runbook's, which step 2 trained), and its
 #     Spider dev EX, greedy and maj@8.
+# T2S_S4_ONLY_SWEEPS=1: steps 0 (the 0.5B only), 1 and 4 only, the two sweeps side by side from the start, the
+# stage-2 sweep on GPU 1 with --parallel 4 (the payload then needs no 1.5B GGUF).
 # Each job logs to /tmp/s4/<job>.log; /tmp/s4/ALLDONE marks the end. Work folder /tmp/s4/w (the configs' relative
 # paths). Collect with
 #   tar -C /tmp/s4 -czf $OUT/s4.tgz --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' --exclude=vllm-cache .
@@ -94,7 +96,8 @@ repair_trained() {  # issue 14, repair (b) with a model trained on real failures
   retry run $T2S ablate --config "$(config ablations/repair-trained-qwen2.5-coder-0.5b.json)"
 }
 
-stage2_sweep() { cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage2-replay-from-runbook-0.5b.json)"; }
+stage2_sweep() { cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage2-replay-from-runbook-0.5b.json)" "$@"; }
+stage2_sweep_on_one_gpu() { stage2_sweep $([ -n "$SMOKE" ] || echo --parallel 4); }
 
 chosen_on_15() {  # issue 13: the stage-1 sweep's chosen recipe on the 1.5B, on Spider dev (greedy, maj@8)
   cd "$W" || return 1
@@ -125,6 +128,12 @@ PY
   done
 }
 
+if [ -n "${T2S_S4_ONLY_SWEEPS:-}" ]; then  # the two sweeps only, side by side (a short lease; no 1.5B in the payload)
+  say "driver start (the two sweeps only)"; job setup_data setup_data; job setup_05 setup_model "$S"
+  job stage1_sweep stage1_sweep & sw=$!
+  job stage2_sweep on_gpu 1 stage2_sweep_on_one_gpu & s2=$!
+  wait $sw $s2; touch "$B/ALLDONE"; say "all done"; exit 0
+fi
 say "driver start"; job setup_data setup_data
 job setup_15 setup_model "$L" & s15=$!
 job setup_05 setup_model "$S"

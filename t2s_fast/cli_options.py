@@ -72,8 +72,14 @@ def _param(f: dataclasses.Field, hint: Any):
 
 
 def _from_flag(f: dataclasses.Field, hint: Any, value: Any) -> Any:
+    from t2s_fast.configs import _Mismatch
+    from t2s_fast.errors import T2SError
+
     if isinstance(value, tuple) or f.metadata.get("sep"):  # repeated flag, or one comma-separated value
-        return check_value(list(value) if isinstance(value, tuple) else value, hint, f.metadata.get("sep"))
+        try:
+            return check_value(list(value) if isinstance(value, tuple) else value, hint, f.metadata.get("sep"))
+        except _Mismatch as exc:
+            raise T2SError(f"{_flags(f)[0]}: expected {exc}, got {value!r}") from None
     return value
 
 

@@ -103,6 +103,16 @@ def _scalar(value: Any, hint: Any) -> Any:
     return value
 
 
+def _from_text(text: str, kind: Any) -> Any:
+    """One item of a separated flag value: an int or float item type parses it (a bad one is left to _scalar)."""
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            return text
+    return text
+
+
 def check_value(value: Any, hint: Any, sep: str | None = None) -> Any:
     """``value`` as ``hint`` wants it (ints accepted for floats, lists for tuples); _Mismatch otherwise."""
     base, optional = without_none(hint)
@@ -112,8 +122,8 @@ def check_value(value: Any, hint: Any, sep: str | None = None) -> Any:
         raise _Mismatch(_EXPECTED.get(base, "a value") + ", not null")
     origin = typing.get_origin(base) or base
     if origin in (list, tuple):
-        if sep and isinstance(value, str):
-            value = [v.strip() for v in value.split(sep) if v.strip()]
+        if sep and isinstance(value, str):  # a flag's "a,b": numbers as numbers when the items are numbers
+            value = [_from_text(v.strip(), item_type(base)) for v in value.split(sep) if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise _Mismatch("a list")
         try:

@@ -75,3 +75,20 @@ def test_sigterm_stops_every_running_run_and_the_rerun_resumes_them(tmp_path):
 def test_bad_parallel_settings_are_refused(tmp_path, over, message):
     with pytest.raises(T2SError, match=message):
         _cfg(tmp_path, {"a": 0.1}, **over)
+
+
+def test_devices_from_the_command_line_reach_the_runs(tmp_path, monkeypatch):
+    """--devices 0,1 goes through the CLI's parsing and the sweep's own second check of the file."""
+    from t2s_fast.cli import main
+
+    cfg = _cfg(tmp_path, {"a": 0.1})
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"out_dir": cfg.out_dir, "max_cost_usd": 10.0, "train": cfg.train,
+                                "variants": cfg.variants, "heldout": cfg.heldout, "isolate": "process"}))
+    seen = {}
+    monkeypatch.setattr("t2s_fast.sweep.runner.sweep", lambda c: seen.setdefault("cfg", c.validate()) and {})
+    main(["sweep", "--config", str(path), "--parallel", "2", "--devices", "0,1"])
+    assert seen["cfg"].devices == ["0", "1"] and seen["cfg"].parallel == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--config", str(path), "--parallel", "2", "--devices", "0,x"])
+    assert exc.value.code == 2

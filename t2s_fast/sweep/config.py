@@ -97,9 +97,8 @@ class SweepConfig:
         if self.parallel > 1 and self.isolate == "none":
             raise T2SError(f"{where}: parallel {self.parallel} runs each variant in its own process; isolate none "
                            "cannot (use auto or process)")
-        if self.devices is not None:
-            if not self.devices or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                           for d in self.devices):
+        if self.devices is not None:  # ints from the file or the flag; strings once validated (idempotent)
+            if not self.devices or not all(str(d).isdigit() and not isinstance(d, bool) for d in self.devices):
                 raise T2SError(f"{where}: devices {list(self.devices)!r}: give GPU indices, e.g. [0, 1] (--devices 0,1)")
             self.devices = [str(d) for d in self.devices]  # as CUDA_VISIBLE_DEVICES takes them
         return self

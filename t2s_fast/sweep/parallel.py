@@ -26,8 +26,10 @@ def run_pool(items: list, *, slots: int, start, finish, devices: list[str] | Non
 
     start(item, running_items, waiting) -> (fn, arg) to run, or None (settled without a run);
     finish(item, outcome) gets fn's return value or the T2SError it raised, and returns False to start no more.
-    Returns False when stopped early: by a signal, a child stopped by one (Interrupted), or a finish."""
-    todo, running, go = list(items), {}, True
+    Returns False when stopped early: by a signal, a child stopped by one (Interrupted), or a finish. A child
+    that crashed otherwise stops new starts; once the running ones answered, its error is raised (never
+    leaving a run training behind a sweep that is started again)."""
+    todo, running, go, crash = list(items), {}, True, None
 
     def stop(signum: int) -> None:
         nonlocal go
@@ -54,6 +56,11 @@ def run_pool(items: list, *, slots: int, start, finish, devices: list[str] | Non
                     continue
                 except T2SError as exc:
                     outcome = exc
+                except Exception as exc:  # noqa: BLE001 - a crash: no new start, the others finish, then it is raised
+                    go, crash = False, crash or exc
+                    continue
                 if not finish(item, outcome):
                     go = False
+    if crash is not None:
+        raise crash
     return go
