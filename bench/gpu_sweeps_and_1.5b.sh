@@ -2,6 +2,7 @@
 # One lease of two H200s (nvidia-h200-x2) for issues 13 and 14 (2026-11-29, session 4), started in the background
 # once the payload is assembled, so that no device call has to fit a phase:
 #
+#   bash bench/land_last_part.sh N     (the last payload call: assembles in /tmp, copies the code to /tmp/repo)
 #   setsid bash /tmp/repo/bench/gpu_sweeps_and_1.5b.sh > /tmp/s4/driver.log 2>&1 < /dev/null &
 #
 # Needs /tmp/site (every wheel of the payload installed: the vLLM set, the training set, gguf, rapidfuzz) and in

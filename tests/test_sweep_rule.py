@@ -21,6 +21,7 @@ class FakeRuns:
     """Stands in for sweep.isolate.call: TrainConfig -> a finished run folder; EvalConfig -> a report."""
 
     def __init__(self):
+        self.stop_at_final = False
         self.trained: list[str] = []
         self.evaluated: list[tuple[str, list[str]]] = []  # (suite, adapter names)
 
@@ -44,11 +45,18 @@ class FakeRuns:
         return info
 
     def evaluate(self, ecfg) -> dict:
+        from t2s_fast.sweep.isolate import Interrupted
+
         self.evaluated.append((ecfg.suite, list(ecfg.adapters)))
+        if ecfg.suite == "spider1" and self.stop_at_final:
+            raise Interrupted("the lease ended")
         adapters = {n: {"ex": RESULTS[n.split("@")[0]][0], "correct": 0, "n": 10, "path": p}
                     for n, p in ecfg.adapters.items()}
-        return {"settings": {"suite": ecfg.suite, "split": ecfg.split, "source": str(ecfg.questions or "dev.json")},
-                "adapters": adapters}
+        report = {"settings": {"suite": ecfg.suite, "split": ecfg.split, "source": str(ecfg.questions or "dev.json")},
+                  "adapters": adapters}
+        Path(ecfg.out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(ecfg.out_dir) / "report.json").write_text(json.dumps(report))  # as `evaluate` writes it
+        return report
 
 
 @pytest.fixture
@@ -138,3 +146,25 @@ def test_rerun_with_a_new_cap_chooses_again_without_retraining(tmp_path, fake):
     state = json.loads((tmp_path / "sweep" / "sweep_state.json").read_text())
     assert state["chosen"]["name"] == "c@final" and state["rule"]["max_eval_loss_from"] == "c"
     assert _run(path)["chosen"]["name"] == "a@final"  # and back without the cap
+
+
+def test_report_only_chooses_from_the_finished_heldout_evaluation_and_runs_nothing(tmp_path, fake, capsys):
+    path = _config(tmp_path)
+    with pytest.raises(SystemExit) as exc:  # --report-only before any held-out evaluation: nothing to choose from
+        main(["sweep", "--config", str(path), "--report-only"])
+    assert exc.value.code == 2 and "no finished held-out evaluation" in capsys.readouterr().err
+    fake.stop_at_final = True  # the GPU lease ends while the chosen adapter runs on Spider dev
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--config", str(path)])
+    assert exc.value.code == 143
+    done = (list(fake.trained), list(fake.evaluated))
+    summary = _run(path, "--report-only", "--max-eval-loss", "c")
+    assert (fake.trained, fake.evaluated) == done  # nothing trained or evaluated again
+    assert summary["chosen"]["name"] == "c@final" and summary["final"] == {}
+    assert [r["heldout_ex"] for r in summary["rows"]] == [RESULTS[n][0] for n in RESULTS]
+    md = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "**Chosen: c@final**" in md and "Spider dev: not run yet" in md
+    assert (tmp_path / "sweep" / "ex_vs_cost.png").stat().st_size > 0
+    fake.stop_at_final = False  # the same command without --report-only runs only the final report
+    assert _run(path, "--max-eval-loss", "c")["final"]["greedy"]["ex"] == RESULTS["c"][0]
+    assert fake.trained == done[0] and fake.evaluated[-1] == ("spider1", ["c@final"])

@@ -41,8 +41,14 @@ def sweep_command(cfg: SweepConfig, run: SweepRun):
             click.echo(f"{v.name}: {v.overrides}")
         click.echo(f"{len(variants)} variant(s), cap ${cfg.max_cost_usd:g}, out_dir {cfg.out_dir}")
         return
-    from t2s_fast.sweep.runner import sweep
+    from t2s_fast.sweep.runner import report_only, sweep
 
+    if run.report_only:
+        summary = report_only(cfg)
+        chosen = summary.get("chosen")
+        click.echo(f"chosen: {chosen['name'] if chosen else 'none'} (held-out EX {_pct(chosen)}); report: "
+                   f"{cfg.out_dir}/sweep.md, sweep.json, ex_vs_cost.png")
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         summary = sweep(cfg)
@@ -57,3 +63,7 @@ def sweep_command(cfg: SweepConfig, run: SweepRun):
     for label, f in (summary.get("final") or {}).items():
         ex = "n/a" if f["ex"] is None else f"{100 * f['ex']:.1f}%"
         click.echo(f"{f['suite']} {f.get('split') or ''} {label}: EX {ex} ({f['correct']}/{f['n']})")
+
+
+def _pct(chosen: dict | None) -> str:
+    return "n/a" if not chosen or chosen.get("ex") is None else f"{100 * chosen['ex']:.1f}%"

@@ -60,8 +60,8 @@ class SweepConfig:
                               "GPU, so one run's memory never stays behind for the next).",
                       choices=("auto", "process", "none"))
     parallel: int = _f(1, "Train this many variants at once, each in its own process (needs isolate process, or "
-                          "auto on a GPU). A small model leaves most of a big GPU idle: on an H200, two 0.5B runs "
-                          "side by side trained at 55k tok/s each against 75k alone. Each run's budget is its share "
+                          "auto on a GPU). A small model leaves most of a big GPU idle: on an H200, three 0.5B runs "
+                          "side by side trained at 40k tok/s each (121k in all) against 75k for one alone. Each run's budget is its share "
                           "of what is left of the cap; each run's dollars count the whole GPU for its wall time, so "
                           "with runs side by side their sum overstates the rented time (sweep.md gives both).")
     devices: tuple[int, ...] | None = _f(None, "GPU indices to spread the parallel runs over (comma-separated; a "
@@ -177,3 +177,6 @@ class SweepRun:
     """How `t2s-fast sweep` runs the file (not a sweep setting)."""
 
     dry_run: bool = _f(False, "Check the file and list the variants; train nothing.")
+    report_only: bool = _f(False, "Choose again and write sweep.json/md/png from the held-out evaluation that "
+                                  "finished: no training, no evaluation, no Spider dev run (for a GPU lease that "
+                                  "ended before the final report; the same command without it runs the rest).")

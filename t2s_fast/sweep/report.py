@@ -49,6 +49,7 @@ def build_summary(cfg, variants, state, candidates: list[dict], chosen: dict | N
             "chosen_on": state.data.get("heldout"), "rule": rule.get("text", RULE),
             "max_eval_loss": rule.get("max_eval_loss"), "max_eval_loss_from": rule.get("max_eval_loss_from"),
             "error": rule.get("error"), "rows": rows, "candidates": candidates, "chosen": chosen, "final": final,
+            "final_planned": cfg.final is not None,
             "replay_note": "stage-2 replay_ratio variants train on mixed files written under data/replay-<ratio>/ "
                            "by prepare's own mixing function" if any("replay_ratio" in v.overrides for v in variants)
             else None}
@@ -112,6 +113,9 @@ def render_markdown(s: dict) -> str:
     if c:
         out.append(f"**Chosen: {c['name']}** (step {c['step']}): held-out EX {_pct(c['ex'])} of {c['n']}, "
                    f"{_usd(c['cost_usd'])} of training.")
+    if c and not s.get("final") and s.get("final_planned"):
+        out.append("- Spider dev: not run yet (the final report runs when the same sweep command is run without "
+                   "--report-only)")
     for label, f in (s.get("final") or {}).items():
         out.append(f"- {f['suite']} {f.get('split') or ''} {label}: EX **{_pct(f['ex'])}** ({f['correct']}/{f['n']}), "
                    f"`{f['out_dir']}`")

@@ -212,7 +212,7 @@ def _timed_eval(state: SweepState, ecfg, *, isolate: bool) -> dict:
 
 def evaluate_heldout(cfg: SweepConfig, variants: list[Variant], state: SweepState, *, isolate: bool) -> tuple[dict, list]:
     """Every trained variant's final adapter (and checkpoints) in one engine; returns (report, candidates)."""
-    from t2s_fast.evaluate.checkpoints import checkpoint_adapters, checkpoint_rows
+    from t2s_fast.evaluate.checkpoints import checkpoint_adapters
 
     adapters = {}
     for v in variants:
@@ -224,13 +224,47 @@ def evaluate_heldout(cfg: SweepConfig, variants: list[Variant], state: SweepStat
         raise T2SError(f"{cfg.out_dir}: no variant finished training (see {STATE_FILE}); nothing to evaluate")
     log.info("sweep: evaluating %d adapters in one engine on the held-out set", len(adapters))
     report = _timed_eval(state, heldout_config(cfg, adapters), isolate=isolate)
+    return report, heldout_candidates(cfg, variants, state, report)
+
+
+def heldout_candidates(cfg: SweepConfig, variants: list[Variant], state: SweepState, report: dict) -> list[dict]:
+    """Every evaluated adapter of every variant (its step, held-out EX, eval loss and dollars to that step)."""
+    from t2s_fast.evaluate.checkpoints import checkpoint_rows
+
     candidates = []
     for v in variants:
         for row in checkpoint_rows(run_dir(cfg, v.name), report, prefix=f"{v.name}@"):
             candidates.append({**row, "variant": v.name})
-    state.data["heldout"] = {"out_dir": str(Path(cfg.out_dir) / "eval" / "heldout"), "adapters": len(adapters),
+    state.data["heldout"] = {"out_dir": str(heldout_dir(cfg)), "adapters": len(report["adapters"]),
                              "suite": report["settings"]["suite"], "source": report["settings"]["source"]}
-    return report, candidates
+    return candidates
+
+
+def heldout_dir(cfg: SweepConfig) -> Path:
+    return Path(cfg.out_dir) / "eval" / "heldout"
+
+
+def report_only(cfg: SweepConfig) -> dict:
+    """Choose again from the finished held-out evaluation and write the report; nothing is trained, evaluated or
+    run on Spider dev (an earlier final report is kept only if it is the same choice's)."""
+    from t2s_fast.evaluate.report import load_report
+    from t2s_fast.sweep.report import build_summary, write_sweep_report
+    from t2s_fast.sweep.rule import choose
+
+    cfg.validate()
+    variants = expand_variants(cfg)
+    state = SweepState(Path(cfg.out_dir))
+    if not (heldout_dir(cfg) / "report.json").is_file():
+        raise T2SError(f"{cfg.out_dir}: no finished held-out evaluation ({heldout_dir(cfg) / 'report.json'}); run "
+                       "the sweep without --report-only")
+    candidates = heldout_candidates(cfg, variants, state, load_report(heldout_dir(cfg)))
+    chosen, rule = choose(cfg.max_eval_loss, candidates)
+    same = (state.data.get("chosen") or {}).get("name") == (chosen or {}).get("name")
+    state.data.update(chosen=chosen, rule=rule, final=state.data.get("final") if same else {})
+    state.save()
+    summary = build_summary(cfg, variants, state, candidates, chosen, state.data.get("final") or {})
+    write_sweep_report(Path(cfg.out_dir), summary)
+    return summary
 
 
 def run_final(cfg: SweepConfig, chosen: dict, state: SweepState, *, isolate: bool) -> dict:
