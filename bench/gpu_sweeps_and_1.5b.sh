@@ -29,7 +29,9 @@
 # stage-2 sweep on GPU 1 with --parallel 4 (the payload then needs no 1.5B GGUF).
 # Each job logs to /tmp/s4/<job>.log; /tmp/s4/ALLDONE marks the end. Work folder /tmp/s4/w (the configs' relative
 # paths). Collect with
-#   tar -C /tmp/s4 -czf $OUT/s4.tgz --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' --exclude=vllm-cache .
+#   tar -C /tmp/s4 -czf $OUT/s4.tgz --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' --exclude=vllm-cache \
+#     --exclude=unsloth_compiled_cache --exclude='*/data/*' --exclude='predictions*' --exclude='scored*' .
+# (a few MB) and, when there is room, the chosen adapters: tar -C /tmp/s4 -czf $OUT/keep.tgz keep
 #
 # T2S_SMOKE=1 checks the plumbing on a CPU (tests/fake_vllm answers every prompt; 6 questions, 1 training step, 2
 # variants a sweep; T2S_SMOKE_MODEL=<a tiny model folder> stands in for both models, and its 1-step stage 1 for the
@@ -65,7 +67,9 @@ setup_data() {
 }
 setup_model() { run python3 -c "import sys; from t2s_fast.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$1"; }
 
-stage1_sweep() { cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage1-qwen2.5-coder-0.5b.json)" "${TWO_GPUS[@]}"; }
+stage1_sweep() {
+  cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage1-qwen2.5-coder-0.5b.json)" "${TWO_GPUS[@]}"
+  local rc=$?; keep_chosen sweep-stage1-0.5b stage1-chosen; return $rc; }
 
 train_runbook_15() {  # the README's stage-1 command on the 1.5B
   cd "$W" && run $T2S train --model-name "$L" --train-file data/prepared/stage1_train.jsonl \
@@ -97,36 +101,41 @@ repair_trained() {  # issue 14, repair (b) with a model trained on real failures
   retry run $T2S ablate --config "$(config ablations/repair-trained-qwen2.5-coder-0.5b.json)"
 }
 
-stage2_sweep() { cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage2-replay-from-runbook-0.5b.json)" "$@"; }
+stage2_sweep() {
+  cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage2-replay-from-runbook-0.5b.json)" "$@"
+  local rc=$?; keep_chosen sweep-stage2-runbook-0.5b stage2-chosen; return $rc; }
 stage2_sweep_on_one_gpu() { stage2_sweep $([ -n "$SMOKE" ] || echo --parallel 4); }
 
 chosen_on_15() {  # issue 13: the stage-1 sweep's chosen recipe on the 1.5B, on Spider dev (greedy, maj@8)
   cd "$W" || return 1
-  local spec name step lr r a; spec=$(python3 - runs/sweep-stage1-0.5b/sweep.json <<'PY'
+  local spec name step lr r a ep save; spec=$(python3 - runs/sweep-stage1-0.5b/sweep_state.json <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
-c = s.get("chosen") or {}
-row = next(r for r in s["rows"] if r["variant"] == c.get("variant"))
-o = row["settings"]
-print(c["name"], c["step"], o.get("learning_rate", 2e-4), o.get("lora_r", 16), o.get("lora_alpha", 32))
+c = s["chosen"]
+t = s["variants"][c["variant"]]["train_config"]  # the settings the chosen run trained with
+print(c["name"], c["step"], t["learning_rate"], t["lora_r"], t["lora_alpha"], t["num_train_epochs"], t["save_steps"])
 PY
 ) || return 1
-  read -r name step lr r a <<< "$spec"; say "chosen on the 0.5B: $name (step $step): lr $lr, r $r, alpha $a"
-  local adapter=runs/stage1-1.5b/adapter
-  if [ "$lr $r $a" != "0.0002 16 32" ] || [ "${name##*@}" != final ]; then
-    run $T2S train --model-name "$L" --train-file data/prepared/stage1_train.jsonl \
-      --eval-file "$VALID" --output-dir runs/stage1-1.5b-chosen --max-cost-usd 40 \
-      --gpu-hourly-usd 3.44 --packing --learning-rate "$lr" --lora-r "$r" --lora-alpha "$a" --save-steps 147 \
-      --eval-steps 147 --save-total-limit 0 "${SMOKE_TRAIN[@]}" 2>&1 | grep -v '^train:' | tail -25
-    adapter=runs/stage1-1.5b-chosen/adapter
-    [ "${name##*@}" = final ] || adapter=$(ls -d runs/stage1-1.5b-chosen/checkpoints/checkpoint-"$step" 2>/dev/null || echo "$adapter")
-  fi
+  read -r name step lr r a ep save <<< "$spec"
+  say "chosen on the 0.5B: $name (step $step): lr $lr, r $r, alpha $a, $ep epoch(s), a checkpoint every $save steps"
+  run $T2S train --model-name "$L" --train-file data/prepared/stage1_train.jsonl --eval-file "$VALID" \
+    --output-dir runs/stage1-1.5b-chosen --max-cost-usd 40 --gpu-hourly-usd 3.44 --packing --learning-rate "$lr" \
+    --lora-r "$r" --lora-alpha "$a" --num-train-epochs "$ep" --save-steps "$save" --eval-steps "$save" \
+    --save-total-limit 0 "${SMOKE_TRAIN[@]}" 2>&1 | grep -v '^train:' | tail -25
+  local adapter=runs/stage1-1.5b-chosen/adapter
+  [ "${name##*@}" = final ] || adapter=$(ls -d runs/stage1-1.5b-chosen/checkpoints/checkpoint-"${name##*@step-}" 2>/dev/null || echo "$adapter")
   [ -d "$adapter" ] || { say "no $adapter"; return 1; }
   for k in 1 8; do
     retry run $T2S eval --backend vllm --base-model "$L" --adapter chosen="$adapter" --suite spider1 \
       --spider-dir data/spider1 --workers 8 --timeout 10 --gpu-memory-utilization 0.3 --vllm-cache-dir runs/vllm-cache \
       --n-samples $k $([ $k -gt 1 ] && echo --temperature 0.8) --out-dir runs/eval-dev-1.5b-chosen-k$k "${SMOKE_EVAL[@]}"
   done
+}
+
+keep_chosen() {  # the chosen adapter of a sweep, copied to $B/keep/<label> so that it can be carried back
+  local path; path=$(python3 -c "import json,sys; print((json.load(open(sys.argv[1])).get('chosen') or {}).get('path',''))" \
+    "$W/runs/$1/sweep_state.json" 2>/dev/null)
+  [ -n "$path" ] && [ -d "$W/$path" ] && mkdir -p "$B/keep" && cp -r "$W/$path" "$B/keep/$2" && say "kept $path as keep/$2"
 }
 
 if [ -n "${T2S_S4_ONLY_SWEEPS:-}" ]; then  # the two sweeps only, side by side (a short lease; no 1.5B in the payload)

@@ -18,17 +18,23 @@ RESULTS = {"a": (0.8, 0.9), "b": (0.6, 0.5), "c": (0.7, 0.6)}
 
 
 class FakeRuns:
-    """Stands in for sweep.isolate.call: TrainConfig -> a finished run folder; EvalConfig -> a report."""
+    """Stands in for sweep.isolate.call (TrainConfig -> a finished run folder) and harness.evaluate (-> a report)."""
 
     def __init__(self):
         self.stop_at_final = False
+        self.engines: set[int] = set()
         self.trained: list[str] = []
         self.evaluated: list[tuple[str, list[str]]] = []  # (suite, adapter names)
 
     def __call__(self, fn, cfg, *, isolate):
         from t2s_fast.train.config import TrainConfig
 
-        return self.train(cfg) if isinstance(cfg, TrainConfig) else self.evaluate(cfg)
+        return self.train(cfg) if isinstance(cfg, TrainConfig) else fn(cfg)  # the sweep's evaluation, here
+
+    def harness_evaluate(self, ecfg, generator=None):
+        assert generator is not None  # every run of the sweep's evaluation shares one engine
+        self.engines.add(id(generator))
+        return self.evaluate(ecfg)
 
     def train(self, tc) -> dict:
         out, name = Path(tc.output_dir), Path(tc.output_dir).name
@@ -63,6 +69,7 @@ class FakeRuns:
 def fake(monkeypatch) -> FakeRuns:
     runs = FakeRuns()
     monkeypatch.setattr("t2s_fast.sweep.runner.call", runs)
+    monkeypatch.setattr("t2s_fast.evaluate.harness.evaluate", runs.harness_evaluate)
     return runs
 
 
@@ -143,6 +150,7 @@ def test_rerun_with_a_new_cap_chooses_again_without_retraining(tmp_path, fake):
     assert sorted(fake.trained) == ["a", "b", "c"]  # nothing retrained
     assert summary["chosen"]["name"] == "c@final" and summary["max_eval_loss"] == RESULTS["c"][1]
     assert fake.evaluated[-1] == ("spider1", ["c@final"])  # the final report is the new choice's alone
+    assert len(fake.engines) == 2  # one engine per run of the sweep: held-out and final share it
     state = json.loads((tmp_path / "sweep" / "sweep_state.json").read_text())
     assert state["chosen"]["name"] == "c@final" and state["rule"]["max_eval_loss_from"] == "c"
     assert _run(path)["chosen"]["name"] == "a@final"  # and back without the cap

@@ -17,44 +17,10 @@ from pathlib import Path
 from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.ablation_config import AblationConfig, Arm, check_ablation, final_config
 from t2s_fast.evaluate.config import EvalConfig
+from t2s_fast.evaluate.lazy_engine import LazyEngine
 
 log = logging.getLogger(__name__)
 ARM_FILE = "arm.json"  # written after an arm's report: its settings and its wall seconds
-
-
-class LazyEngine:
-    """The engine every arm shares, opened (once) on the first generate call or engine attribute asked for."""
-
-    def __init__(self, cfg: EvalConfig):
-        from t2s_fast.generate.base import select_backend
-
-        self.cfg, self.name = cfg, select_backend(cfg.backend)
-        self.engine, self.open_seconds = None, 0.0
-
-    def _open(self):
-        if self.engine is None:
-            from t2s_fast.evaluate.generation import open_generator
-            from t2s_fast.evaluate.harness import load_tokenizer, resolve_base_model
-
-            t0 = time.perf_counter()
-            model_path = resolve_base_model(self.cfg)
-            tokenizer_dir, _ = load_tokenizer(self.cfg, model_path)
-            log.info("ablate: opening the %s engine (once, for every arm)", self.name)
-            self.engine = open_generator(self.cfg, self.name, tokenizer_dir, model_path)
-            self.open_seconds = time.perf_counter() - t0
-        return self.engine
-
-    def generate(self, requests, settings):
-        return self._open().generate(requests, settings)
-
-    def __getattr__(self, attr):  # batch_size, prefers_adapter_grouping, ...: the real engine's
-        if attr.startswith("__") or attr in ("cfg", "name", "engine", "open_seconds"):
-            raise AttributeError(attr)
-        return getattr(self._open(), attr)
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
 
 
 def _comparable(ecfg: EvalConfig) -> dict:

@@ -1,6 +1,7 @@
-"""`sweep(cfg)`: train the variants one after another under one dollar cap, evaluate every adapter in one
-engine on the held-out set, choose the best by execution accuracy (ties: cheaper; with max_eval_loss only
-among the candidates whose eval loss is at most the cap: sweep/rule.py), report the chosen one on Spider dev.
+"""`sweep(cfg)`: train the variants (one after another, or `parallel` at once) under one dollar cap, evaluate
+every adapter in one engine on the held-out set, choose the best by execution accuracy (ties: cheaper; with
+max_eval_loss only among the candidates whose eval loss is at most the cap: sweep/rule.py), and report the chosen
+one on Spider dev through the same engine (sweep/evaluation.py).
 
 Resuming: ``sweep_state.json`` (written atomically after every change) says which variants finished. A
 re-run skips those, continues a half-finished variant with train's own ``--resume`` (its budget guard
@@ -20,7 +21,7 @@ from t2s_fast.errors import T2SError
 from t2s_fast.jsonl import read_json, write_json
 from t2s_fast.sweep.config import SweepConfig, Variant, expand_variants
 from t2s_fast.sweep.isolate import Interrupted, call, resolve
-from t2s_fast.sweep.plan import check_plan, final_configs, heldout_config, run_dir, train_config
+from t2s_fast.sweep.plan import check_plan, run_dir, train_config
 
 log = logging.getLogger(__name__)
 
@@ -199,19 +200,8 @@ def _train_in_parallel(cfg: SweepConfig, todo: list[Variant], state: SweepState,
     return run_pool(todo, slots=cfg.parallel, start=start, finish=finish, devices=cfg.devices)
 
 
-def _timed_eval(state: SweepState, ecfg, *, isolate: bool) -> dict:
-    from t2s_fast.evaluate.harness import evaluate
-
-    t0 = time.time()
-    try:
-        return call(evaluate, ecfg, isolate=isolate)
-    finally:
-        state.data["eval_seconds"] = round(state.data.get("eval_seconds", 0.0) + time.time() - t0, 3)
-        state.save()
-
-
-def evaluate_heldout(cfg: SweepConfig, variants: list[Variant], state: SweepState, *, isolate: bool) -> tuple[dict, list]:
-    """Every trained variant's final adapter (and checkpoints) in one engine; returns (report, candidates)."""
+def sweep_adapters(cfg: SweepConfig, variants: list[Variant], state: SweepState) -> dict[str, str]:
+    """Every trained variant's final adapter (and, with cfg.checkpoints, every checkpoint): the candidates."""
     from t2s_fast.evaluate.checkpoints import checkpoint_adapters
 
     adapters = {}
@@ -222,32 +212,33 @@ def evaluate_heldout(cfg: SweepConfig, variants: list[Variant], state: SweepStat
         adapters.update(found if cfg.checkpoints else {k: p for k, p in found.items() if k == f"{v.name}@final"})
     if not adapters:
         raise T2SError(f"{cfg.out_dir}: no variant finished training (see {STATE_FILE}); nothing to evaluate")
+    return adapters
+
+
+def evaluate_all(cfg: SweepConfig, variants: list[Variant], state: SweepState, *, isolate: bool) -> dict:
+    """The held-out evaluation, the choice and the final report in one process and one engine
+    (sweep/evaluation.py); the state records them (and the seconds they took, even when interrupted)."""
+    from t2s_fast.sweep.evaluation import SweepEvaluation, evaluate_and_choose
+
+    adapters = sweep_adapters(cfg, variants, state)
     log.info("sweep: evaluating %d adapters in one engine on the held-out set", len(adapters))
-    report = _timed_eval(state, heldout_config(cfg, adapters), isolate=isolate)
-    return report, heldout_candidates(cfg, variants, state, report)
-
-
-def heldout_candidates(cfg: SweepConfig, variants: list[Variant], state: SweepState, report: dict) -> list[dict]:
-    """Every evaluated adapter of every variant (its step, held-out EX, eval loss and dollars to that step)."""
-    from t2s_fast.evaluate.checkpoints import checkpoint_rows
-
-    candidates = []
-    for v in variants:
-        for row in checkpoint_rows(run_dir(cfg, v.name), report, prefix=f"{v.name}@"):
-            candidates.append({**row, "variant": v.name})
-    state.data["heldout"] = {"out_dir": str(heldout_dir(cfg)), "adapters": len(report["adapters"]),
-                             "suite": report["settings"]["suite"], "source": report["settings"]["source"]}
-    return candidates
-
-
-def heldout_dir(cfg: SweepConfig) -> Path:
-    return Path(cfg.out_dir) / "eval" / "heldout"
+    t0 = time.time()
+    try:
+        result = call(evaluate_and_choose, SweepEvaluation(cfg, variants, adapters), isolate=isolate)
+    finally:
+        state.data["eval_seconds"] = round(state.data.get("eval_seconds", 0.0) + time.time() - t0, 3)
+        state.save()
+    state.data.update(heldout=result["heldout"], chosen=result["chosen"], rule=result["rule"], final=result["final"],
+                      engine_open_seconds=result["engine_open_seconds"])
+    state.save()
+    return result
 
 
 def report_only(cfg: SweepConfig) -> dict:
     """Choose again from the finished held-out evaluation and write the report; nothing is trained, evaluated or
     run on Spider dev (an earlier final report is kept only if it is the same choice's)."""
     from t2s_fast.evaluate.report import load_report
+    from t2s_fast.sweep.evaluation import candidates_of, heldout_dir, heldout_info
     from t2s_fast.sweep.report import build_summary, write_sweep_report
     from t2s_fast.sweep.rule import choose
 
@@ -257,35 +248,22 @@ def report_only(cfg: SweepConfig) -> dict:
     if not (heldout_dir(cfg) / "report.json").is_file():
         raise T2SError(f"{cfg.out_dir}: no finished held-out evaluation ({heldout_dir(cfg) / 'report.json'}); run "
                        "the sweep without --report-only")
-    candidates = heldout_candidates(cfg, variants, state, load_report(heldout_dir(cfg)))
+    report = load_report(heldout_dir(cfg))
+    candidates = candidates_of(cfg, variants, report)
     chosen, rule = choose(cfg.max_eval_loss, candidates)
     same = (state.data.get("chosen") or {}).get("name") == (chosen or {}).get("name")
-    state.data.update(chosen=chosen, rule=rule, final=state.data.get("final") if same else {})
+    state.data.update(heldout=heldout_info(cfg, report), chosen=chosen, rule=rule,
+                      final=state.data.get("final") if same else {})
     state.save()
     summary = build_summary(cfg, variants, state, candidates, chosen, state.data.get("final") or {})
     write_sweep_report(Path(cfg.out_dir), summary)
     return summary
 
 
-def run_final(cfg: SweepConfig, chosen: dict, state: SweepState, *, isolate: bool) -> dict:
-    """The chosen adapter alone on the final set (Spider dev): greedy, then maj@K if asked."""
-    results = {}
-    for label, fcfg in final_configs(cfg, {chosen["name"]: chosen["path"]}):
-        report = _timed_eval(state, fcfg, isolate=isolate)
-        a = report["adapters"][chosen["name"]]
-        results[label] = {"ex": a["ex"], "correct": a["correct"], "n": a["n"], "out_dir": fcfg.out_dir,
-                          "suite": report["settings"]["suite"], "split": report["settings"].get("split"),
-                          "source": report["settings"]["source"]}
-    state.data["final"] = results
-    state.save()
-    return results
-
-
 def sweep(cfg: SweepConfig, *, on_variant_done=None, train_fn=None) -> dict:
     """Run (or resume) the whole sweep; returns the summary written to sweep.json ({"interrupted": True} when a
     training run was stopped by a signal: run the same command again to continue)."""
     from t2s_fast.sweep.report import build_summary, write_sweep_report
-    from t2s_fast.sweep.rule import choose
 
     cfg.validate()
     variants = expand_variants(cfg)
@@ -295,14 +273,11 @@ def sweep(cfg: SweepConfig, *, on_variant_done=None, train_fn=None) -> dict:
     state = SweepState(Path(cfg.out_dir))
     if not train_all(cfg, variants, state, isolate=isolate, on_variant_done=on_variant_done, train_fn=train_fn):
         return {"interrupted": True, "state": str(state.path)}
-    _, candidates = evaluate_heldout(cfg, variants, state, isolate=isolate)
-    chosen, rule = choose(cfg.max_eval_loss, candidates)  # from this run's candidates: never an earlier choice
-    state.data.update(chosen=chosen, rule=rule, final={})  # an earlier choice's final is not this one's
-    state.save()
+    result = evaluate_all(cfg, variants, state, isolate=isolate)
+    candidates, chosen, rule = result["candidates"], result["chosen"], result["rule"]
     if rule.get("error"):  # the report still shows every candidate and why none was eligible
         write_sweep_report(Path(cfg.out_dir), build_summary(cfg, variants, state, candidates, None, {}))
         raise T2SError(f"{cfg.source or 'sweep config'}: {rule['error']}; see {Path(cfg.out_dir) / 'sweep.md'}")
-    final = run_final(cfg, chosen, state, isolate=isolate) if chosen else {}
-    summary = build_summary(cfg, variants, state, candidates, chosen, final)
+    summary = build_summary(cfg, variants, state, candidates, chosen, result["final"])
     write_sweep_report(Path(cfg.out_dir), summary)
     return summary
