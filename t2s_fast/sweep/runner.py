@@ -159,16 +159,23 @@ def train_all(cfg: SweepConfig, variants: list[Variant], state: SweepState, *, i
                 rec = train_variant(cfg, v, state, isolate=isolate, train_fn=train_fn)
             except Interrupted:
                 return False
-            state.save()
-            if rec["status"] == "interrupted":
+            if not _settled(state, v, rec, on_variant_done):
                 return False
-            if on_variant_done is not None:
-                on_variant_done(v.name, rec)
         return True
     finally:
         if todo:
             state.data["train_seconds"] = round(state.data.get("train_seconds", 0.0) + time.time() - t0, 3)
             state.save()
+
+
+def _settled(state: SweepState, v: Variant, rec: dict, on_variant_done) -> bool:
+    """Save the variant's record; False when its run was interrupted (the sweep stops), else tell on_variant_done."""
+    state.save()
+    if rec["status"] == "interrupted":
+        return False
+    if on_variant_done is not None:
+        on_variant_done(v.name, rec)
+    return True
 
 
 def _train_in_parallel(cfg: SweepConfig, todo: list[Variant], state: SweepState, *, train_fn, on_variant_done) -> bool:
@@ -190,12 +197,7 @@ def _train_in_parallel(cfg: SweepConfig, todo: list[Variant], state: SweepState,
 
     def finish(v: Variant, outcome) -> bool:
         rec = records[v.name] if outcome is None else finish_variant(cfg, v, records[v.name], outcome)
-        state.save()
-        if rec["status"] == "interrupted":
-            return False
-        if on_variant_done is not None:
-            on_variant_done(v.name, rec)
-        return True
+        return _settled(state, v, rec, on_variant_done)
 
     return run_pool(todo, slots=cfg.parallel, start=start, finish=finish, devices=cfg.devices)
 
