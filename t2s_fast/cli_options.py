@@ -20,8 +20,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from t2s_fast.configs import (check_value, field_default, field_hints, is_required, is_sequence, item_type,
-                              load_config, settable_fields, without_none)
+from t2s_fast.configs import (_Mismatch, check_value, field_default, field_hints, is_required, is_sequence,
+                              item_type, load_config, settable_fields, without_none)
+from t2s_fast.errors import T2SError
 
 GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 CONFIG_HELP = ("JSON (or YAML) file of these settings: keys are the field names (the flags' names with '_' for "
@@ -72,9 +73,6 @@ def _param(f: dataclasses.Field, hint: Any):
 
 
 def _from_flag(f: dataclasses.Field, hint: Any, value: Any) -> Any:
-    from t2s_fast.configs import _Mismatch
-    from t2s_fast.errors import T2SError
-
     if isinstance(value, tuple) or f.metadata.get("sep"):  # repeated flag, or one comma-separated value
         try:
             return check_value(list(value) if isinstance(value, tuple) else value, hint, f.metadata.get("sep"))
