@@ -173,6 +173,7 @@ def test_report_only_chooses_from_the_finished_heldout_evaluation_and_runs_nothi
     md = (tmp_path / "sweep" / "sweep.md").read_text()
     assert "**Chosen: c@final**" in md and "Spider dev: not run yet" in md
     assert (tmp_path / "sweep" / "ex_vs_cost.png").stat().st_size > 0
+    assert "ex_and_loss_vs_step.png" in md and (tmp_path / "sweep" / "ex_and_loss_vs_step.png").stat().st_size > 0
     fake.stop_at_final = False  # the same command without --report-only runs only the final report
     assert _run(path, "--max-eval-loss", "c")["final"]["greedy"]["ex"] == RESULTS["c"][0]
     assert fake.trained == done[0] and fake.evaluated[-1] == ("spider1", ["c@final"])

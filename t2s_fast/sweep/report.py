@@ -108,6 +108,8 @@ def render_markdown(s: dict) -> str:
                    f"{_usd(r['cost_usd'])} | {_pct(r['heldout_ex'])} ({r['heldout_n'] or 0}) | {loss} | {best} |")
     c = s.get("chosen")
     out += ["", "![held-out EX against dollars](ex_vs_cost.png)", ""]
+    if any(c.get("step") is not None for c in s["candidates"]):
+        out += ["![held-out EX and eval loss against step](ex_and_loss_vs_step.png)", ""]
     if s.get("error"):
         out.append(f"**Nothing chosen**: {s['error']}.")
     if c:
@@ -155,10 +157,46 @@ def plot_ex_vs_cost(s: dict, png: Path) -> Path:
     return png
 
 
+def plot_ex_and_loss_vs_step(s: dict, png: Path) -> Path | None:
+    """Per variant, held-out EX (left) and eval loss (right) at each evaluated checkpoint: whether the two agree.
+    None when no candidate has a step (nothing to draw)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_variant: dict[str, list[dict]] = {}
+    for c in s["candidates"]:
+        if c.get("step") is not None:
+            by_variant.setdefault(c["variant"], []).append(c)
+    if not by_variant:
+        return None
+    fig, (ax_ex, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for name, pts in by_variant.items():
+        pts.sort(key=lambda c: c["step"])
+        ex = [(c["step"], 100 * c["ex"]) for c in pts if c["ex"] is not None]
+        loss = [(c["step"], c["eval_loss"]) for c in pts if c.get("eval_loss") is not None]
+        line, = ax_ex.plot(*zip(*ex), "o-", ms=4, lw=1, label=name) if ex else (None,)
+        if loss:
+            ax_loss.plot(*zip(*loss), "o-", ms=4, lw=1, label=name, color=line.get_color() if line else None)
+    ax_ex.set(xlabel="optimizer step", ylabel="held-out EX (%)", title="Held-out execution accuracy")
+    ax_loss.set(xlabel="optimizer step", ylabel="eval loss", title="Eval loss (lower is better)")
+    for ax in (ax_ex, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_open(png, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+    return png
+
+
 def write_sweep_report(out_dir: Path, summary: dict) -> dict[str, Path]:
     paths = {"json": out_dir / "sweep.json", "md": out_dir / "sweep.md", "png": out_dir / "ex_vs_cost.png"}
     write_json(paths["json"], summary)
     with atomic_open(paths["md"]) as fh:
         fh.write(render_markdown(summary))
     plot_ex_vs_cost(summary, paths["png"])
+    if plot_ex_and_loss_vs_step(summary, out_dir / "ex_and_loss_vs_step.png"):
+        paths["steps_png"] = out_dir / "ex_and_loss_vs_step.png"
     return paths
