@@ -150,11 +150,7 @@ def plot_ex_vs_cost(s: dict, png: Path) -> Path:
     ax.set_title("Sweep: held-out execution accuracy against cost (square = final adapter)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    with atomic_open(png, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return png
+    return _save(fig, png)
 
 
 def plot_ex_and_loss_vs_step(s: dict, png: Path) -> Path | None:
@@ -184,6 +180,13 @@ def plot_ex_and_loss_vs_step(s: dict, png: Path) -> Path | None:
     for ax in (ax_ex, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
+    return _save(fig, png)
+
+
+def _save(fig, png: Path) -> Path:
+    """Write the figure atomically (a reader never sees half a PNG) and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_open(png, "wb") as fh:
         fig.savefig(fh, format="png")
