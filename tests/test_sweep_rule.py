@@ -177,3 +177,12 @@ def test_report_only_chooses_from_the_finished_heldout_evaluation_and_runs_nothi
     fake.stop_at_final = False  # the same command without --report-only runs only the final report
     assert _run(path, "--max-eval-loss", "c")["final"]["greedy"]["ex"] == RESULTS["c"][0]
     assert fake.trained == done[0] and fake.evaluated[-1] == ("spider1", ["c@final"])
+
+
+def test_an_engine_setting_in_final_is_refused_before_training(tmp_path, fake, capsys):
+    """The final report runs through the held-out engine: a final-only engine setting would be ignored."""
+    path = _config(tmp_path, final={"spider_dir": str(tmp_path / "spider"), "gpu_memory_utilization": 0.5})
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--config", str(path)])
+    assert exc.value.code == 2 and "final.gpu_memory_utilization is an engine setting" in capsys.readouterr().err
+    assert fake.trained == []

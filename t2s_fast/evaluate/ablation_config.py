@@ -17,11 +17,8 @@ from pathlib import Path
 from t2s_fast.configs import setting as _f
 from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.config import EvalConfig
+from t2s_fast.evaluate.lazy_engine import ENGINE_FIELDS  # the same for every arm (set in "eval" only)
 
-# What the one engine is: the same for every arm (set in "eval" only).
-ENGINE_FIELDS = ("base_model", "adapters", "include_base", "backend", "tokenizer", "dtype", "max_model_len",
-                 "gpu_memory_utilization", "tensor_parallel_size", "data_parallel_size", "enforce_eager",
-                 "vllm_cache_dir", "batch_size")
 # The question set every arm is compared on (set in "eval" only; "final" replaces it for the final report).
 QUESTION_FIELDS = ("suite", "questions", "spider_dir", "split", "db_root", "limit", "dbs")
 ABLATION_OWNED = ("out_dir", "checkpoints")  # set by the ablation / a selection of its own

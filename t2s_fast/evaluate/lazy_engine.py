@@ -14,6 +14,11 @@ from t2s_fast.evaluate.config import EvalConfig
 
 log = logging.getLogger(__name__)
 
+# What an engine is, so the same for every evaluation that shares it: set where the engine is configured.
+ENGINE_FIELDS = ("base_model", "adapters", "include_base", "backend", "tokenizer", "dtype", "max_model_len",
+                 "gpu_memory_utilization", "tensor_parallel_size", "data_parallel_size", "enforce_eager",
+                 "vllm_cache_dir", "batch_size")
+
 
 class LazyEngine:
     """One engine for several evaluations (`harness.evaluate(cfg, generator=engine)`), opened once, on the first

@@ -120,4 +120,10 @@ def check_plan(cfg: SweepConfig, variants: list[Variant]) -> None:
             raise T2SError(f"{where}: variant {v.name}: max_eval_loss chooses by eval loss, but the variant has no "
                            "eval_file (set train.eval_file)")
     if cfg.final is not None:
+        from t2s_fast.evaluate.lazy_engine import ENGINE_FIELDS
+
+        shared = sorted(set(cfg.final) & set(ENGINE_FIELDS))
+        if shared:
+            raise T2SError(f"{where}: final.{shared[0]} is an engine setting, and the final report runs through the "
+                           "held-out evaluation's engine: set it in \"eval\"")
         final_configs(cfg, {})  # the settings only: the chosen adapter is not known yet
