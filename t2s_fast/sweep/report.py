@@ -179,7 +179,8 @@ def plot_ex_and_loss_vs_step(s: dict, png: Path) -> Path | None:
     ax_loss.set(xlabel="optimizer step", ylabel="eval loss", title="Eval loss (lower is better)")
     for ax in (ax_ex, ax_loss):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        if ax.lines:  # a run without an eval file has no eval loss to draw
+            ax.legend(fontsize=7, loc="best")
     return _save(fig, png)
 
 
