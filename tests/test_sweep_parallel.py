@@ -92,3 +92,30 @@ def test_devices_from_the_command_line_reach_the_runs(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         main(["sweep", "--config", str(path), "--parallel", "2", "--devices", "0,x"])
     assert exc.value.code == 2
+
+
+def test_a_failing_start_stops_the_runs_already_training(tmp_path):
+    """Should starting the next run fail, the runs already training are stopped, never left behind the sweep."""
+    import os
+    import time
+
+    from t2s_fast.sweep.parallel import run_pool
+    from t2s_fast.sweep.plan import train_config
+
+    cfg = _cfg(tmp_path, {"a": 30.0, "b": 0.1}, parallel=2)
+    pid_file = Path(cfg.out_dir) / "runs" / "a" / "pid"
+
+    def start(v, running, waiting):
+        if v.name == "b":
+            for _ in range(300):  # a's run is training (its process wrote its pid)
+                if pid_file.is_file():
+                    break
+                time.sleep(0.1)
+            raise RuntimeError("cannot start b")
+        return fake_train, train_config(cfg, v, budget=1.0, resume=False)
+
+    with pytest.raises(RuntimeError, match="cannot start b"):
+        run_pool(expand_variants(cfg), slots=2, start=start, finish=lambda v, outcome: True)
+    with pytest.raises(ProcessLookupError):  # a's process was stopped and reaped
+        os.kill(int(pid_file.read_text()), 0)
+    assert not (Path(cfg.out_dir) / "runs" / "a" / "fake.json").exists()

@@ -8,6 +8,7 @@ new starts; the pool then waits for the children to answer."""
 
 from __future__ import annotations
 
+import signal
 from multiprocessing.connection import wait
 
 from t2s_fast.errors import T2SError
@@ -37,30 +38,37 @@ def run_pool(items: list, *, slots: int, start, finish, devices: list[str] | Non
         for child, _, _ in running.values():
             child.signal(signum)
 
-    with forwarding(stop):
-        while running or (todo and go):
-            while todo and go and len(running) < slots:
-                item = todo.pop(0)
-                job = start(item, [it for _, it, _ in running.values()], len(todo))
-                if job is None:
-                    continue
-                device = least_busy(devices, [d for _, _, d in running.values()])
-                child = Child(*job, env=None if device is None else {"CUDA_VISIBLE_DEVICES": device})
-                running[child.conn] = (child, item, device)
-            for conn in wait(list(running)) if running else []:
-                child, item, _ = running.pop(conn)
-                try:
-                    outcome = child.result()
-                except Interrupted:
-                    go = False
-                    continue
-                except T2SError as exc:
-                    outcome = exc
-                except Exception as exc:  # noqa: BLE001 - a crash: no new start, the others finish, then it is raised
-                    go, crash = False, crash or exc
-                    continue
-                if not finish(item, outcome):
-                    go = False
+    try:
+        with forwarding(stop):
+            while running or (todo and go):
+                while todo and go and len(running) < slots:
+                    item = todo.pop(0)
+                    job = start(item, [it for _, it, _ in running.values()], len(todo))
+                    if job is None:
+                        continue
+                    device = least_busy(devices, [d for _, _, d in running.values()])
+                    child = Child(*job, env=None if device is None else {"CUDA_VISIBLE_DEVICES": device})
+                    running[child.conn] = (child, item, device)
+                for conn in wait(list(running)) if running else []:
+                    child, item, _ = running.pop(conn)
+                    try:
+                        outcome = child.result()
+                    except Interrupted:
+                        go = False
+                        continue
+                    except T2SError as exc:
+                        outcome = exc
+                    except Exception as exc:  # noqa: BLE001 - a crash: no new start; raised once all answered
+                        go, crash = False, crash or exc
+                        continue
+                    if not finish(item, outcome):
+                        go = False
+    except BaseException:  # start() or a spawn failed: no run may go on training behind the sweep
+        for child, _, _ in running.values():
+            child.signal(signal.SIGTERM)  # a training run saves a checkpoint and stops
+        for child, _, _ in running.values():
+            child.proc.join()
+        raise
     if crash is not None:
         raise crash
     return go

@@ -20,6 +20,7 @@ def fake_train(tc) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     (out / "started").write_text(str(started))  # a resumed run finds its folder not empty
+    (out / "pid").write_text(str(os.getpid()))
     if tc.seed == SIGNAL_SEED:
         for _ in range(200):  # until the run beside it started (on a busy machine its process starts later)
             if len(list(out.parent.glob("*/started"))) > 1:
