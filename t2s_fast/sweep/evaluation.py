@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from t2s_fast.sweep.config import SweepConfig, Variant
-from t2s_fast.sweep.plan import final_configs, heldout_config, run_dir
+from t2s_fast.sweep.plan import final_configs, heldout_config, heldout_dir, run_dir
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +24,6 @@ class SweepEvaluation:
     cfg: SweepConfig
     variants: list[Variant]
     adapters: dict[str, str]  # every candidate: "<variant>@step-N" / "<variant>@final" -> folder
-
-
-def heldout_dir(cfg: SweepConfig) -> Path:
-    return Path(cfg.out_dir) / "eval" / "heldout"
 
 
 def candidates_of(cfg: SweepConfig, variants: list[Variant], report: dict) -> list[dict]:

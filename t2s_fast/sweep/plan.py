@@ -15,6 +15,11 @@ def run_dir(cfg: SweepConfig, name: str) -> Path:
     return Path(cfg.out_dir) / "runs" / name
 
 
+def heldout_dir(cfg: SweepConfig) -> Path:
+    """The held-out evaluation's run folder (its report.json is what the sweep chooses from)."""
+    return Path(cfg.out_dir) / "eval" / "heldout"
+
+
 def replay_files(cfg: SweepConfig, ratio: float) -> tuple[str, str]:
     """This ratio's stage2_mixed_{train,valid}.jsonl, written once under <out_dir>/data/replay-<ratio>/ by the
     function `prepare` itself mixes with (so they are the lines `prepare --stage2-replay-ratio` writes)."""
@@ -78,7 +83,7 @@ FINAL_DEFAULTS = {"suite": "spider1", "split": "dev"}
 
 
 def heldout_config(cfg: SweepConfig, adapters: dict[str, str]) -> EvalConfig:
-    return eval_config(cfg, cfg.heldout, Path(cfg.out_dir) / "eval" / "heldout", adapters, what="heldout",
+    return eval_config(cfg, cfg.heldout, heldout_dir(cfg), adapters, what="heldout",
                        defaults=HELDOUT_DEFAULTS)
 
 

@@ -21,7 +21,7 @@ from t2s_fast.errors import T2SError
 from t2s_fast.jsonl import read_json, write_json
 from t2s_fast.sweep.config import SweepConfig, Variant, expand_variants
 from t2s_fast.sweep.isolate import Interrupted, call, resolve
-from t2s_fast.sweep.plan import check_plan, run_dir, train_config
+from t2s_fast.sweep.plan import check_plan, heldout_dir, run_dir, train_config
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def report_only(cfg: SweepConfig) -> dict:
     """Choose again from the finished held-out evaluation and write the report; nothing is trained, evaluated or
     run on Spider dev (an earlier final report is kept only if it is the same choice's)."""
     from t2s_fast.evaluate.report import load_report
-    from t2s_fast.sweep.evaluation import candidates_of, heldout_dir, heldout_info
+    from t2s_fast.sweep.evaluation import candidates_of, heldout_info
     from t2s_fast.sweep.report import build_summary, write_sweep_report
     from t2s_fast.sweep.rule import choose
 
