@@ -1,6 +1,8 @@
 # Shared by the one-lease GPU drivers (bench/gpu_levers_and_8b_runbook.sh, bench/gpu_sweeps_and_1.5b.sh): logging,
 # the record of every command run, retries of resumable commands, GPU memory polls, and the T2S_SMOKE copies of the
-# config files. Source it after setting B (the lease folder) and SMOKE (non-empty: a CPU smoke run).
+# config files, the data and model setup. Source it after setting B (the lease folder), W (the work folder), R (the
+# repository), T2S (the command), S (the 0.5B model), VALID (the held-out file), SMOKE (non-empty: a CPU smoke run),
+# SMOKE_TRAIN and SMOKE_EVAL.
 T0=${T0:-$(date +%s)}
 say() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*"; }
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -41,3 +43,36 @@ if "train" in c:
 json.dump(c, open(sys.argv[2], "w"), indent=1)
 PY
   echo "$B/smoke/$(basename "$1")"; }
+
+on_gpu() { local g=$1; shift; if [ -n "$SMOKE" ]; then "$@"; else CUDA_VISIBLE_DEVICES=$g "$@"; fi; }
+
+setup_data() {
+  mkdir -p /tmp/t2s-data; [ -d /tmp/t2s-data/spider1 ] || tar -C /tmp/t2s-data -xf /tmp/pay/data.tar.*
+  [ -d /tmp/pay/prep05 ] || tar -C /tmp/pay -xzf /tmp/pay/prep.tar.gz
+  ln -sfn /tmp/t2s-data/spider1 "$W/data/spider1"; ln -sfn /tmp/t2s-data/spider2 "$W/data/spider2"
+  ln -sfn /tmp/pay/prep05 "$W/data/prepared"
+  if [ -n "$SMOKE" ] && [ -n "${T2S_SMOKE_MODEL:-}" ]; then
+    [ -d "$W/runs/stage1/adapter" ] || (cd "$W" && $T2S train --model-name "$S" --train-file data/prepared/stage1_train.jsonl \
+      --output-dir runs/stage1 "${SMOKE_TRAIN[@]}" > /dev/null 2>&1)
+  else mkdir -p "$W/runs/stage1"; [ -d "$W/runs/stage1/adapter" ] || cp -r /tmp/pay/adapters05/stage1/adapter "$W/runs/stage1/"; fi
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$B/device.txt"
+  python3 -m t2s_fast.runinfo "$B/versions.json"
+}
+setup_model() { run python3 -c "import sys; from t2s_fast.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$1"; }
+
+repair_trained() {  # issue 14, repair (b) with a model trained on real failures of the training split
+  cd "$W" || return 1
+  retry run $T2S eval --backend vllm --base-model "$S" --adapter stage1=runs/stage1/adapter \
+    --suite jsonl --questions data/prepared/stage1_train.jsonl --db-root data/spider1/database --workers 8 \
+    --timeout 10 --gpu-memory-utilization 0.15 --vllm-cache-dir runs/vllm-cache --out-dir runs/eval-train-split \
+    "${SMOKE_EVAL[@]}" || return 1
+  run $T2S prepare-repair --scored runs/eval-train-split/scored.jsonl --questions data/prepared/stage1_train.jsonl \
+    --out runs/repair/repair_train.jsonl --spider-dir data/spider1 || return 1
+  cat data/prepared/stage1_train.jsonl runs/repair/repair_train.jsonl > runs/repair/stage1_train_plus_repair.jsonl
+  wc -l runs/repair/*.jsonl
+  run $T2S train --model-name "$S" --train-file runs/repair/stage1_train_plus_repair.jsonl \
+    --eval-file "$VALID" --output-dir runs/stage1-repair --max-cost-usd 40 \
+    --gpu-hourly-usd 3.44 --packing "${SMOKE_TRAIN[@]}" 2>&1 | grep -v '^train:' | tail -25
+  [ -d runs/stage1-repair/adapter ] || return 1
+  retry run $T2S ablate --config "$(config ablations/repair-trained-qwen2.5-coder-0.5b.json)"
+}
