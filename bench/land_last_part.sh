@@ -11,5 +11,7 @@ R=$(pwd); n=${1:?usage: bench/land_last_part.sh N (the number of the last part f
 mkdir -p /tmp/pk && cp ".p$n"/part.* /tmp/pk/
 (cd /tmp && bash "$R/.p$n/assemble.sh")
 ls /tmp/pay/models
-rm -rf /tmp/repo && mkdir -p /tmp/repo && cp -r t2s_fast bench ablations sweeps pyproject.toml /tmp/repo/
+# the whole working tree but the part folders: a driver reads committed reports too (session 5's read
+# eval/reports/*/sweep_state.json, and found it missing when only the code folders were copied)
+rm -rf /tmp/repo && mkdir -p /tmp/repo && tar --exclude='./.p[0-9]*' --exclude=./.git -cf - . | tar -C /tmp/repo -xf -
 echo "code in /tmp/repo; start a driver with: setsid bash /tmp/repo/bench/<driver>.sh > LOG 2>&1 < /dev/null &"
