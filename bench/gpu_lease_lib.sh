@@ -9,8 +9,9 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
 job() { local name=$1; shift; say "start $name: $*"; "$@" > "$B/$name.log" 2>&1; local rc=$?; say "end $name rc=$rc"; return $rc; }
 retry() {  # every command run this way resumes; a vLLM engine can fail to start while another process frees memory
   local i; for i in 1 2; do "$@" && return 0; say "retry $i after a failure: $*"; sleep 15; done; "$@"; }
-record() { echo "# $(date -u +%FT%TZ) CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-all}" >> "$B/commands.sh"
-           printf '%q ' "$@" | sed 's/ $//' >> "$B/commands.sh"; echo >> "$B/commands.sh"; }
+record() {  # one write per command, so that jobs running side by side do not interleave their lines
+  local line; line=$(printf '%q ' "$@")
+  printf '# %s CUDA_VISIBLE_DEVICES=%s\n%s\n' "$(date -u +%FT%TZ)" "${CUDA_VISIBLE_DEVICES:-all}" "${line% }" >> "$B/commands.sh"; }
 run() { record "$@"; "$@"; }
 gpu_used() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | sed -n "$(( ${1:-0} + 1 ))p"; }
 wait_for_engine() {  # until GPU $4 (default 0) memory grew by $1 MiB over $3 (the engine took its share), at most $2 s
