@@ -63,7 +63,7 @@ setup_model() { run python3 -c "import sys; from t2s_fast.models import resolve_
 
 repair_trained() {  # issue 14, repair (b) with a model trained on real failures of the training split
   cd "$W" || return 1
-  retry run $T2S eval --backend vllm --base-model "$S" --adapter stage1=runs/stage1/adapter \
+  retry run $T2S eval --backend vllm --base-model "$S" --adapter stage1=runs/stage1/adapter --repair none \
     --suite jsonl --questions data/prepared/stage1_train.jsonl --db-root data/spider1/database --workers 8 \
     --timeout 10 --gpu-memory-utilization 0.15 --vllm-cache-dir runs/vllm-cache --out-dir runs/eval-train-split \
     "${SMOKE_EVAL[@]}" || return 1

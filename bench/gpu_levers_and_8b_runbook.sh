@@ -81,7 +81,7 @@ stage2() { cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage2-repl
 
 eager() {  # the same held-out greedy eval as eval/reports/2026-11-29-h200-vllm-engine-start/, with --enforce-eager
   cd "$W" && local t=$SECONDS
-  run $T2S eval --backend vllm --base-model qwen2.5-coder-0.5b --adapter stage1=runs/stage1/adapter --suite heldout \
+  run $T2S eval --backend vllm --base-model qwen2.5-coder-0.5b --adapter stage1=runs/stage1/adapter --repair none --suite heldout \
     --questions data/prepared/stage1_valid.jsonl --db-root data/spider1/database --workers 8 --enforce-eager \
     --out-dir runs/eval-heldout-eager ${SMOKE:+--limit 6}
   echo "eager eval wall $((SECONDS - t)) s (engine start included)"

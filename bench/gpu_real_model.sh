@@ -111,7 +111,7 @@ phase_stage2() {
 phase_eval() {
   local t0=$SECONDS
   local resumed=(); [ ! -d "$W/stage1-crash/adapter" ] || resumed=(--adapter stage1-resumed="$W/stage1-crash/adapter")
-  run $T2S eval --backend vllm --base-model "$MODEL" --include-base --adapter stage1="$W/stage1/adapter" \
+  run $T2S eval --backend vllm --base-model "$MODEL" --repair none --include-base --adapter stage1="$W/stage1/adapter" \
     --adapter stage2="$W/stage2/adapter" "${resumed[@]}" \
     --spider-dir "$D/spider1" --workers 8 "${LIMIT[@]}" "${GPU_MEM[@]}" --out-dir "$W/eval-dev" 2>&1 | tee "$W/logs/eval-dev.log" | grep -vE '^generate|it/s' | tail -12
   echo "eval-dev wall $((SECONDS - t0)) s (engine start included)" | tee -a "$W/logs/eval-dev.log"
@@ -120,7 +120,7 @@ phase_eval() {
 
 phase_vote() {
   local t0=$SECONDS
-  run $T2S eval --backend vllm --base-model "$MODEL" --adapter stage1="$W/stage1/adapter" --n-samples 8 --temperature 0.8 \
+  run $T2S eval --backend vllm --base-model "$MODEL" --adapter stage1="$W/stage1/adapter" --n-samples 8 --temperature 0.8 --repair none \
     --spider-dir "$D/spider1" --workers 8 "${LIMIT[@]}" "${GPU_MEM[@]}" --out-dir "$W/eval-dev-maj8" 2>&1 | tee "$W/logs/eval-dev-maj8.log" | grep -vE '^generate|it/s' | tail -8
   echo "eval-dev-maj8 wall $((SECONDS - t0)) s (engine start included)" | tee -a "$W/logs/eval-dev-maj8.log"
   pack vote logs eval-dev-maj8/report.json eval-dev-maj8/report.md eval-dev-maj8/report.html eval-dev-maj8/scored.jsonl commands.sh
@@ -130,7 +130,7 @@ phase_hfcheck() {
   # The same stage-1 adapter through transformers+PEFT, greedy, on the first 200 dev questions; vLLM's answers to
   # the same questions come from the eval phase (same prompts, same settings).
   local t0=$SECONDS
-  run $T2S eval --backend hf --base-model "$MODEL" --adapter stage1="$W/stage1/adapter" --limit $HF_LIMIT \
+  run $T2S eval --backend hf --base-model "$MODEL" --adapter stage1="$W/stage1/adapter" --limit $HF_LIMIT --repair none \
     --spider-dir "$D/spider1" --workers 8 --out-dir "$W/eval-hf200" 2>&1 | tee "$W/logs/eval-hf200.log" | grep -vE '^generate|it/s' | tail -6
   echo "eval-hf200 wall $((SECONDS - t0)) s" | tee -a "$W/logs/eval-hf200.log"
   python3 bench/real_model_report.py compare "$W/eval-hf200/scored.jsonl" "$W/eval-dev/scored.jsonl" --adapter stage1 \

@@ -94,7 +94,7 @@ PY
   [ "${name##*@}" = final ] || adapter=$(ls -d runs/stage1-1.5b-chosen/checkpoints/checkpoint-"${name##*@step-}" 2>/dev/null || echo "$adapter")
   [ -d "$adapter" ] || { say "no $adapter"; return 1; }
   for k in 1 8; do
-    retry run $T2S eval --backend vllm --base-model "$L" --adapter chosen="$adapter" --suite spider1 \
+    retry run $T2S eval --backend vllm --base-model "$L" --adapter chosen="$adapter" --suite spider1 --repair none \
       --spider-dir data/spider1 --workers 8 --timeout 10 --gpu-memory-utilization 0.3 --vllm-cache-dir runs/vllm-cache \
       --n-samples $k $([ $k -gt 1 ] && echo --temperature 0.8) --out-dir runs/eval-dev-1.5b-chosen-k$k "${SMOKE_EVAL[@]}"
   done

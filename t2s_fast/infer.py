@@ -5,13 +5,15 @@ The model is a LoRA adapter folder (its base is the adapter's `base_model_name_o
 builder (`t2s_fast.prompt`), the schema from `--schema-file` (free text) or `--db` (a SQLite file rendered by
 the one `t2s_fast.data.schema_text.schema_text`), exactly as in training and evaluation. Decoding is greedy,
 through the transformers + PEFT generation engine eval uses (`generate/engines.make_generator`), with its stop
-rule.
+rule, followed by a repair pass where the SQL can be executed.
 
 `--repair resample` (with `--db`) is eval's resample repair for one question: the greedy SQL is executed on the
 database (the scorer's sandboxed executor); when it fails, `--repair-k` samples of the same prompt at
 `--repair-temperature` come from one generate call, each is executed, and eval's majority vote picks the SQL
 among those that execute (ties: the earliest sample); when none executes, the greedy SQL stays. stdout keeps only
-the SQL; one line on stderr says what the repair did.
+the SQL; one line on stderr says what the repair did. The default `--repair auto` is resample when `--db` is given
+with `--dialect sqlite` (as `eval`'s default on SQLite suites), none otherwise (`--schema-file`, other dialects):
+greedy alone. `--repair none` always gives the greedy SQL alone.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ADAPTER = "adapter"  # the name the adapter of --model-path gets in the engine
 REPAIRS = ("none", "resample")
+REPAIR_CHOICES = ("auto",) + REPAIRS  # auto: resample with --db on SQLite, else none (InferConfig.__post_init__)
 REPAIR_WORKERS = 2  # executor processes for the repair's queries (the scorer's default)
 
 
@@ -47,16 +50,20 @@ class InferConfig:
     external_knowledge: str | None = _f(None, "Optional external knowledge text (Spider 2.0 style).")
     question_values: int = _f(0, "Question-matched database values per column shown with --db (0 = off; "
                                  "use what training used).")
-    repair: str = _f("none", "When the greedy SQL fails to execute on --db: none, or resample (--repair-k samples "
-                             "of the same prompt, the majority result among those that execute; as `eval --repair "
-                             "resample`).", choices=REPAIRS)
+    repair: str = _f("auto", "When the greedy SQL fails to execute on --db: auto (the default: resample with --db "
+                             "and --dialect sqlite, none otherwise), none (the greedy SQL alone), or resample "
+                             "(--repair-k samples of the same prompt, the majority result among those that execute; "
+                             "as `eval --repair resample`).", choices=REPAIR_CHOICES)
     repair_k: int = _f(8, "Samples drawn by --repair resample.")
     repair_temperature: float = _f(0.8, "Sampling temperature of --repair resample.")
     timeout: float = _f(30.0, "Seconds allowed per query executed by --repair (> 0).")
 
     def __post_init__(self):
-        if self.repair not in REPAIRS:
-            raise T2SError(f"--repair {self.repair!r}: choose one of {', '.join(REPAIRS)}")
+        if self.repair not in REPAIR_CHOICES:
+            raise T2SError(f"--repair {self.repair!r}: choose one of {', '.join(REPAIR_CHOICES)}")
+        auto = self.repair == "auto"
+        if auto:  # resolved here: what runs is what the config says
+            self.repair = "resample" if self.db and self.dialect == "sqlite" else "none"
         if self.repair == "none":
             return
         from t2s_fast.evaluate.config import check_repair_settings
@@ -66,8 +73,14 @@ class InferConfig:
             raise T2SError(f"--repair {self.repair} executes the SQL on a database: give --db PATH (a SQLite file)")
         if self.dialect != "sqlite":
             raise T2SError(f"--repair {self.repair} executes on SQLite: it needs --dialect sqlite, not {self.dialect}")
-        check_repair_settings(self.repair, self.repair_k, self.repair_temperature)
-        check_workers_timeout(REPAIR_WORKERS, self.timeout)
+        try:
+            check_repair_settings(self.repair, self.repair_k, self.repair_temperature)
+            check_workers_timeout(REPAIR_WORKERS, self.timeout)
+        except T2SError as exc:
+            if auto:
+                raise T2SError(f"{exc} (--repair auto is resample with --db on SQLite; --repair none turns it "
+                               "off)") from None
+            raise
 
 
 def build_infer_messages(cfg: InferConfig) -> list[dict]:

@@ -39,7 +39,9 @@ def engines(monkeypatch):
 def ablation(files, out_dir, tokenizer_dir, *, arms=ARMS, final=None, **eval_over) -> AblationConfig:
     qfile, root = files
     shared = {"base_model": "scripted", "tokenizer": str(tokenizer_dir), "backend": "hf", "include_base": True,
-              "suite": "jsonl", "questions": str(qfile), "db_root": str(root), "workers": 0, **eval_over}
+              "suite": "jsonl", "questions": str(qfile), "db_root": str(root), "workers": 0,
+              "repair": "none",  # as the shipped files: the baseline arm greedy, an arm's repair overrides it
+              **eval_over}
     return AblationConfig(out_dir=str(out_dir), eval=shared, arms=[dict(a) for a in arms], final=final,
                           source="levers.json")
 
@@ -192,6 +194,46 @@ def test_every_shipped_ablation_file_is_valid(tmp_path, monkeypatch, capsys):
         main(["ablate", "--config", str(f), "--dry-run"])
         n_arms = len(json.loads(f.read_text())["arms"])
         assert f"{n_arms} arm(s) in" in capsys.readouterr().out, f
+
+
+def test_every_shipped_ablation_file_keeps_its_baselines_greedy():
+    """The shipped files pin repair none in the shared settings (their greedy / maj8 baselines were measured
+    before repair became eval's default); an arm that sets repair overrides it, on the arms' set and the final."""
+    from t2s_fast.configs import load_config
+    from t2s_fast.evaluate.ablation_config import final_config
+
+    files = sorted((Path(__file__).parents[1] / "ablations").glob("*.json"))
+    assert files
+    for f in files:
+        cfg = AblationConfig(**load_config(f, AblationConfig), source=str(f))
+        assert cfg.eval.get("repair") == "none", f
+        arms, configs = check_ablation(cfg, check_files=False)
+        assert any("repair" not in a.overrides for a in arms), f
+        for a in arms:
+            want = a.overrides.get("repair", "none")
+            assert configs[a.name].repair == want, (f, a.name)
+            if cfg.final is not None:
+                assert final_config(cfg, a, check_files=False).repair == want, (f, a.name)
+    # without the pin, an arm gets eval's default: resample on the held-out set (SQLite)
+    cfg = AblationConfig(**load_config(files[0], AblationConfig), source=str(files[0]))
+    cfg.eval = {k: v for k, v in cfg.eval.items() if k != "repair"}
+    arms, configs = check_ablation(cfg, check_files=False)
+    assert {configs[a.name].repair for a in arms if "repair" not in a.overrides} == {"resample"}
+
+
+def test_a_finished_arm_is_kept_across_the_repair_k_default_change(suite, tmp_path, qwen3_tokenizer_dir, engines):
+    """repair_k and repair_temperature change nothing when no repair runs: an arm.json written when the default
+    repair_k was 4 still matches, so its report and wall seconds are kept."""
+    out = tmp_path / "ab"
+    ablate(ablation(suite, out, qwen3_tokenizer_dir, arms=ARMS[:1]))
+    arm_file = out / "arms" / "greedy" / "arm.json"
+    done = json.loads(arm_file.read_text())
+    assert (done["settings"]["repair"], done["settings"]["repair_k"]) == ("none", 8)
+    done["settings"]["repair_k"] = 4
+    arm_file.write_text(json.dumps(done))
+    again = ablate(ablation(suite, out, qwen3_tokenizer_dir, arms=ARMS[:1]))
+    assert [r["kept_from_earlier_run"] for r in again["arms"]] == [True]
+    assert again["arms"][0]["wall_seconds"] == done["wall_seconds"]
 
 
 def test_vllm_path_one_engine_for_arms_and_final_on_spider_dev(suite, tmp_path, fake_vllm, spider1_dir,

@@ -34,6 +34,7 @@ def test_short_demo_fine_tuning_beats_the_base_model(tmp_path):
     assert summary["ex_before"] == summary["ex_before_first_eval"]  # the base was scored once, then reused
     report = json.loads((tmp_path / "demo" / "eval" / "report.json").read_text())
     assert set(report["adapters"]) == {"__base__", "demo-lora"}
+    assert report["settings"]["repair"] == "none" and "repair" not in report  # greedy: quick on a CPU
     assert report["timing"]["this_session"]["resumed"] == 16  # base predictions not generated again
     for path in (*summary["report"].values(), summary["train"]["loss_plot"]):
         assert (tmp_path / "demo").resolve() in __import__("pathlib").Path(path).resolve().parents

@@ -34,7 +34,7 @@ def two_adapters(tiny_qwen3_dir, tmp_path_factory) -> dict[str, str]:
 def eval_args(tiny_qwen3_dir, adapters, spider1_dir, out_dir) -> list[str]:
     args = ["eval", "--base-model", str(tiny_qwen3_dir), "--include-base", "--spider-dir", str(spider1_dir),
             "--limit", "6", "--max-new-tokens", "12", "--batch-size", "4", "--backend", "hf", "--workers", "0",
-            "--out-dir", str(out_dir)]
+            "--repair", "none", "--out-dir", str(out_dir)]  # the greedy pass: its requests are counted
     for name, path in adapters.items():
         args += ["--adapter", f"{name}={path}"]
     for db in DBS:
@@ -92,7 +92,8 @@ def test_hf_end_to_end_reports_and_resume(tmp_path, tiny_qwen3_dir, two_adapters
             raise Killed()
 
     cfg = dict(base_model=str(tiny_qwen3_dir), adapters=two_adapters, include_base=True, spider_dir=str(spider1_dir),
-               dbs=DBS, limit=6, max_new_tokens=12, batch_size=4, backend="hf", workers=0, out_dir=str(run_b))
+               dbs=DBS, limit=6, max_new_tokens=12, batch_size=4, backend="hf", workers=0, repair="none",
+               out_dir=str(run_b))
     with pytest.raises(Killed):
         evaluate(EvalConfig(**cfg), on_batch=kill_after_two)
     assert len((run_b / "predictions.jsonl").read_text().splitlines()) == 8

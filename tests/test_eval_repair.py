@@ -135,8 +135,8 @@ def test_resample_repairs_failing_predictions_and_resumes(suite, tmp_path, qwen3
                      generator=NoGeneration(QUESTIONS))
     assert again["repair"]["adapters"] == report["repair"]["adapters"]
     assert scored_by_qid(out) == scored
-    # the first pass alone is still there: a run without --repair resumes and scores it as before
-    plain = evaluate(config(suite, out, qwen3_tokenizer_dir), generator=NoGeneration(QUESTIONS))
+    # the first pass alone is still there: a run with --repair none resumes and scores it as before
+    plain = evaluate(config(suite, out, qwen3_tokenizer_dir, repair="none"), generator=NoGeneration(QUESTIONS))
     assert plain["adapters"]["__base__"]["ex"] == 0.25 and "repair" not in plain
     with pytest.raises(T2SError, match="repair-temperature"):
         evaluate(config(suite, out, qwen3_tokenizer_dir, repair="resample", repair_k=3, repair_temperature=0.5),
@@ -245,3 +245,85 @@ def test_repair_training_examples_match_the_eval_repair_prompt(suite, tmp_path, 
                   "--out", str(tmp_path / "x.jsonl"), *extra])
         assert exc.value.code == 2
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_repair_defaults_to_resample_k8_where_sql_is_executed_and_to_none_elsewhere(tmp_path):
+    """--repair auto (the default) is resolved in EvalConfig, so reports, resume checks and arms record what ran."""
+    from t2s_fast.evaluate.config import MAX_REPAIR_K
+
+    def cfg(**kw) -> EvalConfig:
+        return EvalConfig(base_model="m", out_dir=str(tmp_path / "x"), include_base=True, **kw)
+
+    sqlite_suites = [{"spider_dir": "s"}, {"suite": "heldout", "questions": "q.jsonl"},
+                     {"suite": "jsonl", "questions": "q.jsonl", "db_root": "d"}]
+    for suite_kw in sqlite_suites:
+        c = cfg(**suite_kw)
+        assert (c.repair, c.repair_k, c.repair_temperature) == ("resample", 8, 0.8), suite_kw
+        assert cfg(**suite_kw, repair="none").repair == "none"  # an explicit none stays none
+        assert cfg(**suite_kw, repair="auto").repair == "resample"
+    assert cfg(suite="spider2-lite", spider_dir="s").repair == "none"  # its own scorer: never repaired
+    assert cfg(suite="spider2-lite", spider_dir="s", repair="resample").repair == "resample"  # as asked
+    # the vote keeps its repair pass (questions none of whose samples execute), up to MAX_REPAIR_K samples
+    assert cfg(spider_dir="s", n_samples=8, temperature=0.8).repair == "resample"
+    assert cfg(spider_dir="s", n_samples=MAX_REPAIR_K + 1, temperature=0.8).repair == "none"
+    with pytest.raises(T2SError, match="with --repair: at most"):
+        cfg(spider_dir="s", n_samples=MAX_REPAIR_K + 1, temperature=0.8, repair="resample")
+    # a bad repair setting under the default says where the repair came from and how to turn it off
+    with pytest.raises(T2SError, match=r"--repair-temperature 0.*--repair auto is resample on --suite spider1; "
+                                       r"--repair none turns it off"):
+        cfg(spider_dir="s", repair_temperature=0.0)
+    assert cfg(spider_dir="s", repair="none", repair_temperature=0.0).repair == "none"
+
+
+class EightSamples(ScriptedGenerator):
+    """RESAMPLE's three repair answers, repeated to the default --repair-k 8 (0, 1, 2, 0, 1, 2, 0, 1)."""
+
+    def generate(self, requests, settings):
+        self.calls.append((list(requests), settings))
+        out = []
+        for r in requests:
+            _adapter, qid, sample = r.key.split("|")
+            sample = int(sample)
+            text = FIRST[qid] if sample < 1000 else RESAMPLE[qid][(sample - 1000) % 3]
+            out.append(GenResult(key=r.key, adapter=r.adapter, text=text, n_tokens=len(text.split())))
+        return out
+
+
+def test_eval_repairs_a_failing_greedy_prediction_by_default(suite, tmp_path, qwen3_tokenizer_dir, monkeypatch):
+    """`t2s-fast eval` without --repair: the greedy first pass, then resample K=8 at T=0.8 for the 3 predictions
+    that do not execute (q-fixed is fixed by the vote); `--repair none` scores the greedy pass alone."""
+    import t2s_fast.generate.engines as engines
+    from t2s_fast.cli import main
+
+    made = []
+
+    def fake_make_generator(backend, **kwargs):
+        made.append(EightSamples(QUESTIONS))
+        return made[-1]
+
+    monkeypatch.setattr(engines, "make_generator", fake_make_generator)
+    qfile, root = suite
+    common = ["eval", "--base-model", "scripted", "--include-base", "--suite", "jsonl", "--questions", str(qfile),
+              "--db-root", str(root), "--tokenizer", str(qwen3_tokenizer_dir), "--workers", "0", "--backend", "hf"]
+    out = tmp_path / "run"
+    main([*common, "--out-dir", str(out)])
+    [gen] = made
+    (first, first_settings), (repair, repair_settings) = gen.calls
+    assert first_settings.greedy and len(first) == 4
+    assert len(repair) == 3 * 8 and repair_settings.temperature == 0.8
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["repair"] == "resample"
+    assert (report["repair"]["strategy"], report["repair"]["k"]) == ("resample", 8)
+    rep = report["repair"]["adapters"]["__base__"]
+    assert (rep["ex_before"], rep["ex_after"], rep["fixed"]) == (0.25, 0.5, 1)
+    scored = scored_by_qid(out)
+    assert scored["q-fixed"]["pred"] == GOLD["q-fixed"] and scored["q-fixed"]["repair"]["first_pred"] == FIRST["q-fixed"]
+
+    made.clear()
+    plain = tmp_path / "plain"
+    main([*common, "--out-dir", str(plain), "--repair", "none"])
+    [gen] = made
+    assert len(gen.calls) == 1 and len(gen.calls[0][0]) == 4  # the greedy pass alone
+    report = json.loads((plain / "report.json").read_text())
+    assert report["settings"]["repair"] == "none" and "repair" not in report
+    assert report["adapters"]["__base__"]["ex"] == 0.25

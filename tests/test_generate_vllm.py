@@ -46,7 +46,8 @@ def eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, **overrides):
     adapters = {"good": write_adapter(tmp_path / "good", r=4), "bad": write_adapter(tmp_path / "bad", r=12)}
     kwargs = dict(base_model=str(qwen3_tokenizer_dir), tokenizer=str(qwen3_tokenizer_dir), adapters=adapters,
                   include_base=True, spider_dir=str(spider1_dir), dbs=["concert_singer"], limit=5,
-                  out_dir=str(tmp_path / "run"), backend="vllm", max_new_tokens=64, workers=0)
+                  out_dir=str(tmp_path / "run"), backend="vllm", max_new_tokens=64, workers=0,
+                  repair="none")  # the greedy pass alone: these tests count its generate calls
     kwargs.update(overrides)
     return EvalConfig(**kwargs)
 

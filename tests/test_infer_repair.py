@@ -110,12 +110,56 @@ def test_greedy_sql_stays_when_no_sample_executes(monkeypatch, db, capsys):
     assert "repair: greedy SQL failed (no such column: nme); 3 samples, 0 execute, kept the greedy SQL" in err
 
 
-def test_without_repair_a_failing_greedy_sql_is_printed_as_before(monkeypatch, db, capsys):
+def test_repair_none_prints_a_failing_greedy_sql_as_before(monkeypatch, db, capsys):
     gen = ScriptedGenerator(GREEDY_FAILS, [])
-    opened = run_infer(monkeypatch, db, gen)
+    opened = run_infer(monkeypatch, db, gen, "--repair", "none")
     out, err = capsys.readouterr()
     assert out == GREEDY_FAILS + "\n" and "repair" not in err
     assert len(gen.calls) == 1 and opened["batch_size"] == 1
+
+
+def test_with_a_sqlite_db_a_failing_greedy_sql_is_repaired_by_default(monkeypatch, db, capsys):
+    """No --repair: auto is resample with --db on SQLite, --repair-k 8 samples at 0.8."""
+    samples = ["SELECT x FROM nowhere"] * 5 + ["SELECT name FROM singer WHERE age > 30"] * 3
+    gen = ScriptedGenerator(GREEDY_FAILS, samples)
+    opened = run_infer(monkeypatch, db, gen)
+    out, err = capsys.readouterr()
+    assert out == "SELECT name FROM singer WHERE age > 30\n"
+    assert "repair: greedy SQL failed (no such column: nme); 8 samples, 3 execute, chose sample 6 (3 votes)" in err
+    assert len(gen.calls) == 2 and opened["batch_size"] == 8 and gen.calls[1][1].temperature == 0.8
+
+
+def test_without_a_db_the_default_is_greedy_alone_and_no_error(tmp_path, monkeypatch, capsys):
+    """--schema-file: nothing to execute on, so auto is none (an explicit --repair resample is refused)."""
+    gen = ScriptedGenerator(GREEDY_FAILS, [])
+    opened = {}
+
+    def make_generator(backend, **kwargs):
+        opened.update(kwargs)
+        return gen
+
+    monkeypatch.setattr("t2s_fast.infer.inference_sources", lambda *a, **k: ("base", {"adapter": "adp"}, "tok"))
+    monkeypatch.setattr("t2s_fast.generate.engines.make_generator", make_generator)
+    schema = tmp_path / "schema.sql"
+    schema.write_text("CREATE TABLE singer (id INT, name TEXT, age INT);")
+    main(["infer", "--model-path", "adp", "--question", "Singers older than 30?", "--schema-file", str(schema),
+          "--db-id", "concerts"])
+    out, err = capsys.readouterr()
+    assert out == GREEDY_FAILS + "\n" and "repair" not in err
+    assert len(gen.calls) == 1 and opened["batch_size"] == 1
+
+
+def test_infer_config_resolves_the_default_repair(db):
+    from t2s_fast.infer import InferConfig
+
+    def cfg(**kw) -> InferConfig:
+        return InferConfig(model_path="m", question="q", **kw)
+
+    assert (cfg(db=str(db)).repair, cfg(db=str(db)).repair_k) == ("resample", 8)
+    assert cfg(db=str(db), repair="none").repair == "none"
+    assert cfg(db=str(db), dialect="bigquery").repair == "none"  # executed on SQLite only
+    assert cfg(schema_file="schema.sql", db_id="t").repair == "none"
+    assert cfg().repair == "none"
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -244,6 +244,31 @@ def test_final_report_is_greedy_then_majority_vote_when_asked(tmp_path, spider1_
     assert final_configs(cfg, {"v@final": str(adapter)}) == []
 
 
+def test_sweep_evaluations_do_not_repair_unless_the_file_says_so(tmp_path):
+    """The sweep chooses on greedy held-out EX: eval's default repair (auto: resample on these SQLite suites) is
+    not its default; every shipped sweep file says repair none; a file may ask for a repair pass."""
+    from t2s_fast.paths import REPO_ROOT
+    from t2s_fast.sweep.config import SweepConfig, load_sweep_config
+    from t2s_fast.sweep.plan import final_configs, heldout_config
+
+    def repairs(cfg) -> list[str]:
+        return [heldout_config(cfg, {}).repair] + [e.repair for _, e in final_configs(cfg, {})]
+
+    shipped = sorted((REPO_ROOT / "sweeps").glob("*.json"))
+    assert shipped
+    for path in shipped:
+        cfg = load_sweep_config(path)
+        assert cfg.eval.get("repair") == "none", path
+        assert set(repairs(cfg)) == {"none"}, path
+    final = {"spider_dir": "s", "n_samples": 8, "temperature": 0.7}
+    cfg = SweepConfig(out_dir=str(tmp_path), max_cost_usd=5, heldout={"questions": "q"}, train={"model_name": "m"},
+                      final=final)
+    assert repairs(cfg) == ["none", "none", "none"]  # no "repair" in the file
+    cfg = SweepConfig(out_dir=str(tmp_path), max_cost_usd=5, heldout={"questions": "q"}, train={"model_name": "m"},
+                      final=final, eval={"repair": "resample", "repair_k": 4})
+    assert repairs(cfg) == ["resample"] * 3 and heldout_config(cfg, {}).repair_k == 4
+
+
 def test_variants_from_a_list_and_a_grid(tmp_path):
     from t2s_fast.paths import REPO_ROOT
     from t2s_fast.sweep.config import SweepConfig, expand_variants, load_sweep_config

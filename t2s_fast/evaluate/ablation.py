@@ -27,6 +27,14 @@ def _comparable(ecfg: EvalConfig) -> dict:
     return {k: v for k, v in asdict(ecfg).items() if k != "force"}
 
 
+def _without_idle_repair(settings: dict) -> dict:
+    """``settings`` without repair_k and repair_temperature when no repair runs: they change nothing then, so an
+    arm finished before their defaults changed (repair_k 4 -> 8) is still kept."""
+    if settings.get("repair") != "none":
+        return settings
+    return {k: v for k, v in settings.items() if k not in ("repair_k", "repair_temperature")}
+
+
 def run_arm(cfg: AblationConfig, label: str, ecfg: EvalConfig, engine: LazyEngine) -> dict:
     """One arm's report (evaluated now, or the finished one kept) and its wall seconds."""
     from t2s_fast.evaluate.harness import evaluate
@@ -36,7 +44,7 @@ def run_arm(cfg: AblationConfig, label: str, ecfg: EvalConfig, engine: LazyEngin
     arm_file = Path(ecfg.out_dir) / ARM_FILE
     if arm_file.is_file() and (Path(ecfg.out_dir) / "report.json").is_file():
         done = read_json(arm_file)
-        if done.get("settings") == _comparable(ecfg):
+        if _without_idle_repair(done.get("settings") or {}) == _without_idle_repair(_comparable(ecfg)):
             log.info("ablate: %s finished before; its report is kept", label)
             return {"report": load_report(ecfg.out_dir), "wall_seconds": done["wall_seconds"], "kept": True}
     log.info("ablate: %s starts (%s)", label, ecfg.out_dir)

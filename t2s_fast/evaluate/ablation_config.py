@@ -31,8 +31,9 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class AblationConfig:
     out_dir: str = _f("", "Ablation folder: arms/<arm>/ (one eval run each), final/<arm>/, ablation.json/md/png.")
     eval: dict = _f({}, "EvalConfig fields shared by every arm: base_model, adapters (NAME=PATH list), backend, "
-                        "suite (default heldout; Spider dev is refused), questions, workers, vllm_cache_dir, ...",
-                    cli="file")
+                        "suite (default heldout; Spider dev is refused), questions, workers, vllm_cache_dir, "
+                        "repair (eval's default, auto, unless set: \"none\" keeps a baseline arm greedy; an arm's "
+                        "own repair overrides it), ...", cli="file")
     arms: list = _f([], "The arms, in order: each a name (letters, digits, '.', '_', '-'), a group, and the "
                         "EvalConfig fields it changes (repair, repair_k, n_samples, temperature, question_values, "
                         "repetition_guard, ...). A group's first arm is its baseline.", cli="file")

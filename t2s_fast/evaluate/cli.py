@@ -18,6 +18,10 @@ from t2s_fast.evaluate.repair_examples import RepairExamplesConfig
 def eval_command(cfg: EvalConfig):
     """Generate SQL for every (question, adapter) pair in one engine, score it by execution, write reports.
 
+    By default (--repair auto) a prediction that fails to execute gets a resample repair pass on the SQLite
+    suites (spider1, heldout, jsonl): --repair-k 8 samples at --repair-temperature 0.8, the majority result among
+    those that execute. --repair none gives plain greedy (or --n-samples vote) decoding.
+
     Re-running the same command resumes from predictions.jsonl in --out-dir.
     """
     from t2s_fast.evaluate.harness import evaluate

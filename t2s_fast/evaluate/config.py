@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from t2s_fast.dtypes import HELP as DTYPE_HELP
 from t2s_fast.dtypes import normalize_dtype
@@ -13,6 +12,11 @@ from t2s_fast.sql.scorer import check_workers_timeout
 
 SUITES = ("spider1", "spider2-lite", "jsonl", "heldout")
 REPAIR_STRATEGIES = ("none", "resample", "error-feedback")
+REPAIR_CHOICES = ("auto",) + REPAIR_STRATEGIES  # --repair: auto resolves to one of the strategies (`resolve_repair`)
+# suites whose predictions are executed on SQLite files and scored by the Spider 1.0 rules: there a failing
+# prediction can be repaired (spider2-lite is scored by its own rules, `sql/spider2.py`, and never repaired)
+SQLITE_SUITES = ("spider1", "heldout", "jsonl")
+DEFAULT_REPAIR = "resample"  # --repair auto where SQL is executed on SQLite (README.md: "How good it gets")
 MAX_REPAIR_K = 999
 
 
@@ -72,12 +76,16 @@ class EvalConfig:
     question_values: int = field(default=0, metadata={"help": "Question-matched database values shown per column "
                                                               "beside the sample values (0 = off; use what training "
                                                               "used; t2s_fast.schema_values)."})
-    repair: str = field(default="none", metadata={"help": "Repair of predictions that fail to execute: none, resample "
-                                                          "(--repair-k new samples, vote among those that execute) or "
-                                                          "error-feedback (a repair prompt with the SQL and SQLite's "
-                                                          "error, --repair-k samples).",
-                                               "choices": REPAIR_STRATEGIES})
-    repair_k: int = field(default=4, metadata={"help": "Completions generated per failing prediction by --repair."})
+    repair: str = field(default="auto", metadata={"help": "Repair of predictions that fail to execute: auto (the "
+                                                          "default: resample on suites executed on SQLite, i.e. "
+                                                          "spider1, heldout and jsonl; none on spider2-lite), none "
+                                                          "(plain greedy or --n-samples vote decoding), resample "
+                                                          "(--repair-k new samples of the same prompt, the majority "
+                                                          "result among those that execute) or error-feedback (a "
+                                                          "repair prompt with the SQL and SQLite's error, --repair-k "
+                                                          "samples).",
+                                               "choices": REPAIR_CHOICES})
+    repair_k: int = field(default=8, metadata={"help": "Completions generated per failing prediction by --repair."})
     repair_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the repair pass "
                                                                      "(0 = greedy, only with --repair-k 1)."})
     checkpoints: str | None = field(default=None, metadata={"help": "A `t2s-fast train` output folder: every checkpoint "
@@ -141,14 +149,24 @@ class EvalConfig:
             refuse_spider_dev(suite=self.suite, split=self.split, questions=self.questions, what="eval --checkpoints")
 
     def _check_levers(self) -> None:
-        """The accuracy levers of issue 14 (question-matched values, repair)."""
+        """The accuracy levers of issue 14 (question-matched values, repair); --repair auto is resolved here, so
+        run folders, reports, resume checks and ablation arms record the strategy that ran."""
         if self.question_values < 0:
             raise T2SError(f"--question-values {self.question_values}: must be 0 (off) or more")
-        if self.repair not in REPAIR_STRATEGIES:
-            raise T2SError(f"--repair {self.repair!r}: choose one of {', '.join(REPAIR_STRATEGIES)}")
+        if self.repair not in REPAIR_CHOICES:
+            raise T2SError(f"--repair {self.repair!r}: choose one of {', '.join(REPAIR_CHOICES)}")
+        auto = self.repair == "auto"
+        if auto:
+            self.repair = resolve_repair(self.suite, self.n_samples)
         if self.repair == "none":
             return
-        check_repair_settings(self.repair, self.repair_k, self.repair_temperature)
+        try:
+            check_repair_settings(self.repair, self.repair_k, self.repair_temperature)
+        except T2SError as exc:
+            if auto:
+                raise T2SError(f"{exc} (--repair auto is {self.repair} on --suite {self.suite}; --repair none "
+                               "turns it off)") from None
+            raise
         if self.n_samples > MAX_REPAIR_K:
             raise T2SError(f"--n-samples {self.n_samples} with --repair: at most {MAX_REPAIR_K} samples")
 
@@ -168,6 +186,12 @@ class ReportConfig:
                                                             "argument": True, "required": True})
     out: str | None = field(default=None, metadata={"help": "Folder for comparison.md/html (default: the first run "
                                                             "folder)."})
+
+
+def resolve_repair(suite: str, n_samples: int = 1) -> str:
+    """What --repair auto means for an evaluation: resample where the predictions are executed on SQLite (the
+    suites of SQLITE_SUITES), none elsewhere (spider2-lite) and with more samples than a repair pass allows."""
+    return DEFAULT_REPAIR if suite in SQLITE_SUITES and n_samples <= MAX_REPAIR_K else "none"
 
 
 def check_repair_settings(repair: str, k: int, temperature: float) -> None:

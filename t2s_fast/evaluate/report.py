@@ -137,6 +137,7 @@ def _settings(cfg, qset, backend: str) -> dict:
         "self_consistency": (f"majority vote over the execution results of {cfg.n_samples} samples "
                              "(invalid SQL does not vote; ties go to the earliest sample)") if cfg.n_samples > 1 else None,
         "sample_values": cfg.sample_values,
+        "repair": cfg.repair,  # the strategy that ran (--repair auto resolved); its figures under report["repair"]
         "distinct_handling": (SPIDER2_TEXT if cfg.suite == "spider2-lite" else DISTINCT_TEXT[bool(cfg.keep_distinct)]),
         "keep_distinct": bool(cfg.keep_distinct),
         "timeout_s": cfg.timeout,

@@ -44,7 +44,9 @@ class SweepConfig:
                            "prepare's stage1_valid.jsonl, its databases found from db_root / spider_dir / "
                            "prepare_stats.json). Spider dev is refused.", cli="file")
     eval: dict = _f({}, "EvalConfig fields shared by the held-out and the final evaluation (backend, "
-                        "max_new_tokens, enforce_eager, vllm_cache_dir, gpu_memory_utilization, ...).", cli="file")
+                        "max_new_tokens, enforce_eager, vllm_cache_dir, gpu_memory_utilization, ...). repair is "
+                        "none unless set here (the sweep chooses on greedy EX; `eval` alone defaults to auto).",
+                cli="file")
     final: dict | None = _f(None, "EvalConfig fields of the final report of the chosen adapter alone (default suite "
                                   "spider1, split dev: give spider_dir). Greedy, then maj@K when n_samples > 1 "
                                   "(with temperature). null: no final report.", cli="file")

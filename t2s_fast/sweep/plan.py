@@ -78,8 +78,11 @@ def eval_config(cfg: SweepConfig, section: dict, out_dir: Path, adapters: dict[s
         raise T2SError(f"{where}: {exc}") from None
 
 
-HELDOUT_DEFAULTS = {"suite": "heldout"}
-FINAL_DEFAULTS = {"suite": "spider1", "split": "dev"}
+# The sweep chooses on greedy held-out EX and reports the choice greedy (then maj@K): no repair pass unless the
+# sweep file sets "repair" (eval's own default, --repair auto, would repair on these SQLite suites).
+EVAL_DEFAULTS = {"repair": "none"}
+HELDOUT_DEFAULTS = {**EVAL_DEFAULTS, "suite": "heldout"}
+FINAL_DEFAULTS = {**EVAL_DEFAULTS, "suite": "spider1", "split": "dev"}
 
 
 def heldout_config(cfg: SweepConfig, adapters: dict[str, str]) -> EvalConfig:

@@ -50,7 +50,11 @@ def train_command(cfg: TrainConfig):
 @click.command("infer", context_settings={"show_default": True})
 @options_from(InferConfig)
 def infer_command(cfg: InferConfig):
-    """Answer one question against a schema; prints only the SQL."""
+    """Answer one question against a schema; prints only the SQL.
+
+    Greedy decoding; with --db on SQLite a greedy SQL that fails to execute is repaired by default (--repair auto:
+    8 samples at 0.8, the majority result among those that execute). --repair none prints the greedy SQL alone.
+    """
     from t2s_fast.infer import answer
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
