@@ -31,20 +31,9 @@
 set -uo pipefail
 R=$(cd "$(dirname "$0")/.." && pwd)
 B=${T2S_S5_DIR:-/tmp/s5}; W=$B/w; mkdir -p "$W/data" "$W/runs"
-export PYTHONPATH=/tmp/site:$R HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
-  PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 T2S_FAST_CACHE=/tmp/t2s-cache T2S_FAST_GGUF_DIR=/tmp/pay/models
-T2S="python3 -m t2s_fast"
-SMOKE=${T2S_SMOKE:-}; SMOKE_TRAIN=(); SMOKE_EVAL=(); SMOKE_VALID=(); VALID=data/prepared/stage1_valid.jsonl
-S=qwen2.5-coder-0.5b L=qwen2.5-coder-1.5b
 SWEEPS=$R/eval/reports/2026-11-29-h200-sweeps-qwen2.5-coder-0.5b
-if [ -n "$SMOKE" ]; then
-  export PYTHONPATH=$R/tests/fake_vllm:$PYTHONPATH
-  SMOKE_TRAIN=(--max-steps 1 --per-device-train-batch-size 1 --gradient-accumulation-steps 1 --max-seq-length 1024)
-  SMOKE_EVAL=(--limit 6); S=${T2S_SMOKE_MODEL:-$S}; L=$S
-  mkdir -p "$B/smoke"; head -n 6 /tmp/pay/prep05/stage1_valid.jsonl > "$B/smoke/valid6.jsonl"; VALID=$B/smoke/valid6.jsonl
-  SMOKE_VALID=(--eval-file "$VALID")  # an eval loss over the whole held-out file takes minutes on a CPU
-fi
-source "$R/bench/gpu_lease_lib.sh"  # say, job, retry, run, config, on_gpu, setup_data, setup_model, repair_trained
+source "$R/bench/gpu_lease_lib.sh"  # driver_env, say, job, retry, run, config, on_gpu, setup_data, setup_model,
+driver_env                          # repair_trained
 
 train_recipe() {  # train_recipe SWEEP_STATE MODEL OUTPUT_DIR: the sweep's chosen recipe, trained again
   local cfg="$B/recipe-$(basename "$3").json"

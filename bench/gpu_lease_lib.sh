@@ -1,9 +1,23 @@
 # Shared by the one-lease GPU drivers (bench/gpu_levers_and_8b_runbook.sh, bench/gpu_sweeps_and_1.5b.sh): logging,
 # the record of every command run, retries of resumable commands, GPU memory polls, and the T2S_SMOKE copies of the
-# config files, the data and model setup. Source it after setting B (the lease folder), W (the work folder), R (the
-# repository), T2S (the command), S (the 0.5B model), VALID (the held-out file), SMOKE (non-empty: a CPU smoke run),
-# SMOKE_TRAIN and SMOKE_EVAL.
+# config files, the data and model setup. Source it after setting R (the repository), B (the lease folder) and W
+# (the work folder), then call driver_env (T2S, S and L (the 0.5B and 1.5B models), VALID, SMOKE, SMOKE_TRAIN,
+# SMOKE_EVAL, SMOKE_VALID).
 T0=${T0:-$(date +%s)}
+
+driver_env() {  # what every lease driver starts with: the environment, the two models, and the T2S_SMOKE cuts
+  # (tests/fake_vllm answers every prompt; 6 questions, 1 training step; T2S_SMOKE_MODEL stands in for both models)
+  export PYTHONPATH=/tmp/site:$R HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
+    PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 T2S_FAST_CACHE=/tmp/t2s-cache T2S_FAST_GGUF_DIR=/tmp/pay/models
+  T2S="python3 -m t2s_fast"; SMOKE=${T2S_SMOKE:-}; SMOKE_TRAIN=(); SMOKE_EVAL=(); SMOKE_VALID=()
+  VALID=data/prepared/stage1_valid.jsonl; S=qwen2.5-coder-0.5b; L=qwen2.5-coder-1.5b
+  [ -n "$SMOKE" ] || return 0
+  export PYTHONPATH=$R/tests/fake_vllm:$PYTHONPATH
+  SMOKE_TRAIN=(--max-steps 1 --per-device-train-batch-size 1 --gradient-accumulation-steps 1 --max-seq-length 1024)
+  SMOKE_EVAL=(--limit 6); S=${T2S_SMOKE_MODEL:-$S}; L=$S
+  mkdir -p "$B/smoke"; head -n 6 /tmp/pay/prep05/stage1_valid.jsonl > "$B/smoke/valid6.jsonl"; VALID=$B/smoke/valid6.jsonl
+  SMOKE_VALID=(--eval-file "$VALID")  # an eval loss over the whole held-out file takes minutes on a CPU
+}
 say() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*"; }
 elapsed() { echo $(( $(date +%s) - T0 )); }
 job() { local name=$1; shift; say "start $name: $*"; "$@" > "$B/$name.log" 2>&1; local rc=$?; say "end $name rc=$rc"; return $rc; }

@@ -39,19 +39,10 @@
 set -uo pipefail
 R=$(cd "$(dirname "$0")/.." && pwd)
 B=${T2S_S4_DIR:-/tmp/s4}; W=$B/w; mkdir -p "$W/data" "$W/runs"
-export PYTHONPATH=/tmp/site:$R HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
-  PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 T2S_FAST_CACHE=/tmp/t2s-cache T2S_FAST_GGUF_DIR=/tmp/pay/models
-T2S="python3 -m t2s_fast"
-SMOKE=${T2S_SMOKE:-}; SMOKE_TRAIN=(); SMOKE_EVAL=(); VALID=data/prepared/stage1_valid.jsonl; S=qwen2.5-coder-0.5b L=qwen2.5-coder-1.5b TWO_GPUS=(--parallel 6 --devices 0,1)
-CHOSEN_BY=${T2S_S4_CHOSEN_BY:-800}
-if [ -n "$SMOKE" ]; then
-  export PYTHONPATH=$R/tests/fake_vllm:$PYTHONPATH
-  SMOKE_TRAIN=(--max-steps 1 --per-device-train-batch-size 1 --gradient-accumulation-steps 1 --max-seq-length 1024)
-  SMOKE_EVAL=(--limit 6); S=${T2S_SMOKE_MODEL:-$S}; L=$S; TWO_GPUS=()
-  mkdir -p "$B/smoke"; head -n 6 /tmp/pay/prep05/stage1_valid.jsonl > "$B/smoke/valid6.jsonl"; VALID=$B/smoke/valid6.jsonl
-fi
-source "$R/bench/gpu_lease_lib.sh"  # say, elapsed, job, retry, record, run, gpu_used, wait_for_engine, config,
-                                    # on_gpu, setup_data, setup_model
+TWO_GPUS=(--parallel 6 --devices 0,1); CHOSEN_BY=${T2S_S4_CHOSEN_BY:-800}
+source "$R/bench/gpu_lease_lib.sh"  # driver_env, say, elapsed, job, retry, record, run, gpu_used, wait_for_engine,
+driver_env                          # config, on_gpu, setup_data, setup_model, repair_trained
+[ -z "$SMOKE" ] || TWO_GPUS=()
 stage1_sweep() {
   cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage1-qwen2.5-coder-0.5b.json)" "${TWO_GPUS[@]}"
   local rc=$?; keep_chosen sweep-stage1-0.5b stage1-chosen; return $rc; }

@@ -36,14 +36,16 @@ RESAMPLE = {  # repair samples k = 0, 1, 2
 
 
 class ScriptedGenerator:
-    """Answers by question id and sample index; records every call."""
+    """Answers by question id and sample index; records every call. ``cycle``: resample k answers
+    RESAMPLE[qid][k % 3] (RESAMPLE's three answers repeated to any --repair-k, e.g. the default 8)."""
 
     name = "scripted"
     batch_size = None
 
-    def __init__(self, questions: dict[str, str]):
+    def __init__(self, questions: dict[str, str], cycle: bool = False):
         self.qid_of_question = {v: k for k, v in questions.items()}
         self.calls = []
+        self.cycle = cycle
 
     def qid(self, prompt: str) -> str:
         return next(qid for q, qid in self.qid_of_question.items() if f"Question: {q}" in prompt)
@@ -58,7 +60,8 @@ class ScriptedGenerator:
             if sample < 1000:
                 text = FIRST[qid]
             elif sample < 2000:
-                text = RESAMPLE[qid][sample - 1000]
+                k = sample - 1000
+                text = RESAMPLE[qid][k % len(RESAMPLE[qid]) if self.cycle else k]
             else:  # error feedback: corrected only when the prompt shows the error
                 text = GOLD[qid] if "no such column: nme" in r.prompt else FIRST[qid]
             out.append(GenResult(key=r.key, adapter=r.adapter, text=text, n_tokens=len(text.split())))
@@ -275,20 +278,6 @@ def test_repair_defaults_to_resample_k8_where_sql_is_executed_and_to_none_elsewh
     assert cfg(spider_dir="s", repair="none", repair_temperature=0.0).repair == "none"
 
 
-class EightSamples(ScriptedGenerator):
-    """RESAMPLE's three repair answers, repeated to the default --repair-k 8 (0, 1, 2, 0, 1, 2, 0, 1)."""
-
-    def generate(self, requests, settings):
-        self.calls.append((list(requests), settings))
-        out = []
-        for r in requests:
-            _adapter, qid, sample = r.key.split("|")
-            sample = int(sample)
-            text = FIRST[qid] if sample < 1000 else RESAMPLE[qid][(sample - 1000) % 3]
-            out.append(GenResult(key=r.key, adapter=r.adapter, text=text, n_tokens=len(text.split())))
-        return out
-
-
 def test_eval_repairs_a_failing_greedy_prediction_by_default(suite, tmp_path, qwen3_tokenizer_dir, monkeypatch):
     """`t2s-fast eval` without --repair: the greedy first pass, then resample K=8 at T=0.8 for the 3 predictions
     that do not execute (q-fixed is fixed by the vote); `--repair none` scores the greedy pass alone."""
@@ -298,7 +287,7 @@ def test_eval_repairs_a_failing_greedy_prediction_by_default(suite, tmp_path, qw
     made = []
 
     def fake_make_generator(backend, **kwargs):
-        made.append(EightSamples(QUESTIONS))
+        made.append(ScriptedGenerator(QUESTIONS, cycle=True))
         return made[-1]
 
     monkeypatch.setattr(engines, "make_generator", fake_make_generator)
