@@ -17,13 +17,22 @@ import sys
 from pathlib import Path
 
 
+def fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
 def chosen_train_config(state_path: str) -> tuple[str, dict, float | None]:
-    state = json.loads(Path(state_path).read_text())
-    chosen = state.get("chosen")
-    if not chosen:
-        sys.exit(f"{state_path}: no chosen variant")
-    variant = state["variants"][chosen["variant"]]
-    return chosen["variant"], dict(variant["train_config"]), variant["overrides"].get("replay_ratio")
+    """(the chosen variant's name, the train_config it recorded, its replay ratio or None)."""
+    try:
+        state = json.loads(Path(state_path).read_text())
+        chosen = state.get("chosen")
+        if not chosen:
+            fail(f"{state_path}: no chosen variant (has the sweep finished its held-out evaluation?)")
+        variant = state["variants"][chosen["variant"]]
+        return chosen["variant"], dict(variant["train_config"]), variant["overrides"].get("replay_ratio")
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        fail(f"{state_path}: not a sweep_state.json with a chosen variant ({type(exc).__name__}: {exc})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg["output_dir"] = a.output_dir
     if ratio is not None:
         if not a.prepared or not a.output_dir:
-            sys.exit(f"{a.state}: {name} trains on a replay mix (ratio {ratio:g}): give --prepared and --output-dir")
+            fail(f"{a.state}: {name} trains on a replay mix (ratio {ratio:g}): give --prepared and --output-dir")
         from t2s_fast.data.prepare import MIXED_TRAIN, write_replay_mix
 
         mix = Path(a.output_dir + "-data") / f"replay-{ratio:g}"
