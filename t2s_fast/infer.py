@@ -66,21 +66,16 @@ class InferConfig:
             self.repair = "resample" if self.db and self.dialect == "sqlite" else "none"
         if self.repair == "none":
             return
-        from t2s_fast.evaluate.config import check_repair_settings
+        from t2s_fast.evaluate.config import check_repair_settings, explained_if_auto
         from t2s_fast.sql.scorer import check_workers_timeout
 
         if not self.db:
             raise T2SError(f"--repair {self.repair} executes the SQL on a database: give --db PATH (a SQLite file)")
         if self.dialect != "sqlite":
             raise T2SError(f"--repair {self.repair} executes on SQLite: it needs --dialect sqlite, not {self.dialect}")
-        try:
+        with explained_if_auto(auto, "--repair auto is resample with --db on SQLite"):
             check_repair_settings(self.repair, self.repair_k, self.repair_temperature)
             check_workers_timeout(REPAIR_WORKERS, self.timeout)
-        except T2SError as exc:
-            if auto:
-                raise T2SError(f"{exc} (--repair auto is resample with --db on SQLite; --repair none turns it "
-                               "off)") from None
-            raise
 
 
 def build_infer_messages(cfg: InferConfig) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from t2s_fast.dtypes import HELP as DTYPE_HELP
@@ -160,13 +161,8 @@ class EvalConfig:
             self.repair = resolve_repair(self.suite, self.n_samples)
         if self.repair == "none":
             return
-        try:
+        with explained_if_auto(auto, f"--repair auto is {self.repair} on --suite {self.suite}"):
             check_repair_settings(self.repair, self.repair_k, self.repair_temperature)
-        except T2SError as exc:
-            if auto:
-                raise T2SError(f"{exc} (--repair auto is {self.repair} on --suite {self.suite}; --repair none "
-                               "turns it off)") from None
-            raise
         if self.n_samples > MAX_REPAIR_K:
             raise T2SError(f"--n-samples {self.n_samples} with --repair: at most {MAX_REPAIR_K} samples")
 
@@ -192,6 +188,18 @@ def resolve_repair(suite: str, n_samples: int = 1) -> str:
     """What --repair auto means for an evaluation: resample where the predictions are executed on SQLite (the
     suites of SQLITE_SUITES), none elsewhere (spider2-lite) and with more samples than a repair pass allows."""
     return DEFAULT_REPAIR if suite in SQLITE_SUITES and n_samples <= MAX_REPAIR_K else "none"
+
+
+@contextmanager
+def explained_if_auto(auto: bool, what_auto_chose: str):
+    """A repair setting refused under the default --repair auto says where the repair came from and how to turn it
+    off (`eval`, `infer`); under an explicit --repair the error is left as it is."""
+    try:
+        yield
+    except T2SError as exc:
+        if not auto:
+            raise
+        raise T2SError(f"{exc} ({what_auto_chose}; --repair none turns it off)") from None
 
 
 def check_repair_settings(repair: str, k: int, temperature: float) -> None:
