@@ -19,6 +19,7 @@ COMMANDS = {
     "prepare": ("t2s_fast.data.cli:prepare_command", "Spider 1.0/2.0 files on disk -> chat-format JSONL for stage 1 and 2."),
     "prepare-repair": ("t2s_fast.evaluate.cli:prepare_repair_command", "Repair-turn training examples from a model's real failures on training data."),
     "train": ("t2s_fast.train.cli:train_command", "QLoRA fine-tuning (Unsloth on a GPU, transformers+PEFT otherwise)."),
+    "rl": ("t2s_fast.rl.cli:rl_command", "Stage 3: GRPO on an execution reward, continuing an SFT adapter."),
     "infer": ("t2s_fast.train.cli:infer_command", "Answer one question against a schema; prints only the SQL."),
     "merge": ("t2s_fast.train.cli:merge_command", "Fold a LoRA adapter into its base model (bfloat16)."),
     "eval": ("t2s_fast.evaluate.cli:eval_command", "Batch-generate SQL on Spider dev for several adapters and score EX."),

@@ -15,7 +15,7 @@ FLOORS = {
         "gguf_models", "models", "configs", "adapters", "__init__"),
     1: ("sql",),
     2: ("data", "generate", "schema_values"),
-    3: ("train",),
+    3: ("train", "rl"),
     4: ("evaluate", "infer", "merge"),
     5: ("sweep", "demo"),
     6: ("cli", "__main__", "cli_options"),  # and every stage's cli.py

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Stage 3 (GRPO) on a real pretrained model, measured: SFT stage 1, the prompt filter, GRPO at two learning rates
+# side by side, every checkpoint and the SFT start on held-out data in one engine, the held-out choice on Spider
+# dev (greedy, the default repair, maj@8; per-question files), then GRPO steps/s and peak memory at the Qwen3-8B
+# shape (random init: speed and memory only).
+#
+#   bash bench/rl_real_model.sh MODEL DATA_DIR PREPARED_DIR WORK_DIR      (a GPU machine with the wheels installed)
+#   T2S_SMOKE=1 bash bench/rl_real_model.sh TINY_MODEL_DIR ...           (the plumbing on a CPU: a few questions,
+#                                                                         2 steps; no figure from it means anything)
+# MODEL: an alias (qwen2.5-coder-0.5b) or a model folder; DATA_DIR holds spider1/ (with database/);
+# PREPARED_DIR holds `t2s-fast prepare`'s stage1_train.jsonl and stage1_valid.jsonl. Settings by environment:
+# RL_STEPS (40), RL_LRS ("1e-5 3e-5"), RL_PROMPTS (2000: training prompts sampled for the filter), SFT_EPOCHS (1),
+# SFT_LR (4e-4), UNSLOTH_STEPS (6: the Unsloth engine's short run, last), SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER.
+# Logs: WORK_DIR/<job>.log; every command run: WORK_DIR/commands.sh; WORK_DIR/ALLDONE at the end.
+set -uo pipefail
+M=${1:?model}; DATA=${2:?data dir with spider1/}; PREP=${3:?prepared dir}; B=${4:?work dir}
+R=$(cd "$(dirname "$0")/.." && pwd); T2S="python3 -m t2s_fast"; T0=$(date +%s)
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 \
+  UNSLOTH_DISABLE_STATISTICS=1
+RL_STEPS=${RL_STEPS:-40}; RL_LRS=${RL_LRS:-"1e-5 3e-5"}; RL_PROMPTS=${RL_PROMPTS:-2000}
+SFT_EPOCHS=${SFT_EPOCHS:-1}; SFT_LR=${SFT_LR:-4e-4}; SAVE=${RL_SAVE:-10}
+SMOKE=${T2S_SMOKE:-}; CUT=(); SFT_CUT=(); RL_CUT=(); GEN=(--gpu-memory-utilization 0.15 --vllm-cache-dir "$B/vllm-cache")
+VALID=$PREP/stage1_valid.jsonl; TRAIN=$PREP/stage1_train.jsonl
+mkdir -p "$B"
+if [ -n "$SMOKE" ]; then
+  CUT=(--limit 6); SFT_CUT=(--max-steps 1 --max-seq-length 1024 --per-device-train-batch-size 1
+  --gradient-accumulation-steps 1 --no-auto-setup --no-packing); RL_STEPS=2; SAVE=1; RL_PROMPTS=4
+  RL_CUT=(--filter-samples 2 --filter-min-correct 0 --num-generations 2 --prompts-per-step 2
+          --micro-batch-completions 2 --max-completion-length 8 --reward-workers 1); GEN=()
+  head -n 6 "$VALID" > "$B/valid6.jsonl"; VALID=$B/valid6.jsonl
+  head -n 40 "$TRAIN" > "$B/train40.jsonl"; TRAIN=$B/train40.jsonl
+fi
+say() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*"; }
+run() { printf '%q ' "$@" >> "$B/commands.sh"; echo >> "$B/commands.sh"; "$@"; }
+job() { local name=$1; shift; say "start $name"; "$@" > "$B/$name.log" 2>&1; local rc=$?; say "end $name rc=$rc"; return $rc; }
+
+sft() {
+  [ -d "$B/sft/adapter" ] || run $T2S train --model-name "$M" --train-file "$TRAIN" \
+    --output-dir "$B/sft" --num-train-epochs "$SFT_EPOCHS" --learning-rate "$SFT_LR" --max-cost-usd 5 \
+    "${SFT_CUT[@]}"
+}
+rl() {  # rl NAME LR: GRPO from the SFT adapter
+  run $T2S rl --model-name "$M" --train-file "$TRAIN" --adapter-path "$B/sft/adapter" \
+    --db-root "$DATA/spider1" --output-dir "$B/rl-$1" --learning-rate "$2" --max-steps "$RL_STEPS" \
+    --save-steps "$SAVE" --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25 --max-cost-usd 10 \
+    --resume "${RL_CUT[@]}"
+}
+heldout() {  # the SFT start and every checkpoint of every GRPO run, in one engine, on held-out data
+  local ads=(--adapter "sft=$B/sft/adapter") d c
+  for d in "$B"/rl-lr*/; do n=$(basename "$d"); for c in "$d"checkpoints/checkpoint-*; do
+    [ -f "$c/adapter_model.safetensors" ] && ads+=(--adapter "$n-step-${c##*-}=$c"); done
+    [ -d "$d/adapter" ] && ads+=(--adapter "$n-final=$d/adapter"); done
+  run $T2S eval --base-model "$M" "${ads[@]}" --suite heldout --questions "$VALID" --spider-dir "$DATA/spider1" \
+    --repair none --workers 12 --timeout 10 --out-dir "$B/heldout" "${GEN[@]}" "${CUT[@]}"
+}
+chosen() {  # the best adapter on held-out EX (ties: the SFT start, then the earlier checkpoint)
+  python3 - "$B/heldout/report.json" <<'PY'
+import json, sys
+adapters = json.load(open(sys.argv[1]))["adapters"]
+def step(name):
+    tail = name.rsplit("-", 1)[-1]
+    return -1 if name == "sft" else (10**9 if tail == "final" else int(tail))
+best = max(adapters, key=lambda n: (adapters[n]["ex"], -step(n)))
+print(best, adapters[best]["path"])
+PY
+}
+dev() {  # dev NAME EXTRA...: the SFT start and the choice on Spider dev
+  local name=$1; shift
+  read -r best path < "$B/chosen.txt"
+  run $T2S eval --base-model "$M" --adapter "sft=$B/sft/adapter" --adapter "chosen=$path" --suite spider1 \
+    --spider-dir "$DATA/spider1" --workers 6 --timeout 10 --out-dir "$B/dev-$name" "${GEN[@]}" "${CUT[@]}" "$@"
+}
+prepare_shape() {  # the random-init Qwen3-8B folder and a random adapter, made on the CPU while the GPU trains
+  [ -n "${SHAPE_CONFIG:-}" ] || return 0
+  run python3 "$R/bench/make_random_adapters.py" --base-model "$SHAPE_CONFIG" --out "$B/shape-adapter" --names a
+  python3 - "$SHAPE_CONFIG" "$SHAPE_TOKENIZER" "$B/rl-shape-8b" <<'PY'
+import sys
+from types import SimpleNamespace
+from t2s_fast.train.trainer import resolve_model_source  # the folder `t2s-fast rl` will load, made once
+cfg = SimpleNamespace(model_name=sys.argv[1], tokenizer=sys.argv[2], output_dir=sys.argv[3])
+print(resolve_model_source(cfg, "cuda"))
+PY
+}
+shape() {  # GRPO steps/s and peak memory at the Qwen3-8B shape (random init, random adapter, no filter pass)
+  [ -n "${SHAPE_CONFIG:-}" ] || return 0
+  wait "$SHAPE_PREP"
+  run $T2S rl --model-name "$SHAPE_CONFIG" --tokenizer "$SHAPE_TOKENIZER" --train-file "$TRAIN" \
+    --adapter-path "$B/shape-adapter/a" --db-root "$DATA/spider1" --output-dir "$B/rl-shape-8b" --filter-samples 0 \
+    --max-steps "${SHAPE_STEPS:-4}" --save-steps 1000 --vllm-gpu-memory-utilization 0.3 --resume "${RL_CUT[@]}"
+}
+
+say "driver start: $M"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$B/device.txt" 2>/dev/null
+python3 -m t2s_fast.runinfo "$B/versions.json" 2>/dev/null
+job prepare-shape prepare_shape & SHAPE_PREP=$!
+job sft sft || { say "SFT failed"; touch "$B/ALLDONE"; exit 1; }
+set -- $RL_LRS; first=$1
+job "rl-lr$first" rl "lr$first" "$first" & pids=($!)
+for lr in "${@:2}"; do  # the other rates reuse the first one's filter pass (same adapter, same settings)
+  while [ ! -f "$B/rl-lr$first/prompts/pass.json" ] && kill -0 "${pids[0]}" 2>/dev/null; do sleep 5; done
+  mkdir -p "$B/rl-lr$lr" && cp -r "$B/rl-lr$first/prompts" "$B/rl-lr$lr/" 2>/dev/null
+  job "rl-lr$lr" rl "lr$lr" "$lr" & pids+=($!)
+done
+wait "${pids[@]}"
+job heldout heldout && chosen > "$B/chosen.txt" && say "chosen on held-out: $(cat "$B/chosen.txt")"
+# On a card of 100 GB or more the 8B-shape run loads (and its engine starts) while the dev evaluations run; its
+# log has the times of its steps, the evaluations' logs theirs. On a smaller card it waits for them.
+big=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
+s=
+[ "${big:-0}" -ge 100000 ] && { job shape-8b shape & s=$!; }
+if [ -s "$B/chosen.txt" ]; then
+  job dev-greedy dev greedy --repair none & a=$!
+  job dev-repair dev repair --repair auto & b=$!
+  job dev-maj8 dev maj8 --repair none --n-samples 8 --temperature 0.8 & c=$!
+  wait $a $b $c
+fi
+if [ -n "$s" ]; then wait $s; else job shape-8b shape; fi
+unsloth_engine() {  # the same GRPO through Unsloth's fast_inference engine, a few steps, for its seconds per step
+  mkdir -p "$B/rl-unsloth" && cp -r "$B/rl-lr$first/prompts" "$B/rl-unsloth/" 2>/dev/null
+  run $T2S rl --engine unsloth --no-load-in-4bit --model-name "$M" --train-file "$TRAIN"     --adapter-path "$B/sft/adapter" --db-root "$DATA/spider1" --output-dir "$B/rl-unsloth" --learning-rate "$first"     --max-steps "${UNSLOTH_STEPS:-6}" --save-steps 1000 --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25     --resume "${RL_CUT[@]}"
+}
+[ -n "$SMOKE" ] || job rl-unsloth unsloth_engine
+say "ALLDONE"; touch "$B/ALLDONE"

@@ -1,0 +1,103 @@
+"""What each GRPO step records, beside what `train`'s callbacks already do (the dollar meter, the budget stop,
+SIGTERM handling, checkpoint markers; `train/callbacks.py`).
+
+A step of GRPO is three kinds of work: generating the rollouts (the colocated engine, the weight sync included),
+scoring them (the reward's executor), and the forward/backward passes and the optimizer step. `timed_trainer_class`
+wraps the trainer's generation and reward methods with a clock, and `RLStepLog` writes per optimizer step, into
+train_log.jsonl: the loss, the mean reward and its spread, `frac_reward_zero_std` (the share of groups whose
+completions all got the same reward, which teach nothing), the mean completion length, the match and failure
+rates, and the seconds spent generating, scoring and training.
+"""
+
+from __future__ import annotations
+
+import time
+
+from transformers import TrainerCallback
+
+from t2s_fast.train.budget import RunMeter
+from t2s_fast.train.callbacks import StepLogCallback
+
+# TRL GRPOTrainer log keys -> train_log.jsonl keys
+LOGGED = {"reward": "reward", "reward_std": "reward_std", "frac_reward_zero_std": "frac_reward_zero_std",
+          "completions/mean_length": "completion_length", "completions/clipped_ratio": "clipped_ratio",
+          "entropy": "entropy", "kl": "kl", "grad_norm": "grad_norm"}
+
+
+class StepClock:
+    """Seconds spent generating and scoring since the last optimizer step."""
+
+    def __init__(self):
+        self.generation_s = 0.0
+        self.reward_s = 0.0
+
+    def take(self) -> dict:
+        out = {"generation_s": round(self.generation_s, 3), "reward_s": round(self.reward_s, 3)}
+        self.generation_s = self.reward_s = 0.0
+        return out
+
+
+def timed_trainer_class(base_cls, clock: StepClock, *mixins):
+    """``base_cls`` (TRL's GRPOTrainer or Unsloth's) whose rollout generation and reward scoring are timed."""
+
+    class TimedGRPOTrainer(*mixins, base_cls):
+        def _generate(self, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return super()._generate(*args, **kwargs)
+            finally:
+                clock.generation_s += time.perf_counter() - t0
+
+        def _calculate_rewards(self, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return super()._calculate_rewards(*args, **kwargs)
+            finally:
+                clock.reward_s += time.perf_counter() - t0
+
+    TimedGRPOTrainer.__name__ = f"Timed{base_cls.__name__}"
+    return TimedGRPOTrainer
+
+
+class RLStepLog(StepLogCallback):
+    """`train`'s step log (time, dollars, checkpoint markers) plus what a GRPO step means: reward, zero-variance
+    groups, completion length, match/failure rates and where the step's time went."""
+
+    def __init__(self, meter: RunMeter, log_path, clock: StepClock, reward):
+        super().__init__(meter, log_path)
+        self.clock, self.reward = clock, reward
+
+    def on_step_end(self, args, state, control, **kw):
+        super().on_step_end(args, state, control, **kw)
+        if self.pending is not None:
+            timing = self.clock.take()
+            train_s = max(0.0, self.pending["step_time_s"] - timing["generation_s"] - timing["reward_s"])
+            self.pending.update(timing, train_s=round(train_s, 3), **self.reward.take_stats())
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and self.pending is not None and self.pending["step"] == state.global_step:
+            self.pending.update({ours: float(logs[theirs]) for theirs, ours in LOGGED.items() if theirs in logs})
+        super().on_log(args, state, control, logs=logs, **kw)
+
+
+class RLProgress(TrainerCallback):
+    """One line per logged step on stderr: step/total, reward, zero-variance share, length, seconds per step split
+    into generation / reward / training, dollars so far and projected at the end, ETA."""
+
+    def __init__(self, meter: RunMeter):
+        self.meter = meter
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        import sys
+
+        m = self.meter
+        if not m.steps or m.steps[-1]["step"] != state.global_step or "reward" not in (logs or {}):
+            return
+        rec, remaining = m.steps[-1], max(0, state.max_steps - state.global_step)
+        eta_s = remaining * m.recent_step_time()
+        print(f"rl: step {state.global_step}/{state.max_steps} reward {logs['reward']:.3f} "
+              f"zero-std {logs.get('frac_reward_zero_std', float('nan')):.2f} "
+              f"len {logs.get('completions/mean_length', float('nan')):.0f} | "
+              f"{rec['step_time_s']:.1f} s/step (gen {rec.get('generation_s', 0):.1f}, reward "
+              f"{rec.get('reward_s', 0):.1f}) | ${m.cost_usd():.3f}, ~${m.projected_total_usd(remaining):.3f} at the "
+              f"end, ETA {eta_s / 60:.0f} min", file=sys.stderr, flush=True)

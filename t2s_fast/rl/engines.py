@@ -1,0 +1,158 @@
+"""Who generates the rollouts and trains the policy: the engine seam of the RL stage.
+
+- ``trl``: TRL's `GRPOTrainer` on a transformers model with the adapter loaded by PEFT. On a GPU with vLLM it
+  generates in a vLLM engine colocated in this process (`use_vllm=True, vllm_mode="colocate"`), into which TRL
+  merges and syncs the LoRA weights before each generation; the base stays bf16, which that sync needs. Without
+  a GPU it generates with transformers (the CPU path the tests run).
+- ``unsloth``: Unsloth's `fast_inference`: `FastLanguageModel` loads the base (4-bit with --load-in-4bit) with a
+  vLLM engine that shares its weights, the adapter's LoRA is rebuilt with `get_peft_model` and its weights
+  loaded into it, and Unsloth's patched `GRPOTrainer` generates through that engine.
+- ``auto``: ``trl``.
+
+TRL 1.15's `GRPOTrainer` computes log-probabilities with a fused LM head whose kernels import triton, which CPU
+torch wheels lack; without triton the trainer class gets `PlainLogprobs`, the same quantity from the full
+logits (and says so in the log). Everything else about the step is TRL's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+
+from t2s_fast.errors import T2SError
+from t2s_fast.rl.config import RLConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_engine(name: str) -> str:
+    if name == "auto":
+        return "trl"
+    if name == "unsloth" and importlib.util.find_spec("unsloth") is None:
+        raise T2SError("--engine unsloth: the 'unsloth' package is not installed here (pip install -e '.[gpu]'); "
+                       "use --engine trl")
+    return name
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def generates_with_vllm(engine: str) -> bool:
+    return engine == "unsloth" or (on_gpu() and importlib.util.find_spec("vllm") is not None)
+
+
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+class PlainLogprobs:
+    """Per-token log-probabilities (and entropies) of the completion tokens from the full logits, in place of
+    TRL's fused LM head (which needs triton). Same quantity, more memory; for CPU runs."""
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **_multimodal):
+        import torch
+
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids, mask = input_ids[start:start + batch_size], attention_mask[start:start + batch_size]
+            logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=logits_to_keep + 1).logits
+            logits = logits[:, :-1, :].float() / self.temperature  # position t predicts token t + 1
+            logp_all = torch.log_softmax(logits, dim=-1)
+            logps.append(logp_all.gather(-1, ids[:, -logits_to_keep:].unsqueeze(-1)).squeeze(-1))
+            if compute_entropy:
+                entropies.append(-(logp_all.exp() * logp_all).sum(-1))
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
+
+
+def trainer_base(engine: str):
+    if engine == "unsloth":
+        import unsloth  # noqa: F401  (patches trl's GRPOTrainer: must come before trl)
+    from trl import GRPOTrainer
+
+    return GRPOTrainer
+
+
+def load_policy(cfg: RLConfig, engine: str, model_path: str, tokenizer_dir: str):
+    """(model with the trainable adapter, tokenizer)."""
+    if engine == "unsloth":
+        return _load_unsloth(cfg, model_path, tokenizer_dir)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from t2s_fast.adapters import load_adapter_checked
+
+    gpu = on_gpu()
+    if cfg.load_in_4bit:
+        log.warning("--load-in-4bit is ignored by the trl engine: its weight sync into vLLM needs the bf16 base")
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if gpu else torch.float32,
+                                                attn_implementation="sdpa")
+    model = load_adapter_checked(base, cfg.adapter_path, is_trainable=True, base_name=cfg.model_name)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    return model, tokenizer
+
+
+def _load_unsloth(cfg: RLConfig, model_path: str, tokenizer_dir: str):
+    from unsloth import FastLanguageModel
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from t2s_fast.adapters import ADAPTER_WEIGHTS, read_adapter_config
+
+    acfg = read_adapter_config(cfg.adapter_path)
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=model_path, max_seq_length=cfg.vllm_max_model_length, load_in_4bit=cfg.load_in_4bit,
+        fast_inference=True, max_lora_rank=int(acfg.get("r", 16)),
+        gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, local_files_only=os.path.isdir(model_path))
+    targets = acfg.get("target_modules") or []
+    model = FastLanguageModel.get_peft_model(
+        model, r=int(acfg.get("r", 16)), lora_alpha=int(acfg.get("lora_alpha", 32)),
+        lora_dropout=float(acfg.get("lora_dropout", 0.0)), target_modules=sorted(targets),
+        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False, random_state=cfg.seed)
+    weights = os.path.join(cfg.adapter_path, ADAPTER_WEIGHTS[0])
+    result = set_peft_model_state_dict(model, load_file(weights))
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise T2SError(f"--adapter-path {cfg.adapter_path}: {len(unexpected)} of its weights match no LoRA layer "
+                       f"of the rebuilt adapter (e.g. {unexpected[0]})")
+    return model, tokenizer
+
+
+def grpo_args(cfg: RLConfig, engine: str, ckpt_dir: str):
+    """TRL's GRPOConfig for this run: one generation of prompts_per_step x num_generations completions per
+    optimizer step, accumulated over micro-batches of micro_batch_completions."""
+    from trl import GRPOConfig
+
+    from t2s_fast.prompt import CHAT_TEMPLATE_KWARGS
+
+    gpu, vllm = on_gpu(), generates_with_vllm(engine)
+    kwargs = dict(
+        output_dir=ckpt_dir, per_device_train_batch_size=cfg.micro_batch_completions,
+        gradient_accumulation_steps=cfg.completions_per_step // cfg.micro_batch_completions,
+        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        beta=cfg.beta, loss_type=cfg.loss_type, logging_steps=cfg.logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, seed=cfg.seed,
+        data_seed=cfg.seed, report_to=[] if cfg.report_to in ("none", "") else cfg.report_to, disable_tqdm=True,
+        bf16=gpu, gradient_checkpointing=cfg.gradient_checkpointing and engine != "unsloth",
+        chat_template_kwargs=dict(CHAT_TEMPLATE_KWARGS), log_completions=False, remove_unused_columns=False,
+        use_vllm=vllm,
+    )
+    if vllm and engine == "trl":
+        kwargs.update(vllm_mode="colocate", vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                      vllm_max_model_length=cfg.vllm_max_model_length)
+        # colocate runs vLLM in this process as a one-rank "distributed" world
+        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"),
+                           ("MASTER_PORT", str(29500 + os.getpid() % 1000))):
+            os.environ.setdefault(key, value)
+    if gpu and cfg.gradient_checkpointing and engine == "trl":
+        kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if not gpu:
+        kwargs["use_cpu"] = True
+    return GRPOConfig(**kwargs)

@@ -1,0 +1,213 @@
+"""`t2s-fast rl`: GRPO on an execution reward, continuing a stage-1 or stage-2 adapter (stage 3).
+
+The run, in order: check every input before anything is written (the adapter, the train file, that the reward
+reaches the databases); choose the prompts worth learning from (`prompts.py`, a pass in its own process); train
+with TRL's GRPOTrainer under `train`'s dollar meter, budget stop and SIGTERM handling; save the adapter, the
+curves and run.json.
+
+Output directory (the layout of a `t2s-fast train` run, so `eval --checkpoints` and `--resume` read it alike):
+
+- ``prompts/``: the filter pass (pass_counts.jsonl, pass.json, filtered.jsonl, filter.json);
+- ``adapter/``: the final adapter (PEFT format, with the tokenizer);
+- ``checkpoints/checkpoint-N/``: Trainer checkpoints, each with its adapter (``eval --checkpoints`` evaluates
+  every one) and, once complete, the marker ``t2s_checkpoint_complete``;
+- ``train_log.jsonl``: per optimizer step: loss, reward, reward_std, frac_reward_zero_std, completion_length,
+  clipped_ratio, match_rate, start_match_rate (the filter pass's pass rate of the step's prompts: what
+  match_rate is while the policy is still the starting adapter), fail_rate, generation_s, reward_s, train_s, step_time_s, elapsed_s, cost_usd;
+- ``rl_curves.png``: reward, loss, zero-variance share and completion length against the step;
+- ``run.json``: settings, the filter's summary, engine, versions, device, steps, timing per step (median
+  generation / reward / training seconds), peak GPU memory, dollars (resumed sessions included), stop reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from t2s_fast.errors import T2SError
+from t2s_fast.rl.config import RLConfig
+
+log = logging.getLogger(__name__)
+
+
+def _check_inputs(cfg: RLConfig) -> None:
+    from t2s_fast.adapters import check_adapter_flag
+
+    check_adapter_flag("--adapter-path", cfg.adapter_path)
+    from t2s_fast.rl.prompts import load_training_rows
+
+    load_training_rows(cfg)  # the train file is readable and the reward reaches its databases
+
+
+def _resume_point(cfg: RLConfig, out: Path) -> str | None:
+    from t2s_fast.train.trainer import last_complete_checkpoint
+
+    ckpt_dir = out / "checkpoints"
+    used = (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (out / "run.json").is_file()
+    if not cfg.resume:
+        if used:
+            raise T2SError(f"{out} already holds an RL run; pass --resume to continue it, or choose a new --output-dir")
+        return None
+    ckpt = last_complete_checkpoint(ckpt_dir)
+    if ckpt is None:
+        log.warning("--resume: no complete checkpoint in %s; starting at step 0 (dollars spent so far still count)",
+                    ckpt_dir)
+        return None
+    return str(ckpt)
+
+
+def _dataset(kept: list[dict], tokenizer):
+    """TRL's dataset: the prompt as rendered text (the one prompt builder's), gold SQL and database for the reward."""
+    from datasets import Dataset
+
+    from t2s_fast.prompt import render_prompt
+
+    rows = [{"prompt": render_prompt(tokenizer, r["messages"]), "gold": r["gold"], "db_id": r["db_id"], "id": r["id"]}
+            for r in kept]
+    if all("correct" in r for r in kept):  # the filter pass's pass rate (none without a pass)
+        for row, r in zip(rows, kept):
+            row["pass_rate"] = r["correct"] / r["samples"]
+    return Dataset.from_list(rows)
+
+
+def train_rl(cfg: RLConfig, *, trainer_mixins: tuple = ()) -> dict:
+    """Run (or resume) GRPO and return run.json's content. ``trainer_mixins`` go before the trainer class (tests)."""
+    cfg.validate()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.time()  # the GPU is paid from here
+    out = Path(cfg.output_dir)
+    resume_from = _resume_point(cfg, out)
+    _check_inputs(cfg)
+
+    from t2s_fast.rl.engines import resolve_engine
+    from t2s_fast.train.budget import RunMeter
+
+    engine = resolve_engine(cfg.engine)
+    meter = RunMeter(gpu_hourly_usd=cfg.gpu_hourly_usd, world_size=1, max_cost_usd=cfg.max_cost_usd, t0=t0)
+    out.mkdir(parents=True, exist_ok=True)
+    _carry_over(meter, out, resume_from)
+
+    from t2s_fast.rl.prompts import filter_prompts
+
+    kept, filter_info = filter_prompts(cfg)
+    print(f"rl: {filter_info['kept']:,} of {filter_info['prompts']:,} prompts kept ({filter_info['rule']}; "
+          f"{filter_info['never_right']:,} never right, {filter_info['always_right']:,} always right); "
+          f"${meter.cost_usd():.3f} spent so far", file=sys.stderr, flush=True)
+    run = _build(cfg, engine, meter, kept, trainer_mixins)
+    run.update(out=out, started_at=started_at, resume_from=resume_from, filter=filter_info, engine=engine)
+    return _train_and_save(cfg, run)
+
+
+def _carry_over(meter, out: Path, resume_from: str | None) -> None:
+    from t2s_fast.jsonl import write_jsonl
+
+    step = int(resume_from.rsplit("-", 1)[-1]) if resume_from else None
+    kept = meter.carry_over(out / "train_log.jsonl", step)
+    if kept is not None:
+        write_jsonl(out / "train_log.jsonl", kept)  # steps after the checkpoint are redone
+
+
+def _build(cfg: RLConfig, engine: str, meter, kept: list[dict], mixins: tuple) -> dict:
+    from t2s_fast.rl.engines import PlainLogprobs, grpo_args, load_policy, on_gpu, trainer_base, triton_available
+
+    base_cls = trainer_base(engine)  # before anything imports trl: Unsloth patches it on import
+    from t2s_fast.rl.callbacks import RLProgress, RLStepLog, StepClock, timed_trainer_class
+    from t2s_fast.rl.reward import ExecutionReward
+    from t2s_fast.train.callbacks import BudgetGuard, SignalGuard
+    from t2s_fast.train.trainer import resolve_model_source
+
+    source = resolve_model_source(cfg, "cuda" if on_gpu() else "cpu")  # aliases, GGUF, random-init shapes
+    model_path = source.model_path
+    model, tokenizer = load_policy(cfg, engine, model_path, source.tokenizer_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    reward = ExecutionReward(cfg.db_root, cfg.reward, cfg.reward_workers, cfg.reward_timeout_s)
+    clock = StepClock()
+    if not triton_available():
+        log.warning("triton is not installed (CPU torch): log-probabilities come from the full logits instead of "
+                    "TRL's fused LM head (same quantity, more memory)")
+        mixins = (*mixins, PlainLogprobs)
+    cls = timed_trainer_class(base_cls, clock, *mixins)
+    signal_guard = SignalGuard(meter)
+    out = Path(cfg.output_dir)
+    trainer = cls(model=model, reward_funcs=[reward], args=grpo_args(cfg, engine, str(out / "checkpoints")),
+                  train_dataset=_dataset(kept, tokenizer), processing_class=tokenizer,
+                  callbacks=[RLStepLog(meter, out / "train_log.jsonl", clock, reward), BudgetGuard(meter),
+                             signal_guard, RLProgress(meter)])
+    return {"trainer": trainer, "tokenizer": tokenizer, "meter": meter, "signal_guard": signal_guard,
+            "model_path": model_path, "prompts": len(kept)}
+
+
+def _train_and_save(cfg: RLConfig, run: dict) -> dict:
+    import torch
+
+    from t2s_fast.rl.plot import plot_rl_curves
+    from t2s_fast.train.trainer import OOM_HELP, save_adapter
+
+    trainer, meter, out = run["trainer"], run["meter"], run["out"]
+    session_t0, error = time.time(), None
+    run["signal_guard"].install()
+    try:
+        try:
+            if meter.max_cost_usd is not None and meter.should_stop_for_budget(0, eval_due=False):
+                log.warning("the budget is spent before the first step (filter pass and loading included)")
+            else:
+                trainer.train(resume_from_checkpoint=run["resume_from"])
+        except torch.OutOfMemoryError:
+            meter.end("oom")
+            error = T2SError(OOM_HELP)
+        except KeyboardInterrupt:
+            meter.end("aborted")
+            _write_run_json(cfg, run, time.time() - session_t0)
+            raise
+        if error is None and trainer.state.global_step > 0:
+            save_adapter(trainer.model, run["tokenizer"], out / "adapter")
+    finally:
+        run["signal_guard"].uninstall()
+    plot_rl_curves(out / "train_log.jsonl", out / "rl_curves.png",
+                   title=f"GRPO from {Path(cfg.adapter_path).name} ({Path(cfg.model_name).name})")
+    info = _write_run_json(cfg, run, time.time() - session_t0)
+    if error is not None:
+        raise error
+    return info
+
+
+def _median(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def _write_run_json(cfg: RLConfig, run: dict, wall_s: float) -> dict:
+    from t2s_fast.jsonl import read_jsonl, write_json
+    from t2s_fast.runinfo import device_info, git_revision, package_versions, peak_gpu_memory
+
+    m, state, out = run["meter"], run["trainer"].state, run["out"]
+    rows = read_jsonl(out / "train_log.jsonl", tolerate_torn_tail=True) if (out / "train_log.jsonl").is_file() else []
+    steps = [r for r in rows if r.get("reward") is not None]
+    info = {
+        "command": " ".join(sys.argv), "started_at": run["started_at"],
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "stop_reason": m.stop_reason,
+        "stage": "rl", "method": "grpo", "config": cfg.to_dict(), "engine": run["engine"],
+        "model": {"source": cfg.model_name, "path": run["model_path"], "adapter_path": cfg.adapter_path},
+        "filter": run["filter"], "versions": package_versions(), "git": git_revision(), "device": device_info(),
+        "world_size": 1, "resumed_from": run["resume_from"], "global_step": state.global_step,
+        "max_steps": state.max_steps, "epoch": state.epoch,
+        "completions_per_step": cfg.completions_per_step,
+        "step_seconds_median": {"total": _median(steps, "step_time_s"), "generation": _median(steps, "generation_s"),
+                                "reward": _median(steps, "reward_s"), "training": _median(steps, "train_s")},
+        "first_reward": steps[0]["reward"] if steps else None, "final_reward": steps[-1]["reward"] if steps else None,
+        "mean_frac_reward_zero_std": round(statistics.mean(r["frac_reward_zero_std"] for r in steps), 4)
+        if steps and all("frac_reward_zero_std" in r for r in steps) else None,
+        **peak_gpu_memory(),
+        "wall_time_s": round(wall_s, 2), "elapsed_s_total": round(m.elapsed_s(), 2),
+        "cost_usd": round(m.cost_usd(), 6),
+        "cost_usd_at_stop": round(m.cost_at_stop, 6) if m.cost_at_stop is not None else None,
+        "max_cost_usd": cfg.max_cost_usd, "gpu_hourly_usd": cfg.gpu_hourly_usd,
+        "adapter_dir": str(out / "adapter") if (out / "adapter").is_dir() else None,
+    }
+    write_json(out / "run.json", info)
+    return info

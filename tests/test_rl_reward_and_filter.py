@@ -1,0 +1,237 @@
+"""Stage 3's reward and prompt filter: what GRPO learns from is scored exactly as `eval` scores, cannot touch a
+database, is cut by the executor's limits, and only prompts with reward variance are kept."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from t2s_fast.errors import T2SError
+from t2s_fast.rl.config import RLConfig
+from t2s_fast.rl.prompts import filter_prompts, keep_by_pass_rate, load_training_rows, prompts_dir
+from t2s_fast.rl.reward import ExecutionReward, reward_of
+
+GOLD = "SELECT count(*) FROM singer"
+
+
+@pytest.fixture()
+def db_root(spider1_dir, tmp_path) -> Path:
+    """A copy of one real Spider database in the <db_id>/<db_id>.sqlite layout (never the shared file)."""
+    dst = tmp_path / "database" / "concert_singer" / "concert_singer.sqlite"
+    dst.parent.mkdir(parents=True)
+    shutil.copy2(spider1_dir / "database" / "concert_singer" / "concert_singer.sqlite", dst)
+    return tmp_path / "database"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _reward(db_root, completions, shape="arctic", timeout_s=5.0):
+    fn = ExecutionReward(str(db_root), shape=shape, workers=2, timeout_s=timeout_s)
+    return fn(prompts=[""] * len(completions), completions=completions, gold=[GOLD] * len(completions),
+              db_id=["concert_singer"] * len(completions)), fn
+
+
+def test_match_executes_and_fails_get_arctic_rewards(db_root):
+    rewards, fn = _reward(db_root, [
+        "```sql\nSELECT COUNT(*) FROM singer\n```",  # the gold's result, in a fenced answer
+        "SELECT name FROM singer",  # executes, another result
+        "SELECT nonsense FROM nowhere",  # fails
+        "I cannot answer that.",  # no SQL at all
+    ])
+    assert rewards == [1.0, 0.1, 0.0, 0.0]
+    stats = fn.take_stats()
+    assert stats["match_rate"] == 0.25 and stats["fail_rate"] == 0.5 and stats["reward_s"] >= 0
+    assert fn.take_stats() == {}  # taken once
+
+
+def test_binary_shape_gives_nothing_for_sql_that_only_executes(db_root):
+    rewards, _ = _reward(db_root, ["SELECT count(*) FROM singer", "SELECT name FROM singer"], shape="binary")
+    assert rewards == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("sql", ["DROP TABLE singer", "DELETE FROM singer", "UPDATE singer SET Name = 'x'",
+                                 "ATTACH DATABASE 'evil.sqlite' AS evil", "PRAGMA writable_schema = ON",
+                                 "VACUUM", "INSERT INTO singer (Singer_ID, Name) VALUES (99, 'x')"])
+def test_hostile_sql_scores_zero_and_leaves_the_database_byte_identical(db_root, sql):
+    db = db_root / "concert_singer" / "concert_singer.sqlite"
+    before, files = _sha(db), sorted(p.name for p in db.parent.iterdir())
+    rewards, _ = _reward(db_root, [sql])
+    assert rewards == [0.0]
+    assert _sha(db) == before
+    assert sorted(p.name for p in db.parent.iterdir()) == files
+
+
+def test_only_the_first_statement_of_a_completion_runs(db_root):
+    db = db_root / "concert_singer" / "concert_singer.sqlite"
+    before = _sha(db)
+    rewards, _ = _reward(db_root, ["SELECT 1; DROP TABLE singer"])
+    assert rewards == [0.1]  # `SELECT 1` executed (eval extracts the same first statement); the DROP never ran
+    assert _sha(db) == before
+
+
+def test_a_query_that_hangs_is_cut_at_the_timeout_and_scores_zero(db_root):
+    hang = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT count(*) FROM r"
+    t0 = time.time()
+    rewards, _ = _reward(db_root, [hang, "SELECT count(*) FROM singer"], timeout_s=1.0)
+    assert rewards == [0.0, 1.0]
+    assert time.time() - t0 < 20
+
+
+def test_a_huge_result_is_cut_and_never_matches(db_root):
+    huge = "SELECT * FROM singer a, singer b, singer c, singer d, singer e, singer f"  # 6^6 x 42 columns
+    rewards, _ = _reward(db_root, [huge])
+    assert rewards[0] < 1.0
+
+
+def test_reward_of_reads_the_scorer_verdict():
+    assert reward_of({"exec_match": True, "error_kind": None}) == 1.0
+    assert reward_of({"exec_match": False, "error_kind": None}) == 0.1
+    assert reward_of({"exec_match": False, "error_kind": "timeout"}) == 0.0
+
+
+# ------------------------------------------------------------------------------------------ the prompt filter
+def test_the_filter_keeps_prompts_answered_right_sometimes():
+    counts = [{"id": str(c), "correct": c} for c in range(9)]
+    assert [r["correct"] for r in keep_by_pass_rate(counts, 1, 7)] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r["correct"] for r in keep_by_pass_rate(counts, 2, 6)] == [2, 3, 4, 5, 6]
+    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir="o", filter_samples=16)
+    assert cfg.max_correct == 15  # default: never all right
+
+
+def _train_file(tmp_path, spider1_dir, dbs=("concert_singer", "pets_1"), n=3) -> Path:
+    rows = json.loads((spider1_dir / "dev.json").read_text())
+    out = []
+    for db in dbs:
+        for r in [r for r in rows if r["db_id"] == db][:n]:
+            out.append({"id": f"{db}-{len(out)}", "db_id": db, "dialect": "sqlite", "question": r["question"],
+                        "sql": r["query"], "messages": [{"role": "system", "content": "sql"},
+                                                        {"role": "user", "content": r["question"]},
+                                                        {"role": "assistant", "content": r["query"]}]})
+    out.append({"id": "bq", "db_id": "x", "dialect": "bigquery", "question": "q", "sql": "SELECT 1", "messages": []})
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(o) + "\n" for o in out))
+    return path
+
+
+def test_training_rows_are_the_sqlite_prompts_whose_database_is_there(tmp_path, spider1_dir, db_root):
+    cfg = RLConfig(train_file=str(_train_file(tmp_path, spider1_dir)), adapter_path="a", db_root=str(db_root),
+                   output_dir=str(tmp_path / "rl"))
+    rows = load_training_rows(cfg)
+    assert [r["db_id"] for r in rows] == ["concert_singer"] * 3  # pets_1 is not under this root, bigquery skipped
+    assert all(m["role"] != "assistant" for r in rows for m in r["messages"])  # the prompt only
+    cfg.max_prompts = 2
+    assert len(load_training_rows(cfg)) == 2
+
+
+def test_a_reward_that_cannot_reach_the_databases_is_refused(tmp_path, spider1_dir):
+    (tmp_path / "empty").mkdir()
+    cfg = RLConfig(train_file=str(_train_file(tmp_path, spider1_dir)), adapter_path="a",
+                   db_root=str(tmp_path / "empty"), output_dir=str(tmp_path / "rl"))
+    with pytest.raises(T2SError, match="cannot reach the databases"):
+        load_training_rows(cfg)
+
+
+def _finished_pass(cfg: RLConfig, correct: list[int]) -> None:
+    """A sampling pass as the child process leaves it (pass_counts.jsonl, then pass.json)."""
+    from t2s_fast.jsonl import write_json, write_jsonl
+    from t2s_fast.rl.prompts import settings_key
+
+    rows = load_training_rows(cfg)
+    prompts_dir(cfg).mkdir(parents=True)
+    write_jsonl(prompts_dir(cfg) / "pass_counts.jsonl",
+                [{**r, "correct": c, "samples": cfg.filter_samples} for r, c in zip(rows, correct)])
+    write_json(prompts_dir(cfg) / "pass.json", {"settings_key": settings_key(cfg), "samples": 3 * len(rows)})
+
+
+@pytest.fixture()
+def adapter(tmp_path) -> Path:
+    d = tmp_path / "adapter"
+    d.mkdir()
+    (d / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8, "peft_type": "LORA"}))
+    (d / "adapter_model.safetensors").write_bytes(b"weights")
+    return d
+
+
+def test_a_finished_pass_is_reused_and_other_thresholds_refilter_it(tmp_path, spider1_dir, db_root, adapter):
+    cfg = RLConfig(train_file=str(_train_file(tmp_path, spider1_dir)), adapter_path=str(adapter),
+                   db_root=str(db_root), output_dir=str(tmp_path / "rl"), filter_samples=3)
+    _finished_pass(cfg, [0, 2, 3])
+    kept, info = filter_prompts(cfg)  # no child process: the pass is there with these settings
+    assert [k["correct"] for k in kept] == [2]
+    assert (info["prompts"], info["kept"], info["never_right"], info["always_right"]) == (3, 1, 1, 1)
+    assert json.loads((prompts_dir(cfg) / "filter.json").read_text())["kept"] == 1
+    cfg.filter_max_correct = 3
+    assert [k["correct"] for k in filter_prompts(cfg)[0]] == [2, 3]
+
+
+def test_an_empty_filtered_set_is_refused_and_leaves_no_run(tmp_path, spider1_dir, db_root, adapter):
+    cfg = RLConfig(train_file=str(_train_file(tmp_path, spider1_dir)), adapter_path=str(adapter),
+                   db_root=str(db_root), output_dir=str(tmp_path / "rl"), filter_samples=3)
+    _finished_pass(cfg, [0, 0, 3])
+    with pytest.raises(T2SError, match="no prompt survived the filter"):
+        filter_prompts(cfg)
+    out = Path(cfg.output_dir)
+    assert not (out / "run.json").exists() and not (out / "checkpoints").exists() and not (out / "adapter").exists()
+
+
+# ------------------------------------------------------------------------------------------ config and CLI
+@pytest.mark.parametrize("change, message", [
+    ({"num_generations": 1}, "at least 2"),
+    ({"filter_min_correct": 5, "filter_samples": 4}, "min <= max"),
+    ({"prompts_per_step": 3, "num_generations": 4, "micro_batch_completions": 8}, "multiple of"),
+    ({"max_steps": 0}, "nothing to train"),
+    ({"engine": "fast"}, "--engine"),
+    ({"reward": "shaped"}, "--reward"),
+    ({"max_cost_usd": 0.0}, "--max-cost-usd"),
+])
+def test_bad_settings_are_refused(change, message):
+    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir="o", **change)
+    with pytest.raises(T2SError, match=message):
+        cfg.validate()
+
+
+def _rl_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "t2s_fast", "rl", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_a_missing_adapter_exits_2_and_writes_nothing(tmp_path, spider1_dir, db_root):
+    out = tmp_path / "rl"
+    proc = _rl_cli("--train-file", str(_train_file(tmp_path, spider1_dir)), "--adapter-path", str(tmp_path / "nope"),
+                   "--db-root", str(db_root), "--output-dir", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "--adapter-path" in proc.stderr and "nope" in proc.stderr
+    assert not out.exists()
+
+
+def test_databases_out_of_reach_exit_2_and_write_nothing(tmp_path, spider1_dir, adapter):
+    out = tmp_path / "rl"
+    (tmp_path / "elsewhere").mkdir()
+    proc = _rl_cli("--train-file", str(_train_file(tmp_path, spider1_dir)), "--adapter-path", str(adapter),
+                   "--db-root", str(tmp_path / "elsewhere"), "--output-dir", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot reach the databases" in proc.stderr
+    assert not out.exists()
+
+
+def test_a_config_file_key_that_is_no_setting_exits_2_naming_it(tmp_path):
+    cfg = tmp_path / "rl.json"
+    cfg.write_text(json.dumps({"train_file": "t", "adapter_path": "a", "db_root": "d", "output_dir": "o",
+                               "num_generation": 8}))
+    proc = _rl_cli("--config", str(cfg))
+    assert proc.returncode == 2 and "num_generation" in proc.stderr and str(cfg) in proc.stderr
+
+
+def test_filter_samples_0_keeps_every_prompt_without_a_pass(tmp_path, spider1_dir, db_root, adapter):
+    cfg = RLConfig(train_file=str(_train_file(tmp_path, spider1_dir)), adapter_path=str(adapter),
+                   db_root=str(db_root), output_dir=str(tmp_path / "rl"), filter_samples=0)
+    kept, info = filter_prompts(cfg.validate())
+    assert len(kept) == 3 and info["kept"] == 3 and not prompts_dir(cfg).exists()
