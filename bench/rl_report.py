@@ -1,0 +1,191 @@
+"""The report of a `bench/rl_real_model.sh` work folder: what GRPO gave over its SFT start, chosen on held-out data.
+
+    python bench/rl_report.py WORK_DIR OUT_DIR [--title TEXT]
+
+OUT_DIR receives README.md and report.json (every figure below, with the file it comes from), the per-question
+files (held-out: every adapter; Spider dev: the SFT start and the choice, greedy, the default repair and maj@8),
+each run's run.json, train_log.jsonl and curves, the filter's summary, and heldout_ex_vs_step.png. Differences
+are quoted with their 95% paired bootstrap interval (`t2s_fast.evaluate.paired`); one whose interval holds 0 is
+called noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from t2s_fast.evaluate.paired import compare_adapters, ex_of, markdown_table, read_per_question
+
+DEV_RUNS = (("greedy", "greedy"), ("repair", "default repair (resample K=8 at T=0.8 where SQL fails)"),
+            ("maj8", "majority vote of 8 samples at T=0.8"))
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _pct(correct_n: tuple[int, int]) -> str:
+    c, n = correct_n
+    return f"{100 * c / n:.1f}% ({c}/{n})" if n else "-"
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if src.is_file():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+
+
+def _step(name: str) -> int | None:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def heldout_section(work: Path, out: Path, report: dict) -> list[str]:
+    recs = read_per_question(work / "heldout")
+    names = list(dict.fromkeys(r["adapter"] for r in recs))
+    chosen = (work / "chosen.txt").read_text().split()[0] if (work / "chosen.txt").is_file() else None
+    _copy(work / "heldout" / "scored.jsonl.gz", out / "heldout" / "scored.jsonl.gz")
+    rows = []
+    for name in names:
+        c = compare_adapters(recs, "sft", recs, name) if name != "sft" else None
+        rows.append({"adapter": name, "ex": ex_of(recs, name), "vs_sft": c})
+    report["heldout"] = {"file": "heldout/scored.jsonl.gz", "chosen": chosen,
+                         "rows": [{"adapter": r["adapter"], "correct": r["ex"][0], "n": r["ex"][1],
+                                   "vs_sft": r["vs_sft"]} for r in rows]}
+    lines = ["## Held-out choice (`stage1_valid.jsonl`, greedy, one engine)", "",
+             f"Every checkpoint of every GRPO run and the SFT start, scored in one vLLM engine; per-question file "
+             f"`heldout/scored.jsonl.gz`. Chosen: **{chosen}** (highest EX; ties to the SFT start, then the earlier "
+             "checkpoint).", "", "| adapter | held-out EX | vs SFT (pts, 95% CI) |", "|---|---|---|"]
+    for r in rows:
+        c = r["vs_sft"]
+        vs = "-" if c is None else (f"{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
+                                    f"{' noise' if c['noise'] else ''}")
+        lines.append(f"| {r['adapter']}{' (chosen)' if r['adapter'] == chosen else ''} | {_pct(r['ex'])} | {vs} |")
+    _plot_heldout(rows, out / "heldout_ex_vs_step.png")
+    return lines + ["", "![held-out EX against the GRPO step](heldout_ex_vs_step.png)", ""]
+
+
+def _plot_heldout(rows: list[dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sft = next(r for r in rows if r["adapter"] == "sft")
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.axhline(100 * sft["ex"][0] / sft["ex"][1], color="grey", ls="--", label="SFT start")
+    runs = sorted({r["adapter"].rsplit("-step-", 1)[0] for r in rows if "-step-" in r["adapter"]})
+    for run in runs:
+        pts = sorted((_step(r["adapter"]), 100 * r["ex"][0] / r["ex"][1]) for r in rows
+                     if r["adapter"].startswith(run + "-step-"))
+        ax.plot(*zip(*([(0, 100 * sft["ex"][0] / sft["ex"][1])] + pts)), "o-", label=run)
+    ax.set_xlabel("GRPO optimizer step")
+    ax.set_ylabel("held-out EX (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def dev_section(work: Path, out: Path, report: dict) -> list[str]:
+    lines = ["## Spider dev: the SFT start and the held-out choice", "",
+             "| decoding | SFT start | chosen | chosen vs SFT (pts, 95% paired CI) | right→wrong | wrong→right | "
+             "per-question file |", "|---|---|---|---|---|---|---|"]
+    report["dev"] = {}
+    comparisons = []
+    for name, label in DEV_RUNS:
+        folder = work / f"dev-{name}"
+        if not (folder / "scored.jsonl.gz").is_file():
+            lines.append(f"| {label} | not run | | | | | |")
+            continue
+        _copy(folder / "scored.jsonl.gz", out / f"dev-{name}" / "scored.jsonl.gz")
+        _copy(folder / "report.json", out / f"dev-{name}" / "report.json")
+        recs = read_per_question(folder)
+        c = compare_adapters(recs, "sft", recs, "chosen", label_a=f"SFT, {name}", label_b=f"chosen, {name}")
+        comparisons.append(c)
+        report["dev"][name] = {"file": f"dev-{name}/scored.jsonl.gz", "sft": ex_of(recs, "sft"),
+                               "chosen": ex_of(recs, "chosen"), "chosen_vs_sft": c}
+        lines.append(f"| {label} | {_pct(ex_of(recs, 'sft'))} | {_pct(ex_of(recs, 'chosen'))} | "
+                     f"{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
+                     f"{' (noise)' if c['noise'] else ''} | {c['right_to_wrong']} | {c['wrong_to_right']} | "
+                     f"`dev-{name}/scored.jsonl.gz` |")
+    return lines + ["", *markdown_table(comparisons), ""] if comparisons else lines + [""]
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def run_section(work: Path, out: Path, report: dict) -> list[str]:
+    lines = ["## The runs", "", "| run | steps | stop | minutes | dollars | s/step (gen / reward / train) | peak GiB "
+             "| reward first → last | zero-std groups | match rate vs start's (first 3 steps) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    report["runs"] = {}
+    sft = _json(work / "sft" / "run.json")
+    if sft:
+        _copy(work / "sft" / "run.json", out / "sft" / "run.json")
+        _copy(work / "sft" / "loss.png", out / "sft" / "loss.png")
+        report["runs"]["sft"] = {k: sft.get(k) for k in ("global_step", "cost_usd", "elapsed_s_total",
+                                                         "trained_tokens_per_s", "stop_reason")}
+        lines.append(f"| SFT stage 1 ({sft['config']['num_train_epochs']:g} epoch, lr {sft['config']['learning_rate']:g})"
+                     f" | {sft['global_step']} | {sft['stop_reason']} | {sft['elapsed_s_total'] / 60:.1f} | "
+                     f"${sft['cost_usd']:.2f} | {sft.get('trained_tokens_per_s') or 0:,.0f} tok/s | "
+                     f"{sft.get('peak_gpu_memory_allocated_gib', '-')} | | | |")
+    for d in sorted(work.glob("rl-*")):
+        info = _json(d / "run.json")
+        if not info:
+            lines.append(f"| {d.name} | did not finish (see its log) | | | | | | | | |")
+            continue
+        for f in ("run.json", "train_log.jsonl", "rl_curves.png", "prompts/filter.json"):
+            _copy(d / f, out / d.name / Path(f).name)
+        rows = [json.loads(x) for x in (d / "train_log.jsonl").read_text().splitlines() if x.strip()]
+        steps = [r for r in rows if r.get("reward") is not None]
+        med = info["step_seconds_median"]
+        first3 = steps[:3]
+        sync = (f"{_mean([r['match_rate'] for r in first3])} vs {_mean([r['start_match_rate'] for r in first3])}"
+                if first3 and all("start_match_rate" in r for r in first3) else "-")
+        report["runs"][d.name] = {"global_step": info["global_step"], "cost_usd": info["cost_usd"],
+                                  "elapsed_s_total": info["elapsed_s_total"], "step_seconds_median": med,
+                                  "peak_gpu_memory_allocated_gib": info.get("peak_gpu_memory_allocated_gib"),
+                                  "engine": info["engine"], "learning_rate": info["config"]["learning_rate"],
+                                  "filter": info["filter"], "mean_frac_reward_zero_std": info["mean_frac_reward_zero_std"],
+                                  "first_reward": info["first_reward"], "final_reward": info["final_reward"],
+                                  "sync_check_first3": sync}
+        lines.append(f"| {d.name} ({info['engine']}, lr {info['config']['learning_rate']:g}) | {info['global_step']} | "
+                     f"{info['stop_reason']} | {info['elapsed_s_total'] / 60:.1f} | ${info['cost_usd']:.2f} | "
+                     f"{med['total']} ({med['generation']} / {med['reward']} / {med['training']}) | "
+                     f"{info.get('peak_gpu_memory_allocated_gib', '-')} | {info['first_reward']} → "
+                     f"{info['final_reward']} | {info['mean_frac_reward_zero_std']} | {sync} |")
+    filt = next((r["filter"] for r in report["runs"].values() if isinstance(r, dict) and r.get("filter")), None)
+    if filt:
+        lines += ["", f"Prompt filter: {filt['kept']:,} of {filt['prompts']:,} training prompts kept ({filt['rule']}); "
+                  f"{filt['never_right']:,} never right, {filt['always_right']:,} always right; "
+                  f"pass-count histogram {filt.get('pass_count_histogram')}."]
+    return lines + [""]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("work", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--title", default="GRPO on an execution reward")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"work_dir": str(args.work)}
+    lines = [f"# {args.title}", ""]
+    lines += run_section(args.work, args.out, report)
+    if (args.work / "heldout").is_dir():
+        lines += heldout_section(args.work, args.out, report)
+    lines += dev_section(args.work, args.out, report)
+    for f in ("device.txt", "versions.json", "commands.sh"):
+        _copy(args.work / f, args.out / f)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (args.out / "README.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
