@@ -134,7 +134,7 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                      f" | {sft['global_step']} | {sft['stop_reason']} | {sft['elapsed_s_total'] / 60:.1f} | "
                      f"${sft['cost_usd']:.2f} | {sft.get('trained_tokens_per_s') or 0:,.0f} tok/s | "
                      f"{sft.get('peak_gpu_memory_allocated_gib', '-')} | | | |")
-    for d in sorted(work.glob("rl-*")):
+    for d in sorted(p for p in work.glob("rl-*") if p.is_dir()):
         info = _json(d / "run.json")
         if not info:
             lines.append(f"| {d.name} | did not finish (see its log) | | | | | | | | |")
