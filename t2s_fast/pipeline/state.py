@@ -98,18 +98,31 @@ class RunState:
                 fh.write(text + "\n")
 
     def seconds(self) -> float:
-        """Wall time of every session so far (each counted until its last heartbeat)."""
-        return sum(s.get("seconds", 0.0) for s in self.data["sessions"])
+        return total_seconds(self.data)
 
     def spent_usd(self, usd_per_s: float) -> float:
-        """Every session's wall time at the GPU's price, or the stages' own dollars when those are more (a
-        training run's run.json, written after the state's last beat)."""
-        stages = sum(self.stage_usd(name, usd_per_s) for name in self.stages)
-        return round(max(self.seconds() * usd_per_s, stages), 6)
+        return spent_usd(self.data, usd_per_s)
 
     def stage_usd(self, stage: str, usd_per_s: float) -> float:
-        rec = self.stages.get(stage, {})
-        return round(max(rec.get("seconds", 0.0) * usd_per_s, rec.get("run_cost_usd") or 0.0), 6)
+        return stage_usd(self.data, stage, usd_per_s)
+
+
+def total_seconds(data: dict) -> float:
+    """Wall time of every session so far (each counted until its last heartbeat)."""
+    return sum(s.get("seconds", 0.0) for s in data["sessions"])
+
+
+def stage_usd(data: dict, stage: str, usd_per_s: float) -> float:
+    """A stage's dollars: its metered wall time at the GPU's price, or its training run's own count if more."""
+    rec = data["stages"].get(stage, {})
+    return round(max(rec.get("seconds", 0.0) * usd_per_s, rec.get("run_cost_usd") or 0.0), 6)
+
+
+def spent_usd(data: dict, usd_per_s: float) -> float:
+    """Every session's wall time at the GPU's price, or the stages' own dollars when those are more (a training
+    run's run.json, written after the state's last beat)."""
+    stages = sum(stage_usd(data, name, usd_per_s) for name in data["stages"])
+    return round(max(total_seconds(data) * usd_per_s, stages), 6)
 
 
 class Meter:

@@ -13,7 +13,7 @@ from t2s_fast.configs import setting as _f
 from t2s_fast.errors import T2SError
 from t2s_fast.jsonl import read_json, read_jsonl, write_json
 from t2s_fast.pipeline.config import STAGES, TRAINING
-from t2s_fast.pipeline.state import STATE_FILE, now
+from t2s_fast.pipeline.state import STATE_FILE, now, spent_usd, stage_usd
 
 STATUS_FILE = "status.json"
 
@@ -79,11 +79,7 @@ def build_status(run_dir: Path, data: dict, *, rate: float | None = None) -> dic
     """The status of a run from its state (and its stage folders for the running stage's progress)."""
     plan = data.get("plan") or {}
     rate = rate if rate is not None else (plan.get("gpu_hourly_usd", 0) * plan.get("gpus", 1) / 3600.0)
-    from t2s_fast.pipeline.state import RunState
-
-    state = RunState.__new__(RunState)
-    state.data = data
-    spent = state.spent_usd(rate)
+    spent = spent_usd(data, rate)
     current = next((s for s in STAGES if (data["stages"].get(s) or {}).get("status") == "running"), None)
     stages = {}
     for s in STAGES:
@@ -91,7 +87,7 @@ def build_status(run_dir: Path, data: dict, *, rate: float | None = None) -> dic
         projected = (rec.get("projected") or {}).get("usd")
         if projected is None:
             projected = ((plan.get("stages") or {}).get(s) or {}).get("usd")
-        stages[s] = {"status": rec.get("status", "pending"), "spent_usd": state.stage_usd(s, rate),
+        stages[s] = {"status": rec.get("status", "pending"), "spent_usd": stage_usd(data, s, rate),
                      "seconds": round(rec.get("seconds", 0.0), 1), "projected_usd": projected,
                      **({"reason": rec["reason"]} if rec.get("reason") else {})}
     progress, eta = {}, None
