@@ -187,3 +187,29 @@ def test_the_shipped_run_files_plan_within_their_cap_on_an_h200(tmp_path, monkey
     assert not plan["stages"]["stage3"]["on"]
     assert cfg.stage2["learning_rate"] == 1e-4 and cfg.prepare["stage2_replay_ratio"] == 4
     assert not Path(cfg.out_dir).exists()  # a dry run starts nothing
+
+
+def test_a_failed_stage_ends_the_run_as_failed_reports_it_and_runs_on_finish(tmp_path, monkeypatch):
+    from t2s_fast.errors import T2SError
+    from t2s_fast.pipeline import stages
+    from t2s_fast.pipeline.runner import run_pipeline
+
+    calls = stand_ins.install(monkeypatch)
+
+    def broken(ec):
+        raise T2SError("the held-out set has no database here")
+
+    monkeypatch.setattr(stages, "_evaluate", broken)
+    cfg = _cfg(tmp_path)
+    marker = tmp_path / "outcome.txt"
+    result = run_pipeline(cfg, device=Device("cpu", "cpu"), isolate=False, echo=lambda m: None,
+                          on_finish=f"echo $T2S_RUN_OUTCOME > {marker}")
+    assert result["outcome"] == "failed" and "no database here" in result["error"]
+    assert marker.read_text().strip() == "failed"
+    state = _state(cfg)
+    assert state["stages"]["choose"]["status"] == "failed" and "eval" not in state["stages"]
+    assert "no database here" in Path(result["report"]["md"]).read_text()  # the report says what happened
+    monkeypatch.setattr(stages, "_evaluate", stand_ins.fake_evaluate)
+    calls.clear()
+    assert _run(cfg)["outcome"] == "done"
+    assert [k for k, _ in calls] == ["evaluate", "evaluate", "merge"]  # from the failed stage on

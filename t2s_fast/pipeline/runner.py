@@ -145,7 +145,7 @@ class Pipeline:
         rec.update(status="running", settings=want, inputs=ins, projected=projection.as_dict(), budget_usd=left,
                    started_at=rec.get("started_at") if resumed else now(), reason=None, skipped_for=None,
                    sessions=rec.get("sessions", 0) + 1, expected_answers=stages.expected_answers(self.ctx, stage),
-                   **({} if resumed else {"seconds": 0.0, "run_cost_usd": None}))
+                   **({} if resumed else {"run_cost_usd": None}))  # seconds add up over every attempt
         self.echo(f"{stage}: {'resuming' if resumed else 'running'} (projected ${projection.usd or 0:.4f}, "
                   f"${left:.4f} left of the cap)")
         meter.enter(stage)
