@@ -67,7 +67,8 @@ def rl_config_class():
 
 @dataclass
 class RunConfig:
-    out_dir: str = _f("", "Run folder: run_state.json, status.json, run.log, one folder per stage, report.html/md/json.",
+    out_dir: str = _f("", "Run folder: run_state.json, status.json, run.log, one folder per stage, "
+                          "report.html/md/json.",
                       required=True)
     max_cost_usd: float = _f(0.0, "One dollar cap for the whole run, every stage and restart included: each training "
                                   "stage gets what is left as its own budget; a stage whose projection does not fit "
@@ -88,7 +89,8 @@ class RunConfig:
     stage2: dict = _f({}, "`t2s-fast train` keys of stage 2 (default: the prepared stage2_mixed files, adapter_path = "
                           "stage 1's adapter).", cli="file")
     stage3: dict = _f({}, "`t2s-fast rl` keys of the RL stage (default adapter_path: the last trained stage's "
-                          "adapter; train_file: the prepared stage1_train.jsonl; db_root: prepare.spider_dir/database).",
+                          "adapter; train_file: the prepared stage1_train.jsonl; db_root: "
+                          "prepare.spider_dir/database).",
                       cli="file")
     choose: dict = _f({}, "`t2s-fast eval` keys of the held-out evaluation every checkpoint of every training stage is "
                           "chosen on (default suite heldout on the prepared stage1_valid.jsonl, repair none).",

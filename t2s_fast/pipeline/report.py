@@ -169,6 +169,7 @@ def _facts(report: dict) -> list[tuple[str, str]]:
     chosen = report.get("chosen_adapter") or {}
     dev = report.get("device") or {}
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
+    git = report["git"] or {}
     return [("outcome", report["outcome"] or ""), ("model", report["model"]),
             ("run file", report["config_file"] or ""),
             ("dollars", f"${report['spent_usd']:.4f} spent of the ${report['max_cost_usd']:g} cap "
@@ -179,7 +180,7 @@ def _facts(report: dict) -> list[tuple[str, str]]:
             ("merged model", report.get("merged_model") or "not merged"),
             ("device", f"{dev.get('name')} ({dev.get('kind')}, x{dev.get('count')})"),
             ("versions", versions),
-            ("git", f"{(report['git'] or {}).get('commit')}" + (" (dirty)" if (report["git"] or {}).get("dirty") else ""))]
+            ("git", f"{git.get('commit')}" + (" (dirty)" if git.get("dirty") else ""))]
 
 
 def _files(section: dict | None) -> list[tuple[str, str]]:
@@ -258,7 +259,8 @@ def render_html(report: dict) -> str:
         img = _plot_curves(report, key, label)
         if img:
             parts.append(f"<img alt='{key} curves' src='data:image/png;base64,{img}'>")
-    rows = [[s, t["stop_reason"] or "", str(t["global_step"]), "" if t["final_loss"] is None else f"{t['final_loss']:.4f}",
+    rows = [[s, t["stop_reason"] or "", str(t["global_step"]),
+             "" if t["final_loss"] is None else f"{t['final_loss']:.4f}",
              "" if t["final_eval_loss"] is None else f"{t['final_eval_loss']:.4f}", t["folder"]]
             for s, t in report["training"].items()]
     parts.append(_html_table(["stage", "stop", "steps", "final loss", "eval loss", "folder"], rows))

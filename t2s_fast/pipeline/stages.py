@@ -243,7 +243,8 @@ def choose_config(ctx: Context, adapters: dict[str, str]):
 
 
 def dev_config(ctx: Context, adapters: dict[str, str]):
-    defaults = {"suite": "spider1", "split": "dev", **({"spider_dir": ctx.cfg.spider_dir} if ctx.cfg.spider_dir else {})}
+    spider = {"spider_dir": ctx.cfg.spider_dir} if ctx.cfg.spider_dir else {}
+    defaults = {"suite": "spider1", "split": "dev", **spider}
     return _eval_config(ctx, "eval", adapters, defaults)
 
 

@@ -29,11 +29,13 @@ def fake_train(tc) -> dict:
     steps = tc.max_steps if tc.max_steps > 0 else 2
     _adapter(out / "checkpoints" / "checkpoint-1", f"{out.name}-{tc.learning_rate}-1")
     _adapter(out / "adapter", f"{out.name}-{tc.learning_rate}-final")
-    rows = [{"step": s, "epoch": s / steps, "loss": 2.0 / s, "cost_usd": TRAIN_COST * s / steps} for s in range(1, steps + 1)]
+    rows = [{"step": s, "epoch": s / steps, "loss": 2.0 / s, "cost_usd": TRAIN_COST * s / steps}
+            for s in range(1, steps + 1)]
     rows.append({"step": steps, "eval_loss": 1.5, "cost_usd": TRAIN_COST})
     (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    info = {"stop_reason": "completed", "global_step": steps, "cost_usd": TRAIN_COST, "adapter_dir": str(out / "adapter"),
-            "final_loss": rows[-2]["loss"], "final_eval_loss": 1.5, "config": tc.to_dict()}
+    info = {"stop_reason": "completed", "global_step": steps, "cost_usd": TRAIN_COST,
+            "adapter_dir": str(out / "adapter"), "final_loss": rows[-2]["loss"], "final_eval_loss": 1.5,
+            "config": tc.to_dict()}
     (out / "run.json").write_text(json.dumps(info))
     return info
 
@@ -111,7 +113,8 @@ def install(monkeypatch, *, rl: bool = False) -> list:
     monkeypatch.setattr(stages, "_merge", fake_merge)
     monkeypatch.setattr(stages, "_run_prepare", fake_prepare)
     if rl:
-        pkg, config, trainer = (types.ModuleType(n) for n in ("t2s_fast.rl", "t2s_fast.rl.config", "t2s_fast.rl.trainer"))
+        names = ("t2s_fast.rl", "t2s_fast.rl.config", "t2s_fast.rl.trainer")
+        pkg, config, trainer = (types.ModuleType(n) for n in names)
         config.RLConfig = FakeRLConfig
         trainer.train_rl = fake_train_rl
         for mod in (pkg, config, trainer):
