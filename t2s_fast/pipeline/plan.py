@@ -153,11 +153,19 @@ def project_training(cfg: RunConfig, stage: str, tc, device: Device) -> Projecti
 
 
 def project_rl(cfg: RunConfig, rl_cfg) -> Projection:
+    """Start-up + steps x seconds per step, scaled from the measured 16 prompts x 8 completions by the completions
+    a step generates (the filter pass before the first step is not counted: not measured yet)."""
     steps = getattr(rl_cfg, "max_steps", None)
+    known = cfg.model_name in RL_SECONDS_PER_STEP
     per_step, start, source = RL_SECONDS_PER_STEP.get(cfg.model_name, RL_SECONDS_PER_STEP["qwen2.5-coder-0.5b"])
     if not steps or steps < 0:
         return Projection(None, None, "unknown: the RL section sets no max_steps (its own budget guard stops it)")
-    return _priced(cfg, start + steps * per_step, f"{steps} steps x {per_step:g} s + {start:.0f} s to start ({source})")
+    completions = getattr(rl_cfg, "prompts_per_step", 16) * getattr(rl_cfg, "num_generations", 8)
+    per = per_step * completions / 128
+    of = "" if known else f"; measured on qwen2.5-coder-0.5b only, not on {cfg.model_name}"
+    return _priced(cfg, start + steps * per, f"{steps} steps x {per:.1f} s ({completions} completions a step, "
+                                             f"scaled from {per_step:g} s for 128) + {start:.0f} s to start "
+                                             f"({source}{of})")
 
 
 def _eval_figures(cfg: RunConfig, device: Device):
