@@ -29,6 +29,8 @@ COMMANDS = {
     "score": ("t2s_fast.sql.cli:score_command", "Score predicted SQL by execution accuracy (sqlglot + SQLite)."),
     "bench": ("t2s_fast.benchmarks.cli:bench_group", "Throughput, memory and cost benchmarks (train, generate, score)."),
     "demo": ("t2s_fast.demo.cli:demo_command", "The whole pipeline on an embedded default, on a laptop CPU."),
+    "run": ("t2s_fast.pipeline.cli:run_command", "The whole runbook as one resumable command under one dollar cap."),
+    "status": ("t2s_fast.pipeline.cli:status_command", "Where a `t2s-fast run` stands: stage, progress, ETA, dollars."),
 }
 
 

@@ -165,13 +165,18 @@ def read_config_file(path: str | Path) -> dict:
 def load_config(path: str | Path, *classes) -> dict:
     """The settings of ``path`` for the fields of ``classes``: unknown keys and values of the wrong type are a
     T2SError naming the file and the key."""
-    data = read_config_file(path)
+    return check_settings(read_config_file(path), f"--config {path}", *classes)
+
+
+def check_settings(data: dict, where: str, *classes) -> dict:
+    """``data`` (one object of a config file, or a section of one) checked against the fields of ``classes``:
+    unknown keys and values of the wrong type are a T2SError starting with ``where`` and naming the key."""
     fields_ = {f.name: (f, field_hints(cls)[f.name]) for cls in classes for f in settable_fields(cls)}
     unknown = [k for k in data if k not in fields_]
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(fields_), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise T2SError(f"--config {path}: unknown key(s) {', '.join(map(repr, unknown))}{hint}; "
+        raise T2SError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}{hint}; "
                        f"known: {', '.join(sorted(fields_))}")
     out = {}
     for key, value in data.items():
@@ -179,7 +184,7 @@ def load_config(path: str | Path, *classes) -> dict:
         try:
             out[key] = check_value(value, hint, f.metadata.get("sep"))
         except _Mismatch as exc:
-            raise T2SError(f"--config {path}: key {key!r}: expected {exc}, got {value!r}") from None
+            raise T2SError(f"{where}: key {key!r}: expected {exc}, got {value!r}") from None
         if f.metadata.get("choices") and out[key] not in f.metadata["choices"]:
-            raise T2SError(f"--config {path}: key {key!r}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
+            raise T2SError(f"{where}: key {key!r}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
     return out

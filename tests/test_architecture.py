@@ -17,7 +17,7 @@ FLOORS = {
     2: ("data", "generate", "schema_values"),
     3: ("train", "rl"),
     4: ("evaluate", "infer", "merge"),
-    5: ("sweep", "demo"),
+    5: ("sweep", "demo", "pipeline"),
     6: ("cli", "__main__", "cli_options"),  # and every stage's cli.py
     7: ("benchmarks",),
 }

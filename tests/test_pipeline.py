@@ -1,0 +1,254 @@
+"""`t2s-fast run` and `t2s-fast status` on a CPU with the tiny Qwen3 (real tokenizer, random weights) and a small
+real Spider folder (three training databases, four dev questions): the whole runbook under a cap, kills at every
+stage boundary and a SIGTERM in the middle of stage 1 then the same command, a cap too small for stage 2, a
+changed stage-2 setting, and bad run files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline_helpers.fixtures import run_file, write_mini_spider
+
+ROOT = Path(__file__).resolve().parent.parent
+KILL_AT = Path(__file__).parent / "pipeline_helpers" / "kill_at.py"
+
+
+def _main(args: list[str]) -> int:
+    from t2s_fast.cli import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0
+
+
+def _state(out: Path) -> dict:
+    return json.loads((out / "run_state.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------- bad run files
+@pytest.mark.parametrize("change, names", [
+    ({"stage2": {"lerning_rate": 1e-4}}, ["stage2", "'lerning_rate'", "did you mean 'learning_rate'"]),
+    ({"stage1": {"max_steps": "two"}}, ["stage1", "'max_steps'", "an integer"]),
+    ({"max_cost_usd": "lots"}, ["'max_cost_usd'", "a number"]),
+    ({"prepare": {"spider_dir": "/no/such/spider"}}, ["prepare.spider_dir", "/no/such/spider", "no such folder"]),
+    ({"stage1": {"output_dir": "elsewhere"}}, ["stage1.output_dir", "set by the run"]),
+    ({"stages": {"stage9": True}}, ["stages.stage9"]),
+])
+def test_a_bad_run_file_exits_2_naming_the_file_and_the_key_and_starts_nothing(tmp_path, capsys, change, names):
+    spider = tmp_path / "spider"
+    spider.mkdir()
+    out = tmp_path / "run"
+    cfg = {"out_dir": str(out), "max_cost_usd": 1.0, "prepare": {"spider_dir": str(spider)}}
+    for key, value in change.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    f = tmp_path / "run.json"
+    f.write_text(json.dumps(cfg))
+    assert _main(["run", "--config", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert str(f) in err, err
+    for name in names:
+        assert name in err, err
+    assert not out.exists()  # nothing started: no folder, no state, no plan run
+
+
+def test_status_of_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
+    assert _main(["status", str(tmp_path)]) == 2
+    assert "run_state.json" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- the tiny runs
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, spider1_dir, tiny_qwen3_dir, qwen3_tokenizer_dir):
+    root = tmp_path_factory.mktemp("pipeline")
+    return {"spider": write_mini_spider(spider1_dir, root / "spider"), "model": tiny_qwen3_dir,
+            "tokenizer": qwen3_tokenizer_dir, "root": root}
+
+
+def _run_file(inputs, name: str, **over) -> tuple[Path, Path]:
+    out = inputs["root"] / name
+    over.setdefault("stage1", {"max_steps": 4})  # room for a SIGTERM between two steps
+    f = run_file(inputs["root"] / f"{name}.json", spider=inputs["spider"], model=inputs["model"],
+                 tokenizer=inputs["tokenizer"], out=out, **over)
+    return f, out
+
+
+@pytest.fixture(scope="module")
+def finished(inputs):
+    """The whole runbook once, uninterrupted, with an on-finish command."""
+    f, out = _run_file(inputs, "whole")
+    marker = inputs["root"] / "finished.txt"
+    rc = _main(["run", "--config", str(f), "--on-finish", f"echo \"$T2S_RUN_OUTCOME $T2S_RUN_DIR\" > {marker}"])
+    report = json.loads((out / "report.json").read_text())
+    return {"rc": rc, "out": out, "config": f, "marker": marker, "report": report, "state": _state(out)}
+
+
+@pytest.mark.slow
+def test_the_whole_runbook_runs_under_one_cap(finished, capsys):
+    out, report = finished["out"], finished["report"]
+    assert finished["rc"] == 0
+    assert finished["marker"].read_text().split() == ["done", str(out)]  # --on-finish ran, told how it ended
+    assert report["outcome"] == "done"
+    status = {r["stage"]: r["status"] for r in report["stages"]}
+    assert status == {"prepare": "done", "stage1": "done", "stage2": "done", "stage3": "off", "choose": "done",
+                      "eval": "done", "merge": "done", "report": "done"}
+    # one cap: the dollars of every stage (metered wall time) add up to at most what the run spent, under the cap
+    assert 0 < sum(r["spent_usd"] for r in report["stages"]) <= report["spent_usd"] <= report["max_cost_usd"]
+    assert all(r["planned_usd"] is not None for r in report["stages"] if r["status"] == "done")
+    # the training stages got what was left of the cap as their own budget, and their own meters agree
+    for stage in ("stage1", "stage2"):
+        run = json.loads((out / stage / "run.json").read_text())
+        assert run["config"]["max_cost_usd"] <= report["max_cost_usd"]
+        assert 0 < run["cost_usd"] <= next(r["spent_usd"] for r in report["stages"] if r["stage"] == stage) + 1e-6
+        assert report["training"][stage]["curves"]["loss"]
+    assert run["config"]["adapter_path"] == str(out / "stage1" / "adapter")  # stage 2 continues stage 1
+    # the choice: every checkpoint of both stages on held-out data; the dev eval: base, each stage, the choice
+    names = {c["name"] for c in report["choose"]["candidates"]}
+    assert {"stage1@step-1", "stage1@final", "stage2@final"} <= names
+    assert report["choose"]["suite"] == "heldout" and "stage1_valid.jsonl" in report["choose"]["source"]
+    chosen = report["chosen_adapter"]
+    assert chosen["name"] in names and Path(chosen["path"]).is_dir()
+    dev = report["eval"]
+    assert {"__base__", "stage1", "stage2"} <= set(dev["adapters"]) and dev["split"] == "dev"
+    assert all(a["n"] == 4 and "by_hardness" in a for a in dev["adapters"].values())
+    assert Path(dev["files"]["per_question"]).is_file()
+    assert (Path(report["merged_model"]) / "config.json").is_file()
+    assert report["versions"]["torch"] and report["device"]["kind"] == "cpu"
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Dollars and minutes per stage" in html
+    assert "| stage2 | done |" in (out / "report.md").read_text()
+    assert (out / "run.log").stat().st_size > 0
+    status = json.loads((out / "status.json").read_text())
+    assert status["outcome"] == "done" and status["spent_usd"] == pytest.approx(report["spent_usd"], abs=0.01)
+    assert _main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"run {out}: done" in text and "Spider dev EX" in text and "report.html" in text
+
+
+def _subprocess(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+@pytest.mark.slow
+def test_killed_at_every_stage_boundary_and_mid_stage_then_resumed_ends_with_the_same_report(inputs, finished,
+                                                                                             capsys):
+    f, out = _run_file(inputs, "killed")
+    marker = inputs["root"] / "killed-finish.txt"
+    run = ["run", "--config", str(f), "--on-finish", f"echo $T2S_RUN_OUTCOME >> {marker}"]
+    sessions = 0
+
+    def kill_before(stage: str) -> None:
+        nonlocal sessions
+        rc, text = _finish(_subprocess([str(KILL_AT), stage, *run]))
+        sessions += 1
+        assert rc == -signal.SIGKILL, text
+        assert _state(out)["stages"].get(stage, {}).get("status") in (None, "pending", "running"), text
+
+    kill_before("stage1")  # after prepare
+    assert _state(out)["stages"]["prepare"]["status"] == "done"
+    # SIGTERM in the middle of stage 1: it finishes the step, saves a checkpoint, and the run stops (143)
+    proc = _subprocess(["-m", "t2s_fast", *run])
+    log_file = out / "stage1" / "train_log.jsonl"
+    deadline = time.time() + 300
+    while not (log_file.is_file() and '"loss"' in log_file.read_text()) and time.time() < deadline:
+        time.sleep(0.5)
+    capsys.readouterr()
+    assert _main(["status", str(out)]) == 0  # come back while it runs
+    text = capsys.readouterr().out
+    assert ": running" in text and "stage stage1: step " in text and "ETA" in text and "latest: loss " in text, text
+    proc.send_signal(signal.SIGTERM)
+    rc, text = _finish(proc)
+    sessions += 1
+    assert rc == 143, text
+    state = _state(out)
+    assert state["stages"]["stage1"]["status"] == "interrupted" and state["outcome"] == "interrupted"
+    assert (out / "stage1" / "checkpoints").is_dir()
+    spent_stage1_before = state["stages"]["stage1"]["seconds"]
+    for stage in ("stage2", "choose", "eval", "merge", "report"):
+        kill_before(stage)
+    rc, text = _finish(_subprocess(["-m", "t2s_fast", *run]))
+    sessions += 1
+    assert rc == 0, text
+    assert "stage1: done in an earlier session" in text and "prepare: done in an earlier session" in text
+    state = _state(out)
+    # the same command, after every kind of stop: resumed stage 1 from its checkpoint, every stage once
+    run1 = json.loads((out / "stage1" / "run.json").read_text())
+    assert run1["resumed_from"] and run1["global_step"] == 4 and run1["stop_reason"] == "completed"
+    # attempts: each stage killed at its start ran once more; stage 1 also once more after the SIGTERM
+    assert state["stages"]["stage1"]["sessions"] == 3 and state["stages"]["stage1"]["seconds"] > spent_stage1_before
+    assert state["stages"]["prepare"]["sessions"] == 1
+    assert all(state["stages"][s]["sessions"] == 2 for s in ("stage2", "choose", "eval", "merge"))
+    assert json.loads((out / "stage2" / "run.json").read_text())["resumed_from"] is None  # trained once, whole
+    # the dollars of every session are added up: none forgotten, a SIGKILLed one included
+    assert len(state["sessions"]) == sessions and all(s["seconds"] > 0 for s in state["sessions"])
+    report = json.loads((out / "report.json").read_text())
+    rate = report["gpu_hourly_usd"] / 3600
+    assert report["spent_usd"] == pytest.approx(sum(s["seconds"] for s in state["sessions"]) * rate, rel=0.05)
+    assert report["spent_usd"] > finished["report"]["spent_usd"]  # 8 starts cost more than one
+    # ... and the same report as the uninterrupted run
+    same = finished["report"]
+
+    def shape(r):
+        return ({x["stage"]: x["status"] for x in r["stages"]}, sorted(c["name"] for c in r["choose"]["candidates"]),
+                sorted(r["eval"]["adapters"]), {s: t["global_step"] for s, t in r["training"].items()},
+                r["outcome"], r["chosen_adapter"]["name"])
+
+    assert shape(report) == shape(same)
+    assert marker.read_text().split() == ["interrupted", "done"]  # a SIGKILL leaves no time for on-finish
+
+
+@pytest.mark.slow
+def test_a_cap_too_small_for_stage2_skips_it_and_says_so(inputs):
+    # stage 2 asks for far more steps than the cap pays for: its projection does not fit what is left
+    f, out = _run_file(inputs, "small-cap", max_cost_usd=1.0, stage1={"max_steps": 1},
+                       stage2={"max_steps": 100000}, stages={"choose": False, "merge": False})
+    marker = inputs["root"] / "small-cap.txt"
+    assert _main(["run", "--config", str(f), "--on-finish", f"echo $T2S_RUN_OUTCOME > {marker}"]) == 0
+    state = _state(out)
+    s2 = state["stages"]["stage2"]
+    assert s2["status"] == "skipped" and s2["skipped_for"] == "budget"
+    assert "does not fit" in s2["reason"] and "$1 cap" in s2["reason"]
+    assert not (out / "stage2").exists()
+    assert state["outcome"] == "over_budget" and marker.read_text().strip() == "over_budget"
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["eval"]["adapters"]) == {"__base__", "stage1"}  # stage 1 is still evaluated
+    assert "stage2 | skipped" in (out / "report.md").read_text() and "does not fit" in (out / "report.md").read_text()
+    assert report["spent_usd"] <= 1.0
+
+
+@pytest.mark.slow
+def test_a_changed_stage2_setting_reruns_stage2_and_later_not_stage1(inputs, finished, capsys):
+    out, cfg = finished["out"], json.loads(finished["config"].read_text())
+    before = _state(out)
+    cfg["stage2"]["learning_rate"] = 2e-4
+    f = finished["config"].with_name("whole-changed.json")
+    f.write_text(json.dumps(cfg))
+    assert _main(["run", "--config", str(f)]) == 0
+    err = capsys.readouterr().err
+    assert "stage1: done in an earlier session" in err
+    assert "stage2: settings changed (learning_rate)" in err and "every stage after it" in err
+    after = _state(out)
+    assert after["stages"]["stage1"] == before["stages"]["stage1"]  # not run again
+    for stage in ("stage2", "choose", "eval", "merge"):
+        assert after["stages"][stage]["status"] == "done"
+        assert after["stages"][stage]["started_at"] >= before["stages"][stage]["finished_at"], stage
+    assert json.loads((out / "stage2" / "run.json").read_text())["config"]["learning_rate"] == 2e-4
+    assert (out / "stage2.replaced-1" / "run.json").is_file()  # the earlier stage 2 is kept, not deleted
+    report = json.loads((out / "report.json").read_text())
+    assert report["spent_usd"] > finished["report"]["spent_usd"]  # the first session's dollars still count
