@@ -12,7 +12,7 @@ import click
 from t2s_fast.cli import cli
 from t2s_fast.paths import REPO_ROOT
 
-DOCS = ("README.md", "bench/README.md", "eval/README.md", "docs/runbook.md")
+DOCS = ("README.md", "bench/README.md", "eval/README.md", "docs/runbook.md", "docs/rl.md")
 FLAG = re.compile(r"^\[?(--[a-z][a-z0-9-]*)")
 
 
