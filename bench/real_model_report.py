@@ -1,4 +1,4 @@
-"""Turn a `bench/gpu_real_model.sh` work folder into `eval/reports/<date>-h200-<model>/`, or compare two backends.
+"""Turn a `bench/real_model.sh` work folder into `records/reports/<date>-h200-<model>/`, or compare two backends.
 
   python bench/real_model_report.py compare HF_SCORED VLLM_SCORED --adapter stage1 --out hf_vs_vllm.json
   python bench/real_model_report.py build WORK_DIR --model qwen2.5-coder-0.5b --out REPORT_DIR
@@ -137,7 +137,7 @@ def render_readme(s: dict, work: Path) -> str:
     m, ref, t = s["ex_spider_dev"], s["reference"], s["train"]
     lines = [f"# The runbook on a real pretrained model: {s['model']}, one H200", "",
              f"Device: {s['device']}. Versions: " + ", ".join(f"{k} {v}" for k, v in (s["versions"] or {}).items()) + ".",
-             f"Made by `bash bench/gpu_real_model.sh {s['model']}` (phases in `commands.sh`, each command with its "
+             f"Made by `bash bench/real_model.sh {s['model']} DATA_DIR WORK_DIR` (phases in `commands.sh`, each command with its "
              f"start time); GPU hours priced at ${s['gpu_hourly_usd']}/h.", "",
              f"## Execution accuracy on Spider dev ({s['questions']} questions whose database is here)", "",
              "| variant | EX (this run) | earlier run quoted in issue 12 | difference |", "|---|---|---|---|"]
