@@ -17,8 +17,8 @@ from t2s_fast.train.autotune import ModelShape
 from t2s_fast.train.throughputs import MEASURED_PEAK_TFLOPS, THROUGHPUTS
 
 RESULTS = REPO_ROOT / "records" / "bench"
-SMALL_MODEL_REPORTS = {"qwen2.5-coder-0.5b": REPO_ROOT / "records/reports/2026-11-29-h200-qwen2.5-coder-0.5b/summary.json",
-                       "qwen2.5-coder-1.5b": REPO_ROOT / "records/reports/2026-11-29-h200-qwen2.5-coder-1.5b/summary.json"}
+SMALL_MODEL_REPORTS = {m: REPO_ROOT / f"records/reports/2026-11-29-h200-{m}/summary.json"
+                       for m in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")}
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,11 @@ def test_projection_vs_actual_file_is_current(qwen3_8b_shape):
     assert files, "run python records/bench/projection_report.py"
     recorded = json.loads(files[-1].read_text())["rows"]
     now = _projection_report().build(RESULTS, QWEN3_8B_CONFIG, [])["rows"]
-    moved = lambda s: s.replace("records/bench/", "records/bench/").replace("records/reports/", "records/reports/")  # noqa: E731
-    key = lambda rows: [(r["kind"], r["label"], moved(r["source"]), r["projected_tokens_per_s"]) for r in rows]  # noqa: E731
+
+    def key(rows):
+        moved = [r["source"].replace("bench/results/", "records/bench/").replace("eval/reports/", "records/reports/")
+                 for r in rows]
+        return [(r["kind"], r["label"], m, r["projected_tokens_per_s"]) for r, m in zip(rows, moved)]
+
     assert key(recorded) == key(now)
     assert all(r["within_2x"] for r in now) and all(r.get("cost_within_2x", True) for r in now)

@@ -57,7 +57,7 @@ def curve_agreement(a: dict[int, float], b: dict[int, float]) -> dict:
     return {"common_steps": len(steps), "mean_abs_diff": round(sum(diffs) / len(diffs), 4),
             "max_abs_diff": round(max(diffs), 4),
             "step_to_step_noise": round(sum(noise) / len(noise), 4) if noise else None,
-            "last10_mean": [round(sum(a[s] for s in tail) / len(tail), 4), round(sum(b[s] for s in tail) / len(tail), 4)]}
+            "last10_mean": [round(sum(c[s] for s in tail) / len(tail), 4) for c in (a, b)]}
 
 
 def _run_row(n: int, info: dict) -> dict:
@@ -130,7 +130,8 @@ def _fmt(x, spec=",.0f", none="–"):
 
 
 def markdown(report: dict) -> str:
-    lines = ["# Multi-GPU: data-parallel training and evaluation", "", f"Device: {report['device'] or 'not recorded'}.", ""]
+    lines = ["# Multi-GPU: data-parallel training and evaluation", "",
+             f"Device: {report['device'] or 'not recorded'}.", ""]
     lines += ["## Training scaling (same global batch)", ""]
     if not report["training"]:
         lines += ["Not run.", ""]
@@ -141,7 +142,8 @@ def markdown(report: dict) -> str:
         for r in model["runs"]:
             agree = r["loss_vs_one_gpu"]
             agree_txt = "–" if not agree or not agree.get("common_steps") else \
-                f"{agree['mean_abs_diff']:.3f} ({_fmt(agree['step_to_step_noise'], '.3f')}) over {agree['common_steps']} steps"
+                f"{agree['mean_abs_diff']:.3f} ({_fmt(agree['step_to_step_noise'], '.3f')}) " \
+                f"over {agree['common_steps']} steps"
             lines.append(f"| {r['gpus']} | {_fmt(r['global_batch'], '')} | {_fmt(r['global_step'], '')} | "
                          f"{_fmt(r['trained_tokens_per_s'])} | {_fmt(r['speedup'], '.2f')}× | "
                          f"{_fmt(r['efficiency'], '.0%')} | {_fmt(r['peak_gpu_memory_allocated_gib'], '.1f')} | "
@@ -161,14 +163,15 @@ def markdown(report: dict) -> str:
     else:
         lines += [f"Final: {res['stop_reason']} at step {res['global_step']} on {res['world_size']} process(es), "
                   f"${_fmt(res['cost_usd'], '.3f')} in all (every GPU's hours, {_fmt(res['elapsed_s_total'], '.0f')} s "
-                  "elapsed over the sessions).", ""] + [f"    {m}" for m in res["log_marks"]] + [""]
+                  "elapsed over the interrupted and resumed runs).", ""] + [f"    {m}" for m in res["log_marks"]] + [""]
     lines += ["## Evaluation: vLLM data parallel against one engine", ""]
     ev = report["eval"]
     if ev is None:
         lines += ["Not run.", ""]
     else:
         lines += [f"{ev['questions']} (adapter, question) pairs.", "",
-                  "| data-parallel size | wall s (engine start included) | speedup | EX | same verdicts as one engine |",
+                  "| data-parallel size | wall s (engine start included) | speedup | EX "
+                  "| same verdicts as one engine |",
                   "|---:|---:|---:|---:|---|"]
         for s in ev["sizes"]:
             same = "yes" if s["same_verdicts"] else f"no: {s['n_differing']} differ"

@@ -31,7 +31,8 @@ class Throughput:
 
 # Dense bf16 matmul peaks measured by t2s_fast/benchmarks/peak.py (TFLOP/s), by GPU name, one per run.
 MEASURED_PEAK_TFLOPS = {
-    "H200": (790.4, 756.9, 760.9, 788.0),  # records/bench/2026-11-24-h200-train-{packed,runbook-padded,runbook-packed,packed-varlen}.json
+    # records/bench/2026-11-24-h200-train-{packed,runbook-padded,runbook-packed,packed-varlen}.json
+    "H200": (790.4, 756.9, 760.9, 788.0),
 }
 
 _B = "records/bench/2026-11-24-h200-train-"
