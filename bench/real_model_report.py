@@ -1,4 +1,4 @@
-"""Turn a `bench/gpu_real_model.sh` work folder into `eval/reports/<date>-h200-<model>/`, or compare two backends.
+"""Turn a `bench/real_model.sh` work folder into `records/reports/<date>-h200-<model>/`, or compare two backends.
 
   python bench/real_model_report.py compare HF_SCORED VLLM_SCORED --adapter stage1 --out hf_vs_vllm.json
   python bench/real_model_report.py build WORK_DIR --model qwen2.5-coder-0.5b --out REPORT_DIR
@@ -16,10 +16,12 @@ import shutil
 import sys
 from pathlib import Path
 
-# What issue 12 quotes from an earlier H200 run of the same runbook on main (Spider dev, 972 questions, EX).
+# The recorded run of the same runbook to compare with (Spider dev, 972 questions, EX), from
+# records/reports/2026-11-29-h200-<model>/summary.json.
+REFERENCE_RUN = "records/reports/2026-11-29-h200-<model>"
 REFERENCE = {
-    "qwen2.5-coder-0.5b": {"base": 0.506, "stage1": 0.606, "stage2": 0.574, "stage1_maj8": 0.712},
-    "qwen2.5-coder-1.5b": {"base": 0.640, "stage1": 0.792, "stage2": None, "stage1_maj8": 0.825},
+    "qwen2.5-coder-0.5b": {"base": 0.5051, "stage1": 0.5895, "stage2": 0.5977, "stage1_maj8": 0.7068},
+    "qwen2.5-coder-1.5b": {"base": 0.6399, "stage1": 0.8025, "stage2": 0.7665, "stage1_maj8": 0.8179},
 }
 
 
@@ -137,10 +139,11 @@ def render_readme(s: dict, work: Path) -> str:
     m, ref, t = s["ex_spider_dev"], s["reference"], s["train"]
     lines = [f"# The runbook on a real pretrained model: {s['model']}, one H200", "",
              f"Device: {s['device']}. Versions: " + ", ".join(f"{k} {v}" for k, v in (s["versions"] or {}).items()) + ".",
-             f"Made by `bash bench/gpu_real_model.sh {s['model']}` (phases in `commands.sh`, each command with its "
-             f"start time); GPU hours priced at ${s['gpu_hourly_usd']}/h.", "",
+             f"Made by `bash bench/real_model.sh {s['model']} DATA_DIR WORK_DIR` (phases in `commands.sh`, each command "
+             f"with its start time); GPU hours priced at ${s['gpu_hourly_usd']}/h.", "",
              f"## Execution accuracy on Spider dev ({s['questions']} questions whose database is here)", "",
-             "| variant | EX (this run) | earlier run quoted in issue 12 | difference |", "|---|---|---|---|"]
+             f"| variant | EX (this run) | recorded run ({REFERENCE_RUN.replace('<model>', s['model'])}) | difference |",
+             "|---|---|---|---|"]
     for key, label in (("base", "base model, t2s-fast prompt"), ("stage1", "stage 1, greedy"),
                        ("stage2", "stage 2 (mixed), greedy"), ("stage1_maj8", "stage 1, majority vote over 8 samples"),
                        ("stage1_resumed", "stage 1 killed twice and resumed, greedy")):
@@ -168,7 +171,7 @@ def render_readme(s: dict, work: Path) -> str:
     crash = t.get("stage1-crash")
     if crash:
         lines.append(f"The resumed run finished at step {crash['global_step']} (resumed last from "
-                     f"`{crash['resumed_from']}`); its cost counts every session's GPU time: {_money(crash['cost_usd'])} "
+                     f"`{crash['resumed_from']}`); its cost counts every interrupted and resumed run's GPU time: {_money(crash['cost_usd'])} "
                      f"over {crash['elapsed_s_total'] or 0:.0f} s against {_money((t.get('stage1') or {}).get('cost_usd'))} "
                      f"for the uninterrupted run. Its Spider dev EX: {_pct(m.get('stage1_resumed'))} "
                      f"(uninterrupted: {_pct(m.get('stage1'))}).")

@@ -67,7 +67,7 @@ def peak_gpu_memory() -> dict:
             "peak_gpu_memory_reserved_gib": round(torch.cuda.max_memory_reserved() / 1024**3, 2)}
 
 
-if __name__ == "__main__":  # python -m t2s_fast.runinfo FILE (the bench/gpu_*.sh scripts)
+if __name__ == "__main__":  # python -m t2s_fast.runinfo FILE (the bench/ drivers)
     import sys
 
     write_versions(sys.argv[1])

@@ -168,7 +168,7 @@ def test_choice_ties_go_to_fewer_tokens_then_file_order():
 def test_cli_dry_run_lists_the_example_arms_and_a_bad_file_exits_2(tmp_path, monkeypatch, capsys):
     from t2s_fast.cli import main
 
-    example = Path(__file__).parents[1] / "ablations" / "levers-qwen2.5-coder-0.5b.json"
+    example = Path(__file__).parents[1] / "configs" / "ablate" / "levers-qwen2.5-coder-0.5b.json"
     monkeypatch.chdir(tmp_path)  # none of the example's files exist here: the dry run does not need them
     main(["ablate", "--config", str(example), "--dry-run", "--out-dir", "elsewhere"])
     printed = capsys.readouterr().out
@@ -187,7 +187,7 @@ def test_cli_dry_run_lists_the_example_arms_and_a_bad_file_exits_2(tmp_path, mon
 def test_every_shipped_ablation_file_is_valid(tmp_path, monkeypatch, capsys):
     from t2s_fast.cli import main
 
-    files = sorted((Path(__file__).parents[1] / "ablations").glob("*.json"))
+    files = sorted((Path(__file__).parents[1] / "configs" / "ablate").glob("*.json"))
     assert len(files) >= 4
     monkeypatch.chdir(tmp_path)
     for f in files:
@@ -202,7 +202,7 @@ def test_every_shipped_ablation_file_keeps_its_baselines_greedy():
     from t2s_fast.configs import load_config
     from t2s_fast.evaluate.ablation_config import final_config
 
-    files = sorted((Path(__file__).parents[1] / "ablations").glob("*.json"))
+    files = sorted((Path(__file__).parents[1] / "configs" / "ablate").glob("*.json"))
     assert files
     for f in files:
         cfg = AblationConfig(**load_config(f, AblationConfig), source=str(f))

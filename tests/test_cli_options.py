@@ -164,8 +164,25 @@ def test_shipped_eval_configs_pass_the_file_check():
     from t2s_fast.evaluate.config import EvalConfig
     from t2s_fast.paths import REPO_ROOT
 
-    paths = sorted((REPO_ROOT / "eval" / "configs").glob("*.json"))
+    paths = sorted((REPO_ROOT / "configs" / "eval").glob("*.json"))
     assert paths
     for path in paths:
         settings = load_config(path, EvalConfig)
         assert settings["base_model"] and settings["out_dir"], path
+
+
+def test_shipped_train_configs_are_the_runbooks_two_stages():
+    """configs/train/: stage 1 is train's defaults on Qwen3-8B; stage 2 continues stage 1's adapter at half its
+    learning rate on the mixed files. Both load as TrainConfig with every key checked."""
+    from t2s_fast.configs import load_config
+    from t2s_fast.paths import REPO_ROOT
+    from t2s_fast.train.config import TrainConfig
+
+    folder = REPO_ROOT / "configs" / "train"
+    stage1 = TrainConfig(**load_config(folder / "qwen3-8b-stage1.json", TrainConfig))
+    stage2 = TrainConfig(**load_config(folder / "qwen3-8b-stage2.json", TrainConfig))
+    defaults = TrainConfig(train_file="x", output_dir="y")
+    assert stage1.model_name == stage2.model_name == "Qwen/Qwen3-8B"
+    assert stage1.learning_rate == defaults.learning_rate == 2 * stage2.learning_rate
+    assert stage1.adapter_path is None and stage2.adapter_path == f"{stage1.output_dir}/adapter"
+    assert "stage1_" in stage1.train_file and "stage2_mixed_" in stage2.train_file

@@ -198,7 +198,7 @@ def test_packed_forward_with_kv_cache_leaks_across_examples(packed_runs):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Unsloth needs a CUDA GPU")
 @pytest.mark.parametrize("attention", ["sdpa-no-cudnn", "varlen"])  # this order: varlen patches Unsloth for the process
 def test_unsloth_packed_examples_do_not_attend_to_each_other(sharp_tiny_qwen3_dir, tmp_path, attention):
-    """GPU only (run by bench/gpu_issue9.sh): the same check through Unsloth's patched model and trainer,
+    """GPU only (run by records/drivers/gpu_issue9.sh): the same check through Unsloth's patched model and trainer,
     in bf16 (Unsloth does not train fp32), so the tolerance is bf16's (~0.005 measured); a leak moves this
     model's losses by ~0.5 (the use_cache=True test above)."""
     pytest.importorskip("unsloth")

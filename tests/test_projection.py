@@ -1,8 +1,10 @@
-"""The start-of-run projection: its recorded efficiency bands match the result files they cite, and it lands
-within 2x of every recorded H200 run's measured tok/s (0.5B and 8B shapes)."""
+"""The start-of-run projection: its table of measured throughputs (t2s_fast/train/throughputs.py) matches the
+records each row names, and it lands within 2x of every recorded H200 run's measured tok/s (0.5B and 8B shapes).
+The tests that read records/ are marked `records`."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from types import SimpleNamespace
 
@@ -12,8 +14,11 @@ from t2s_fast.benchmarks.results import measured_alone
 from t2s_fast.paths import REPO_ROOT
 from t2s_fast.train import projection
 from t2s_fast.train.autotune import ModelShape
+from t2s_fast.train.throughputs import MEASURED_PEAK_TFLOPS, THROUGHPUTS
 
-RESULTS = REPO_ROOT / "bench" / "results"
+RESULTS = REPO_ROOT / "records" / "bench"
+SMALL_MODEL_REPORTS = {m: REPO_ROOT / f"records/reports/2026-11-29-h200-{m}/summary.json"
+                       for m in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")}
 
 
 @pytest.fixture(scope="module")
@@ -26,38 +31,41 @@ def qwen3_8b_shape():
     return ModelShape.from_config(load_config_dict(QWEN3_8B_CONFIG))
 
 
-def test_every_band_figure_is_the_mfu_of_the_row_it_cites():
+@pytest.mark.records
+def test_every_throughput_row_is_the_record_it_names():
+    for t in THROUGHPUTS:
+        path, key = t.record.rsplit(" ", 1)
+        record = json.loads((REPO_ROOT / path).read_text())
+        if key.startswith("train."):  # a real model's runbook stage: its report's summary
+            run = record["train"][key.split(".", 1)[1]]
+            setup, backend, tps, mfu = run["setup"], "unsloth", run["trained_tokens_per_s"], None
+        else:  # a `t2s-fast bench train` row
+            row = {r["label"]: r for r in record["rows"]}[key]
+            setup, backend, tps, mfu = row["setup"], row["backend"], row["trained_tokens_per_s"], row["mfu_4n"]
+            assert bool(record["settings"]["packing"]) is t.packing
+            assert record["date"].startswith(t.date) and record["device"]["name"] == t.device
+        assert (backend, setup["gradient_checkpointing"], setup["attention"], tps, mfu) == \
+            (t.backend, t.checkpointing, t.attention, t.tokens_per_s, t.mfu_4n), t.record
+
+
+def test_bands_are_the_table_grouped_by_setup():
+    assert sum(len(b.mfu) for b in projection.BANDS) == len(THROUGHPUTS)
     for band in projection.BANDS:
-        if band.small_model:  # the real small-model runs: tok/s from the report, MFU against the H200's peak
-            source = band.source.split(" ", 1)[0]
-            shape, runs = projection.SMALL_MODEL_RUNS[source]
-            assert band.n_params == shape.n_params
-            summary = json.loads((REPO_ROOT / source).read_text())
-            tps = [summary["train"][key.split(".")[1]]["trained_tokens_per_s"] for key, _ in runs]
-            assert [t for _, t in runs] == tps
-            assert band.mfu == tuple(projection.small_model_mfu(t, shape) for t in tps)
-            for key, _ in runs:
-                setup = summary["train"][key.split(".")[1]]["setup"]
-                assert (setup["gradient_checkpointing"], setup["attention"]) == (band.checkpointing, band.attention)
-            continue
-        cited = [c.strip() for c in band.source.split(",")]
-        assert len(cited) == len(band.mfu)
-        found = []
-        for c in cited:
-            path, label = c.rsplit(" ", 1)
-            rows = {r["label"]: r for r in json.loads((REPO_ROOT / path).read_text())["rows"]}
-            r = rows[label]
-            setup = r["setup"]
-            assert (r["backend"], setup["gradient_checkpointing"], setup["attention"]) == \
-                (band.backend, band.checkpointing, band.attention)
-            found.append(r["mfu_4n"])
-        assert sorted(found) == sorted(band.mfu)
+        rows = [t for t in THROUGHPUTS if t.record in band.source.split(", ")]
+        assert {(t.backend, t.packing, t.checkpointing, t.attention) for t in rows} == \
+            {(band.backend, band.packing, band.checkpointing, band.attention)}
+        if band.small_model:  # no peak measured in those runs: MFU against the H200's mean measured peak
+            shape = projection.KNOWN_SHAPES[rows[0].model]
+            assert band.mfu == tuple(projection.small_model_mfu(t.tokens_per_s, shape) for t in rows)
+        else:
+            assert band.mfu == tuple(t.mfu_4n for t in rows)
 
 
+@pytest.mark.records
 def test_recorded_peaks_are_the_measured_ones():
     alone = [json.loads(p.read_text()) for p in RESULTS.glob("*-h200-train-*.json")]
     peaks = sorted(r["peak"]["peak_tflops"] for r in alone if "peak" in r and measured_alone(r))
-    assert peaks == sorted(projection.MEASURED_PEAK_TFLOPS["H200"])
+    assert peaks == sorted(MEASURED_PEAK_TFLOPS["H200"])
 
 
 def _within_2x(measured, exp):
@@ -65,6 +73,7 @@ def _within_2x(measured, exp):
     assert 0.5 <= measured / exp.tokens_per_s <= 2.0, (measured, exp.tokens_per_s, exp.basis)
 
 
+@pytest.mark.records
 def test_8b_projection_within_2x_of_every_recorded_h200_run(qwen3_8b_shape):
     from t2s_fast.benchmarks.results import load_results
 
@@ -89,7 +98,7 @@ def test_8b_projection_within_2x_of_every_recorded_h200_run(qwen3_8b_shape):
                                                checkpointing=s["setup"]["gradient_checkpointing"],
                                                attention=s["setup"]["attention"])
         _within_2x(s["trained_tokens_per_s"], exp)
-    # issue 16: the README's stage-1 command as written, 50 measured steps alone on the H200
+    # the README's stage-1 command as written, 50 measured steps alone on the H200
     after = json.loads((RESULTS / "logs-2026-11-29-h200-issue16" / "after-run.json").read_text())
     exp = projection.expected_tokens_per_s(qwen3_8b_shape, device_name="NVIDIA H200", device_kind="cuda",
                                            backend=after["backend"], packing=after["config"]["packing"],
@@ -100,16 +109,18 @@ def test_8b_projection_within_2x_of_every_recorded_h200_run(qwen3_8b_shape):
     assert checked >= 11
 
 
-def test_small_model_projection_within_2x_of_the_real_runs_and_the_issues_figure():
+@pytest.mark.records
+def test_small_model_projection_within_2x_of_the_real_runs_and_a_quoted_figure():
     exp = projection.expected_tokens_per_s(projection.QWEN25_05B, device_name="NVIDIA H200", device_kind="cuda",
                                            backend="unsloth", packing=True, checkpointing="off", attention="varlen")
-    summary = json.loads((REPO_ROOT / projection.SMALL_MODEL_SOURCE).read_text())
-    for run in summary["train"].values():  # stage1, stage2 and the killed-and-resumed stage 1
+    source = SMALL_MODEL_REPORTS["qwen2.5-coder-0.5b"]
+    for run in json.loads(source.read_text())["train"].values():  # stage1, stage2 and the killed-and-resumed stage 1
         _within_2x(run["trained_tokens_per_s"], exp)
-    _within_2x(projection.ISSUE16_SMALL_MODEL_TOKENS_PER_S, exp)  # the figure issue 16 quotes
-    assert projection.SMALL_MODEL_SOURCE in exp.basis and 0.1 < exp.mfu < 0.5
+    _within_2x(_projection_report().ISSUE16_SMALL_MODEL_TOKENS_PER_S, exp)  # a figure quoted without a result file
+    assert str(source.relative_to(REPO_ROOT)) in exp.basis and 0.1 < exp.mfu < 0.5
 
 
+@pytest.mark.records
 def test_small_models_are_projected_at_their_own_size():
     """MFU grows with model size (0.5B ~19%, 1.5B ~43% on the H200): each real model gets the band measured at its
     size, within 2x of its runs, and a size between two measured ones lies between their projections."""
@@ -119,10 +130,10 @@ def test_small_models_are_projected_at_their_own_size():
         return projection.expected_tokens_per_s(shape, device_name="NVIDIA H200", device_kind="cuda",
                                                 backend="unsloth", packing=True, checkpointing="off", attention="varlen")
 
-    for source, (shape, _runs) in projection.SMALL_MODEL_RUNS.items():
-        exp = expect(shape)
-        assert source in exp.basis
-        runs = [r for r in json.loads((REPO_ROOT / source).read_text())["train"].values() if r]  # runs that ran
+    for model, source in SMALL_MODEL_REPORTS.items():
+        exp = expect(projection.KNOWN_SHAPES[model])
+        assert str(source.relative_to(REPO_ROOT)) in exp.basis
+        runs = [r for r in json.loads(source.read_text())["train"].values() if r]  # runs that ran
         assert runs
         for run in runs:
             _within_2x(run["trained_tokens_per_s"], exp)
@@ -166,15 +177,28 @@ def test_projected_cost_on_cpu_says_the_price_is_the_gpus(capsys, qwen3_8b_shape
     assert meter.planned_tokens == 10 * 2 * 2 * 1024 and meter.estimate_tokens_per_s == 200.0
 
 
+def _projection_report():
+    spec = importlib.util.spec_from_file_location("projection_report", RESULTS / "projection_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.records
 def test_projection_vs_actual_file_is_current(qwen3_8b_shape):
-    """The committed comparison is what projection_report computes now (regenerate it when the bands change)."""
-    from t2s_fast.benchmarks.projection_report import build
+    """The committed comparison is what records/bench/projection_report.py computes now (regenerate it when the
+    table changes). The committed file names the records where they were when it was written."""
     from t2s_fast.paths import QWEN3_8B_CONFIG
 
     files = sorted(RESULTS.glob("*-projection-vs-actual.json"))
-    assert files, "run python -m t2s_fast.benchmarks.projection_report"
+    assert files, "run python records/bench/projection_report.py"
     recorded = json.loads(files[-1].read_text())["rows"]
-    now = build(RESULTS, QWEN3_8B_CONFIG, [])["rows"]
-    key = lambda rows: [(r["kind"], r["label"], r["source"], r["projected_tokens_per_s"]) for r in rows]  # noqa: E731
+    now = _projection_report().build(RESULTS, QWEN3_8B_CONFIG, [])["rows"]
+
+    def key(rows):
+        moved = [r["source"].replace("bench/results/", "records/bench/").replace("eval/reports/", "records/reports/")
+                 for r in rows]
+        return [(r["kind"], r["label"], m, r["projected_tokens_per_s"]) for r, m in zip(rows, moved)]
+
     assert key(recorded) == key(now)
     assert all(r["within_2x"] for r in now) and all(r.get("cost_within_2x", True) for r in now)

@@ -1,4 +1,4 @@
-"""bench/recipe_config.py: a committed sweep's chosen recipe becomes a `t2s-fast train --config` file that
+"""records/drivers/recipe_config.py: a committed sweep's chosen recipe becomes a `t2s-fast train --config` file that
 TrainConfig accepts, with the settings the chosen run recorded (how the session-5 GPU driver trained the choices)."""
 
 import importlib.util
@@ -10,13 +10,15 @@ import pytest
 from t2s_fast.configs import load_config
 from t2s_fast.train.config import TrainConfig
 
+pytestmark = pytest.mark.records  # reads a committed sweep under records/
+
 REPO = Path(__file__).parents[1]
-SWEEPS = REPO / "eval/reports/2026-11-29-h200-sweeps-qwen2.5-coder-0.5b"
+SWEEPS = REPO / "records/reports/2026-11-29-h200-sweeps-qwen2.5-coder-0.5b"
 
 
 @pytest.fixture(scope="module")
 def recipe_config():
-    spec = importlib.util.spec_from_file_location("recipe_config", REPO / "bench/recipe_config.py")
+    spec = importlib.util.spec_from_file_location("recipe_config", REPO / "records/drivers/recipe_config.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -28,7 +28,7 @@ def _fmt(x, spec=",.0f"):
 
 @click.group("bench", context_settings={"show_default": True})
 def bench_group():
-    """Throughput, memory and cost benchmarks; results go to bench/results/<date>-<device>-<what>.json."""
+    """Throughput, memory and cost benchmarks; results go to --out-dir (default runs/bench)."""
 
 
 @bench_group.command("train", context_settings={"show_default": True})

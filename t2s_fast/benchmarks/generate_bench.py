@@ -40,7 +40,7 @@ class BenchGenerateConfig:
     max_new_tokens: int = field(default=128, metadata={"help": "Generation cap per request."})
     backends: str = field(default="auto", metadata={"help": "Comma list of vllm,hf; auto = every available one."})
     batch_size: int | None = field(default=None, metadata={"help": "HF backend batch size (default: the engine's)."})
-    out_dir: str = field(default="bench/results", metadata={"help": "Where the result JSON goes."})
+    out_dir: str = field(default="runs/bench", metadata={"help": "Where the result JSON goes."})
     work_dir: str | None = field(default=None, metadata={"help": "Adapters and per-backend outputs (default: a temp folder)."})
     tag: str | None = field(default=None, metadata={"help": "Suffix of the result file name."})
     timeout_s: float = field(default=1800.0, metadata={"help": "Kill a backend's run after this many seconds."})

@@ -37,7 +37,7 @@ class BenchMaxContextConfig:
     probe_steps: int = setting(2, "Optimizer steps per probe.")
     gradient_checkpointing: str = setting("frugal", "frugal = each backend's least-memory setting (unsloth: "
                                                     "offloaded, hf: plain), or off|plain|unsloth|auto.")
-    out_dir: str = setting("bench/results", "Where the result JSON goes.")
+    out_dir: str = setting("runs/bench", "Where the result JSON goes.")
     work_dir: str | None = setting(None, "Probe folders and logs (default: a temp folder).")
     model_cache: str | None = setting(None, "T2S_MODEL_CACHE for a config.json model.")
     timeout_s: float = setting(900.0, "Kill a probe after this many seconds (counted as a failure).")
@@ -187,7 +187,7 @@ FRUGAL_CHECKPOINTING = {"unsloth": "unsloth", "hf": "plain"}  # each backend's l
 
 def run_max_context(*, model_name: str, tokenizer: str | None, backends: str, start: int = 16384, limit: int = 0,
                     resolution: int = 4096, probe_steps: int = 2, gradient_checkpointing: str = "frugal",
-                    out_dir: str = "bench/results", work_dir: str | None = None, model_cache: str | None = None,
+                    out_dir: str = "runs/bench", work_dir: str | None = None, model_cache: str | None = None,
                     timeout_s: float = 900.0, tag: str | None = None, probe_factory=None) -> dict:
     """Search each backend and write a max-context result. ``probe_factory(settings, tokenizer) -> probe``
     replaces the subprocess probe in tests."""

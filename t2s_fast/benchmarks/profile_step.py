@@ -178,9 +178,9 @@ def profile_training(train_args: list[str], *, warmup_steps: int = 2, label: str
 class BenchProfileConfig:
     """The `t2s-fast bench profile` settings."""
 
-    label: str = setting(help="Name of this setting in bench/NOTES.md.")
+    label: str = setting(help="Name of this setting (in the result file's name).")
     warmup_steps: int = setting(2, "Unprofiled optimizer steps first (at least 1).")
-    out_dir: str = setting("bench/results", "Where the result JSON goes.")
+    out_dir: str = setting("runs/bench", "Where the result JSON goes.")
     train_args: tuple[str, ...] = setting((), "The `t2s-fast train` flags (after --).", argument=True,
                                           unprocessed=True)
 

@@ -1,4 +1,4 @@
-"""Benchmark result files: bench/results/<date>-<device>-<what>[-<tag>].json.
+"""Benchmark result files: <out-dir>/<date>-<device>-<what>[-<tag>].json.
 
 Every file records the command line, the date, the device, the package versions and the git revision, so
 each figure in bench/README.md can be traced to the command that produced it and re-run.
@@ -134,7 +134,7 @@ def measured_alone(record: dict) -> bool:
 
 def load_results(results_dir: str | Path | None = None, what: str | None = None) -> list[tuple[Path, dict]]:
     """All `t2s-fast bench` result files (oldest first by date, then name). Records other scripts write there
-    (no "schema_version", e.g. bench/score_throughput.py's) are skipped; an invalid bench file raises T2SError."""
+    (no "schema_version", e.g. an older scoring-throughput script's) are skipped; an invalid bench file raises T2SError."""
     results_dir = Path(results_dir or DEFAULT_RESULTS_DIR)
     out = []
     for path in sorted(results_dir.glob("*.json")):

@@ -1,5 +1,5 @@
-"""`t2s-fast bench score`: scoring throughput of the executor (t2s_fast.sql), the same workload as
-bench/score_throughput.py: every Spider dev pair whose database exists, gold vs gold-plus-a-space (so both
+"""`t2s-fast bench score`: scoring throughput of the executor (t2s_fast.sql), one workload:
+every Spider dev pair whose database exists, gold vs gold-plus-a-space (so both
 queries of every pair really execute), gold cache cleared before each run, best of --repeats."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class BenchScoreConfig:
     workers: tuple[int, ...] = field(default=(1, 2), metadata={"help": "Worker counts to measure (repeatable)."})
     repeats: int = field(default=2, metadata={"help": "Runs per worker count; the best is reported."})
     limit: int | None = field(default=None, metadata={"help": "Only the first N pairs (default: all)."})
-    out_dir: str = field(default="bench/results", metadata={"help": "Where the result JSON goes."})
+    out_dir: str = field(default="runs/bench", metadata={"help": "Where the result JSON goes."})
     tag: str | None = field(default=None, metadata={"help": "Suffix of the result file name."})
 
 

@@ -49,7 +49,7 @@ class BenchTrainConfig:
     stage2_data: str | None = _f(None, "Stage-2 train JSONL for the cost projection (default: stage2_mixed_train.jsonl beside --data).")
     gpu_hourly_usd: float = _f(3.44, "Price of one GPU hour for the projected cost.")
     seed: int = _f(3407, "Seed of the data sample and of every run.")
-    out_dir: str = _f("bench/results", "Where the result JSON goes.")
+    out_dir: str = _f("runs/bench", "Where the result JSON goes.")
     work_dir: str | None = _f(None, "Run folders and logs (default: a new temporary folder).")
     model_cache: str | None = _f(None, "Where a config.json model is materialized once for all runs (T2S_MODEL_CACHE).")
     tag: str | None = _f(None, "Suffix of the result file name (e.g. runbook-padded, packed).")

@@ -1,6 +1,6 @@
 """Deterministic schema shortening: what the gold SQL reads, and the levels a schema is cut to when it does not fit.
 
-`t2s_fast.data.schema_text.schema_text` tries the levels; this module finds what each level keeps. The issue
+`t2s_fast.data.schema_text.schema_text` tries the levels; this module finds what each level keeps. The runbook
 fixes the order: first the sample values go, then the tables and columns the gold SQL does not use; the
 question and the answer are never touched. The levels, tried in order until one fits:
 

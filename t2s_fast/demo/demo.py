@@ -117,7 +117,7 @@ def _train_config(cfg: DemoConfig, model_path: str, data, train_dir: Path):
         train_file=str(data.train_file), output_dir=str(train_dir), model_name=model_path,
         max_steps=cfg.steps, learning_rate=cfg.learning_rate, max_seq_length=1024,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=1, auto_setup=False,
-        packing=False,  # padded, as the demo's recorded figures were measured (eval/reports/...-cpu-demo-*)
+        packing=False,  # padded, as the demo's recorded figures were measured (records/INDEX.md)
         backend=cfg.backend, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.seed,
         save_steps=cfg.steps, save_total_limit=1, logging_steps=1, warmup_ratio=0.05,
         lr_scheduler_type="cosine", gradient_checkpointing="off", load_in_4bit=False,

@@ -13,7 +13,7 @@ from t2s_fast.evaluate.repair_examples import RepairExamplesConfig
 
 
 @click.command("eval", context_settings={"show_default": True})
-@options_from(EvalConfig, config_help="JSON (or YAML) file of EvalConfig fields (see eval/configs/); flags given "
+@options_from(EvalConfig, config_help="JSON (or YAML) file of EvalConfig fields (see configs/eval/); flags given "
                                       "on the command line override it.")
 def eval_command(cfg: EvalConfig):
     """Generate SQL for every (question, adapter) pair in one engine, score it by execution, write reports.
@@ -65,7 +65,7 @@ def prepare_repair_command(cfg: RepairExamplesConfig):
 
 ABLATE_CONFIG_HELP = ("Ablation file (JSON or YAML): out_dir, eval (shared EvalConfig fields), arms (name, group, "
                       "overrides), choose_adapter, gpu_hourly_usd, final. Example: "
-                      "ablations/levers-qwen2.5-coder-0.5b.json; fields: t2s_fast/evaluate/ablation_config.py "
+                      "configs/ablate/levers-qwen2.5-coder-0.5b.json; fields: t2s_fast/evaluate/ablation_config.py "
                       "(AblationConfig); the flags above override the file's values.")
 
 

@@ -150,7 +150,7 @@ class EvalConfig:
             refuse_spider_dev(suite=self.suite, split=self.split, questions=self.questions, what="eval --checkpoints")
 
     def _check_levers(self) -> None:
-        """The accuracy levers of issue 14 (question-matched values, repair); --repair auto is resolved here, so
+        """The accuracy levers (question-matched values, repair); --repair auto is resolved here, so
         run folders, reports, resume checks and ablation arms record the strategy that ran."""
         if self.question_values < 0:
             raise T2SError(f"--question-values {self.question_values}: must be 0 (off) or more")

@@ -11,7 +11,7 @@ from t2s_fast.cli_options import options_from
 from t2s_fast.sweep.config import SweepConfig, SweepRun
 
 CONFIG_HELP = ("Sweep file (JSON or YAML): shared train settings, variants or grid, max_cost_usd, heldout/eval/final "
-               "settings. Example: sweeps/stage1-qwen2.5-coder-0.5b.json. Fields and their meaning: "
+               "settings. Example: configs/sweep/stage1-qwen2.5-coder-0.5b.json. Fields and their meaning: "
                "t2s_fast/sweep/config.py (SweepConfig); the flags above override the file's values.")
 
 

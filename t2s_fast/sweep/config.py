@@ -1,7 +1,7 @@
 """The sweep file (`t2s-fast sweep --config FILE`): shared train settings, the variants (a list and/or a grid),
 one dollar cap, and the evaluation settings (held-out set to choose on, Spider dev for the final report).
 
-In the spirit of litgpt's config_hub: one JSON file says everything, and sweeps/ holds examples. Every
+In the spirit of litgpt's config_hub: one JSON file says everything, and configs/sweep/ holds examples. Every
 variant is checked here, before anything is trained: a typo in the last variant fails at once, not after
 the first five runs were paid for.
 """

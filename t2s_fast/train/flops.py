@@ -6,7 +6,7 @@ The formula (stated in every result, so the MFU figure can be checked by hand):
   three times (forward, gradient w.r.t. activations, gradient w.r.t. weights): the usual 6N.
 * QLoRA freezes the base, so the weight-gradient matmuls of the base are never computed: forward 2N plus the
   activation-gradient backward 2N = **4N** per trained token, N = all matmul parameters including lm_head
-  (8.19 B for Qwen3-8B; the embedding lookup is no matmul, but N counts it like issue 9's "4N" does).
+  (8.19 B for Qwen3-8B; the embedding lookup is no matmul, but N counts it, as the recorded "4N" figures do).
   LoRA's own matmuls add 6 x (LoRA params) per token: 6 x 43.6 M for r=16, ~0.8 % of 4N, so left out.
 * Attention's score and value matmuls are not in N: per token and layer, forward QK^T and AV cost
   2 x 2 x d_attn x c FLOPs where c is the number of keys the token attends to (causal: its position + 1,

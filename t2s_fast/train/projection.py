@@ -1,9 +1,9 @@
 """Expected trained tokens/s before any step is measured, for the start-of-run cost projection.
 
 tokens/s = MFU x the GPU's bf16 peak / FLOPs per trained token (4N, t2s_fast/train/flops.py), where the
-MFU is the band measured for the chosen setup on the H200 runs recorded in bench/results/ (BANDS below: each
-figure names its file; tests/test_projection.py checks every one against that file and checks that the
-projection lands within 2x of every recorded run's measured tok/s).
+MFU is the band measured for the chosen setup on real H200 runs: the table in throughputs.py, one row per
+measurement, grouped here into BANDS by setup (tests/test_projection.py checks every row against the record it
+names and that the projection lands within 2x of every recorded run's measured tok/s).
 
 Where nothing was measured (a CPU, a GPU without a recorded peak), the backend's conservative default is used
 and the message says so. Cost = (time already spent loading + planned tokens / (tokens/s x GPUs)) x
@@ -17,12 +17,10 @@ from dataclasses import dataclass
 
 from t2s_fast.train.flops import matmul_flops_per_token, tokens_per_s_at_mfu
 from t2s_fast.train.autotune import ModelShape
+from t2s_fast.train.throughputs import MEASURED_PEAK_TFLOPS, THROUGHPUTS
 
-# Dense bf16 matmul peak measured by t2s_fast/benchmarks/peak.py in the recorded runs (TFLOP/s), by GPU name.
-MEASURED_PEAK_TFLOPS = {
-    "H200": (790.4, 756.9, 760.9, 788.0),  # bench/results/2026-11-24-h200-train-{packed,runbook-padded,runbook-packed,packed-varlen}.json
-}
 SMALL_MODEL_PARAMS = 2e9  # below: the small-model band; at or above: the 8B-shape bands
+
 
 def _qwen25(hidden: int, intermediate: int, layers: int, heads: int, head_dim: int) -> ModelShape:
     return ModelShape.from_config({"hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
@@ -35,17 +33,6 @@ def _qwen25(hidden: int, intermediate: int, layers: int, heads: int, head_dim: i
 QWEN25_05B = _qwen25(896, 4864, 24, 14, 64)
 QWEN25_15B = _qwen25(1536, 8960, 28, 12, 128)
 KNOWN_SHAPES = {"qwen2.5-coder-0.5b": QWEN25_05B, "qwen2.5-coder-1.5b": QWEN25_15B}  # packaged alias -> shape
-ISSUE16_SMALL_MODEL_TOKENS_PER_S = 94_000.0  # issue 16's quoted figure for the 0.5B (no result file): compared only
-# Trained tok/s of the real small-model runs on one H200 (packed, automatic setup: 8 rows, no checkpointing,
-# varlen), from each report's summary.json. No peak was measured in those runs: the MFU is taken against the
-# H200's mean measured peak below.
-SMALL_MODEL_RUNS = {  # report summary -> (shape, ((train.<stage>, tok/s), ...))
-    "eval/reports/2026-11-29-h200-qwen2.5-coder-0.5b/summary.json":
-        (QWEN25_05B, (("train.stage1", 74932.7), ("train.stage2", 75422.3))),
-    "eval/reports/2026-11-29-h200-qwen2.5-coder-1.5b/summary.json":
-        (QWEN25_15B, (("train.stage1", 55868.2), ("train.stage2", 51222.0))),
-}
-SMALL_MODEL_SOURCE = next(iter(SMALL_MODEL_RUNS))  # the 0.5B's report
 
 
 def peak_flops(device_name: str) -> float | None:
@@ -66,7 +53,7 @@ class Band:
     attention: str | None
     mfu: tuple[float, ...]
     source: str
-    n_params: int | None = None  # the size it was measured at (None: the Qwen3-8B shape of bench/results)
+    n_params: int | None = None  # the size it was measured at (None: the Qwen3-8B shape)
 
     @property
     def small_model(self) -> bool:
@@ -87,23 +74,22 @@ def small_model_mfu(tokens_per_s: float, shape: ModelShape = QWEN25_05B) -> floa
     return round(tokens_per_s * matmul_flops_per_token(shape) / h200, 4)
 
 
-_R = "bench/results/2026-11-24-h200-train-"
-# Qwen3-8B shape (random init), real prepared stage-1 data, --max-seq-length 3072, H200; MFU = mfu_4n of the row.
-BANDS = (
-    Band("unsloth", True, "off", "varlen", (0.6556,), _R + "packed-varlen.json unsloth-auto"),
-    Band("unsloth", True, "off", "sdpa-no-cudnn", (0.4832, 0.4839),
-         _R + "packed.json unsloth-auto, " + _R + "packed-varlen.json unsloth-sdpa-no-cudnn"),
-    Band("unsloth", True, "unsloth", "sdpa-no-cudnn", (0.3451,), _R + "runbook-packed.json unsloth"),
-    Band("unsloth", True, "unsloth", "sdpa", (0.1785, 0.1877),
-         _R + "packed.json unsloth-defaults, " + _R + "packed-varlen.json unsloth-defaults"),
-    Band("unsloth", False, "unsloth", "sdpa", (0.1348,), _R + "runbook-padded.json unsloth"),
-    Band("hf", True, "plain", "sdpa-no-cudnn", (0.1379,), _R + "runbook-packed.json hf"),
-    Band("hf", True, "plain", "sdpa", (0.0941, 0.0933), _R + "packed.json hf, " + _R + "packed-varlen.json hf"),
-    Band("hf", False, "plain", "sdpa", (0.0876,), _R + "runbook-padded.json hf"),
-    *(Band("unsloth", True, "off", "varlen", tuple(small_model_mfu(t, shape) for _, t in runs),
-           ", ".join(f"{src} {k}" for k, _ in runs), n_params=shape.n_params)
-      for src, (shape, runs) in SMALL_MODEL_RUNS.items()),
-)
+def _bands() -> tuple[Band, ...]:
+    """THROUGHPUTS grouped by model and setup, in table order; a small model's MFU is taken against the H200's
+    mean measured peak (its runs measured none)."""
+    groups: dict[tuple, list] = {}
+    for t in THROUGHPUTS:
+        groups.setdefault((t.model, t.backend, t.packing, t.checkpointing, t.attention), []).append(t)
+    bands = []
+    for (model, backend, packing, checkpointing, attention), rows in groups.items():
+        shape = KNOWN_SHAPES.get(model)
+        mfu = tuple(r.mfu_4n if r.mfu_4n is not None else small_model_mfu(r.tokens_per_s, shape) for r in rows)
+        bands.append(Band(backend, packing, checkpointing, attention, mfu, ", ".join(r.record for r in rows),
+                          n_params=shape.n_params if shape else None))
+    return tuple(bands)
+
+
+BANDS = _bands()
 
 
 def find_band(backend: str, packing: bool, checkpointing: str, attention: str, n_params: int) -> tuple[Band | None, str]:

@@ -1,16 +1,17 @@
 """Projected vs measured: the start-of-run projection (t2s_fast/train/projection.py) against every recorded run.
 
-    python -m t2s_fast.benchmarks.projection_report [--results-dir bench/results] [--config CONFIG.json]
+    python records/bench/projection_report.py [--results-dir records/bench] [--config CONFIG.json]
 
-writes bench/results/<date>-projection-vs-actual.json. Rows:
+writes records/bench/<date>-projection-vs-actual.json (the 2026-11-29 one was written when this script was
+t2s_fast/benchmarks/projection_report.py, reading bench/results/ and eval/reports/: its paths are those). Rows:
 
 - ``bench-row``: each row of the recorded `t2s-fast bench train` results (Qwen3-8B shape): projected tok/s for
   that row's setup against its measured tok/s (``in_sample`` when the row is one the band was taken from);
-- ``run``: each recorded run.json in bench/results/logs-*: the projected cost as `t2s-fast train` now prints
+- ``run``: each recorded run.json in records/bench/logs-*: the projected cost as `t2s-fast train` now prints
   it (its load time, as measured, plus the tokens of the steps it ran at the projected tok/s) against its cost;
 - ``gpu-check``: the issue-4 runs at the runbook's 2 x 16 padded settings (not used by any band);
 - ``issue-figure``: the 0.5B model's tok/s and cost as issue 16 quotes them (no result file; the band comes from the
-  recorded 0.5B runs in eval/reports/, which are also ``run`` rows).
+  recorded 0.5B runs in records/reports/, which are also ``run`` rows).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from pathlib import Path
 from t2s_fast.benchmarks.results import measured_alone
 from t2s_fast.jsonl import read_json, write_json
 from t2s_fast.train.autotune import ModelShape
-from t2s_fast.train.projection import (BANDS, ISSUE16_SMALL_MODEL_TOKENS_PER_S, KNOWN_SHAPES, QWEN25_05B, Expected,
-                                       expected_tokens_per_s)
+from t2s_fast.train.projection import BANDS, KNOWN_SHAPES, QWEN25_05B, Expected, expected_tokens_per_s
 
 H200 = "NVIDIA H200"
+ISSUE16_SMALL_MODEL_TOKENS_PER_S = 94_000.0  # issue 16's quoted figure for the 0.5B (no result file)
 
 
 def _expect(shape, backend, packing, setup) -> Expected:
@@ -54,7 +55,7 @@ def bench_rows(results_dir: Path, shape: ModelShape) -> list[dict]:
             if r.get("status") != "ok" or not r.get("setup"):
                 continue
             exp = _expect(shape, r["backend"], bool(res["settings"].get("packing")), r["setup"])
-            rel = f"bench/results/{path.name}"
+            rel = str(path.relative_to(results_dir.parent.parent))
             in_sample = any(f"{rel} {r['label']}" in b.source for b in BANDS)
             out.append(_row("bench-row", r["label"], rel, r["trained_tokens_per_s"], exp, in_sample=in_sample))
     return out
@@ -81,7 +82,7 @@ def run_rows(results_dir: Path, shape: ModelShape) -> list[dict]:
     """Whole-run cost: load time (elapsed - training session) + planned tokens / projected tok/s."""
     out = []
     repo = results_dir.parent.parent
-    paths = sorted(results_dir.glob("logs-*/*run.json")) + sorted(repo.glob("eval/reports/*h200*/*/run.json"))
+    paths = sorted(results_dir.glob("logs-*/*run.json")) + sorted(repo.glob("records/reports/*h200*/*/run.json"))
     for path in paths:
         info = read_json(path)
         if not measured_alone(info):
@@ -93,8 +94,8 @@ def run_rows(results_dir: Path, shape: ModelShape) -> list[dict]:
         usd = (load_s + tokens / exp.tokens_per_s) / 3600 * info["gpu_hourly_usd"]
         label = path.name.replace("-run.json", "") if path.name != "run.json" else path.parent.name
         rel = str(path.relative_to(repo))
-        # logs-*: the runs behind the bench rows the bands come from; eval/reports: in sample when a band cites it
-        in_sample = rel.startswith("bench/results/logs-") or any(
+        # logs-*: the runs behind the bench rows the bands come from; records/reports: in sample when a band cites it
+        in_sample = rel.startswith("records/bench/logs-") or any(
             f"{path.parent.parent.relative_to(repo)}/summary.json train.{label}" in b.source for b in BANDS)
         row = _row("run", label, rel,
                    info["trained_tokens_per_s"], exp, in_sample=in_sample, actual_cost_usd=info["cost_usd"],
@@ -113,8 +114,8 @@ def gpu_check_rows(results_dir: Path, shape: ModelShape) -> list[dict]:
         for stage in ("stage1", "stage2"):
             s = rec[stage]
             exp = _expect(shape, "unsloth", False, s["setup"])  # the runbook's padded batches (--backend unsloth)
-            out.append(_row("gpu-check", stage, f"bench/results/{path.name}", s["trained_tokens_per_s"], exp,
-                            in_sample=False))
+            rel = str(path.relative_to(results_dir.parent.parent))
+            out.append(_row("gpu-check", stage, rel, s["trained_tokens_per_s"], exp, in_sample=False))
     return out
 
 
@@ -142,7 +143,7 @@ def build(results_dir: Path, config: Path, argv: list[str]) -> dict:
     shape = ModelShape.from_config(load_config_dict(config))
     rows = bench_rows(results_dir, shape) + run_rows(results_dir, shape) + gpu_check_rows(results_dir, shape) + \
         issue_rows()
-    command = shlex.join(["python", "-m", "t2s_fast.benchmarks.projection_report", *argv])
+    command = shlex.join(["python", "records/bench/projection_report.py", *argv])
     return make_result("projection", settings={"results_dir": str(results_dir), "model_config": str(config),
                                                "device": H200},
                        rows=rows, command=command, device={"kind": "none", "name": "computed from recorded results"},
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results-dir", type=Path, default=REPO_ROOT / "bench" / "results")
+    ap.add_argument("--results-dir", type=Path, default=REPO_ROOT / "records" / "bench")
     ap.add_argument("--config", type=Path, default=QWEN3_8B_CONFIG, help="the Qwen3-8B config.json of the runs")
     args = ap.parse_args(argv)
     result = build(args.results_dir, args.config, argv)

@@ -1,4 +1,4 @@
-# Shared by the one-lease GPU drivers (bench/gpu_levers_and_8b_runbook.sh, bench/gpu_sweeps_and_1.5b.sh): logging,
+# Shared by the drivers that run a whole lease in the background (bench/sweep.sh, records/drivers/): logging,
 # the record of every command run, retries of resumable commands, GPU memory polls, and the T2S_SMOKE copies of the
 # config files, the data and model setup. Source it after setting R (the repository), B (the lease folder) and W
 # (the work folder), then call driver_env (T2S, S and L (the 0.5B and 1.5B models), VALID, SMOKE, SMOKE_TRAIN,
@@ -75,7 +75,7 @@ setup_data() {
 }
 setup_model() { run python3 -c "import sys; from t2s_fast.models import resolve_model; print(resolve_model(sys.argv[1]).path)" "$1"; }
 
-repair_trained() {  # issue 14, repair (b) with a model trained on real failures of the training split
+repair_trained() {  # repair by error feedback (b), with a model trained on real failures of the training split
   cd "$W" || return 1
   retry run $T2S eval --backend vllm --base-model "$S" --adapter stage1=runs/stage1/adapter --repair none \
     --suite jsonl --questions data/prepared/stage1_train.jsonl --db-root data/spider1/database --workers 8 \
@@ -89,5 +89,5 @@ repair_trained() {  # issue 14, repair (b) with a model trained on real failures
     --eval-file "$VALID" --output-dir runs/stage1-repair --max-cost-usd 40 \
     --gpu-hourly-usd 3.44 --packing "${SMOKE_TRAIN[@]}" 2>&1 | grep -v '^train:' | tail -25
   [ -d runs/stage1-repair/adapter ] || return 1
-  retry run $T2S ablate --config "$(config ablations/repair-trained-qwen2.5-coder-0.5b.json)"
+  retry run $T2S ablate --config "$(config configs/ablate/repair-trained-qwen2.5-coder-0.5b.json)"
 }

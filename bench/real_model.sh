@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The real-model proof on one H200: the whole runbook through t2s-fast's own commands on a real pretrained
-# model (Qwen2.5-Coder-0.5B/1.5B-Instruct from PyPI), reproducible from the repo.
+# The real-model proof: the whole runbook through t2s-fast's own commands on a real pretrained model
+# (Qwen2.5-Coder-0.5B/1.5B-Instruct, packaged aliases that install from PyPI), on one GPU.
 #
-#   bash bench/gpu_real_model.sh MODEL [PHASE ...]     MODEL: qwen2.5-coder-0.5b | qwen2.5-coder-1.5b
+#   bash bench/real_model.sh MODEL DATA_DIR WORK_DIR [PHASE ...]     MODEL: qwen2.5-coder-0.5b | qwen2.5-coder-1.5b
 #
-# Phases (each fits one 10-minute device call on a warm machine; later phases reuse /tmp/t2s-real/MODEL):
+#   DATA_DIR  holds spider1/ (with database/) and spider2/
+#   WORK_DIR  everything the phases write: prepared/, stage1/, stage2/, eval-dev/, logs/, commands.sh (every
+#             command that makes a figure, with its start time) and, at the end, <date>-<gpu>-MODEL/, the report
+#             (README, summary.json, eval reports, each stage's run.json and loss plot, logs). Later phases reuse it.
+#
+# Phases (each fits a 10-minute call on a warm machine):
 #   setup   GGUF -> bf16 safetensors folder (once), `prepare` on Spider 1.0 + 2.0
 #   stage1  stage 1 with the runbook's flags (+ --packing), uninterrupted
 #   crash   stage 1 again, killed mid-run with SIGTERM, resumed, killed with SIGKILL, resumed to the end
@@ -12,28 +17,23 @@
 #   eval    one vLLM engine: base, stage1, stage2 and the crash-resumed stage 1 on Spider dev, greedy
 #   vote    stage 1 with a majority vote over 8 samples (temperature 0.8), vLLM
 #   hfcheck stage 1 through the transformers+PEFT backend on the first 200 dev questions (compared with vLLM's)
-#   report  eval/reports/<date>-h200-MODEL/ (README, summary, reports, run.json + loss plots, logs) as one tar
-# With no PHASE, all of them in order (about 20 min for the 0.5B: split it over calls).
+#   report  WORK_DIR/<date>-<gpu>-MODEL/ (copy it to records/reports/ to keep it)
+# With no PHASE, all of them in order (about 20 min for the 0.5B on an H200). With OUT set, each phase also
+# leaves $OUT/<phase>.tar.gz (what a device call carries back; bench/lease/ sets a rented machine up).
 #
-# Needs on the GPU machine (carried with ../shared/tools/gpu-payload/, see bench/README.md "Real models"):
-# /tmp/site with the vLLM set (../shared/tools/vllm-wheels.sh), the training set (../shared/tools/gpu-wheels.sh)
-# and gguf==0.19.0; /tmp/pay/models/<the model's GGUF> (../shared/tools/small-model-gguf.sh MODEL); and
-# /tmp/pay/data.tar.gz (or .xz) holding spider1/ and spider2/ (../shared/data). Each phase writes $OUT/<phase>.tar.gz.
-#
-# T2S_REAL_SMOKE=1 checks the script's plumbing on a CPU in minutes (a few training steps, 20 questions, data
-# read from T2S_REAL_DATA, e.g. ../shared/data; with tests/fake_vllm on T2S_REAL_PYTHONPATH): no figure from it
-# means anything.
-set -euo pipefail
-MODEL=${1:?usage: bash bench/gpu_real_model.sh MODEL [PHASE ...]}; shift
-PHASES=${*:-setup stage1 crash stage2 eval vote hfcheck report}
-cd "$(dirname "$0")/.."
-export PYTHONPATH=${T2S_REAL_PYTHONPATH:+$T2S_REAL_PYTHONPATH:}/tmp/site:$PWD HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-export T2S_FAST_CACHE=/tmp/t2s-cache T2S_FAST_GGUF_DIR=${T2S_FAST_GGUF_DIR:-/tmp/pay/models}
-export OUT=${OUT:-/tmp/t2s-real-out}
-W=${T2S_REAL_WORK:-/tmp/t2s-real/$MODEL}; D=${T2S_REAL_DATA:-/tmp/t2s-data}; mkdir -p "$W/logs" "$OUT"
-SMOKE_TRAIN=(); LIMIT=(); HF_LIMIT=200
+# T2S_REAL_SMOKE=1 checks the script's plumbing on a CPU in minutes (a few training steps, 20 questions; with
+# tests/fake_vllm on T2S_REAL_PYTHONPATH for the vLLM phases): no figure from it means anything.
 # T2S_REAL_GPU_MEM=0.4 caps each vLLM engine's share of GPU memory (default 0.9), so that a second job can share
-# the GPU (e.g. another model's stage 1 retrained for its vote); a shared GPU makes the wall times upper bounds.
+# the GPU; a shared GPU makes the wall times upper bounds.
+set -euo pipefail
+MODEL=${1:?usage: bash bench/real_model.sh MODEL DATA_DIR WORK_DIR [PHASE ...]}
+D=${2:?DATA_DIR missing}; W=${3:?WORK_DIR missing}; shift 3
+PHASES=${*:-setup stage1 crash stage2 eval vote hfcheck report}
+mkdir -p "$W/logs"; W=$(cd "$W" && pwd); D=$(cd "$D" && pwd)
+cd "$(dirname "$0")/.."
+export PYTHONPATH=${T2S_REAL_PYTHONPATH:+$T2S_REAL_PYTHONPATH:}${PYTHONPATH:+$PYTHONPATH:}$PWD HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+OUT=${OUT:-}
+SMOKE_TRAIN=(); LIMIT=(); HF_LIMIT=200
 GPU_MEM=(); [ -z "${T2S_REAL_GPU_MEM:-}" ] || GPU_MEM=(--gpu-memory-utilization "$T2S_REAL_GPU_MEM")
 if [ -n "${T2S_REAL_SMOKE:-}" ]; then
   SMOKE_TRAIN=(--max-steps 4 --save-steps 1 --per-device-train-batch-size 1 --gradient-accumulation-steps 1 --max-seq-length 512)
@@ -48,11 +48,12 @@ run() { record "$@"; "$@"; }
 stage1_flags() {  # the runbook's stage-1 command (README), on this model, plus --packing
   echo --model-name "$MODEL" --train-file "$W/prepared/stage1_train.jsonl" --eval-file "$W/prepared/stage1_valid.jsonl" \
     --max-cost-usd 40 --gpu-hourly-usd $PRICE --packing "${SMOKE_TRAIN[@]}"; }
-pack() { tar -C "$W" -czf "$OUT/$1.tar.gz" "${@:2}" 2>/dev/null || tar -C "$W" -czf "$OUT/$1.tar.gz" logs; }
+pack() { [ -n "$OUT" ] || return 0; mkdir -p "$OUT"
+  tar -C "$W" -czf "$OUT/$1.tar.gz" "${@:2}" 2>/dev/null || tar -C "$W" -czf "$OUT/$1.tar.gz" logs; }
 step_of() { python3 -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]; print(max([x.get('step',0) for x in r if 'loss' in x] or [0]))" "$1" 2>/dev/null || echo 0; }
 
 phase_setup() {
-  [ -d "$D/spider1" ] || { mkdir -p "$D"; tar -C "$D" -xf /tmp/pay/data.tar.*; }  # .xz or .gz: tar reads either
+  [ -d "$D/spider1" ] || { echo "no $D/spider1: DATA_DIR must hold spider1/ and spider2/" >&2; exit 2; }
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$W/logs/device.txt" 2>/dev/null \
     || echo "no GPU: $(uname -m), $(nproc) CPU cores" > "$W/logs/device.txt"
   python3 -m t2s_fast.runinfo "$W/logs/versions.json"
@@ -139,10 +140,11 @@ phase_hfcheck() {
 }
 
 phase_report() {
-  local name; name="$(date -u +%F)-h200-$MODEL"
+  local gpu; gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | sed 's/NVIDIA //; s/ .*//' | tr 'A-Z' 'a-z')
+  local name; name="$(date -u +%F)-${gpu:-cpu}-$MODEL"
   python3 bench/real_model_report.py build "$W" --model "$MODEL" --price $PRICE --out "$W/$name"
-  tar -C "$W" -czf "$OUT/report.tar.gz" "$name"
-  ls -la "$OUT"
+  pack report "$name"
+  echo "report: $W/$name"
 }
 
 for p in $PHASES; do

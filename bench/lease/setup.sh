@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# GPU machine setup for the benchmark scripts (idempotent; ~90 s the first time on a fresh machine, ~5 s after).
-#   source bench/gpu_setup.sh
-# Expects (copied by the lead): .whl/*.whl, .gpu/qwen3-8b-config/config.json, .gpu/qwen3-tokenizer/,
+# A rented GPU machine's setup for the bench/ drivers (idempotent; ~90 s the first time on a fresh machine, ~5 s
+# after): installs the carried wheels into /tmp/site, materializes the random-init Qwen3-8B at $T2S_MODEL, and
+# sets T2S_DATA and OUT.
+#   source bench/lease/setup.sh && bash bench/throughput.sh "$T2S_MODEL" "$T2S_DATA" "$OUT/bench"
+# Expects (carried with the working tree): .whl/*.whl, .gpu/qwen3-8b-config/config.json, .gpu/qwen3-tokenizer/,
 # .gpu/data/stage1_train.jsonl (+ stage2_mixed_train.jsonl beside it for the stage-2 cost projection).
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 if [ ! -f /tmp/site/.t2s_installed ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   touch /tmp/site/.t2s_installed
 fi
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false
 export OUT=${OUT:-/tmp/t2s-out}
-mkdir -p "$OUT/bench/results" "$OUT/logs"
+mkdir -p "$OUT/bench" "$OUT/logs"
 python3 -c "import click, rich" 2>/dev/null || { echo "ERROR: click and rich are needed by the t2s-fast CLI: add their wheels to .whl/" >&2; exit 3; }
 # The random-init Qwen3-8B (exact shape, real tokenizer), materialized once per machine on local disk.
 export T2S_MODEL=/tmp/qwen3-8b-random
