@@ -116,4 +116,9 @@ def ablate_command(cfg: AblationConfig, run: AblationRun):
     for f in summary["final"].values():
         ex = "n/a" if f["ex"] is None else f"{100 * f['ex']:.1f}%"
         click.echo(f"final {f['suite']} {f['split']} {f['arm']}: EX {ex} ({f['correct']}/{f['n']})")
+    from t2s_fast.evaluate.paired import describe
+
+    for group, pair in summary.get("paired", {}).items():
+        for where, c in pair.items():
+            click.echo(f"paired, group {group} ({where}): " + (c["error"] if "error" in c else describe(c)))
     click.echo(f"report: {cfg.out_dir}/ablation.md, ablation.json, ablation.png")
