@@ -112,7 +112,7 @@ def check_plan(cfg: SweepConfig, variants: list[Variant]) -> None:
     from t2s_fast.evaluate.selection import refuse_spider_dev
 
     held = heldout_config(cfg, {})
-    refuse_spider_dev(suite=held.suite, split=held.split, questions=held.questions,
+    refuse_spider_dev(suite=held.suite, split=held.split, questions=held.questions, spider_dir=held.spider_dir,
                       what=f"sweep ({cfg.source or 'sweep config'}: heldout)")
     where = cfg.source or "sweep config"
     names = [v.name for v in variants]
