@@ -137,8 +137,8 @@ def render_table(rows: list[dict], files: Files, spec: Path = SPEC) -> list[str]
     from t2s_fast.evaluate.paired import compare_adapters, verdict
 
     by_key = {(r["model"], r["variant"]): r for r in rows}
-    out = ["| variant | model | EX (Spider dev) | correct / n | Δ vs (pts, 95% paired CI) | notes | per-question file |",
-           "|---|---|---|---|---|---|---|"]
+    out = [("| variant | model | EX (Spider dev) | correct / n | Δ vs (pts, 95% paired CI) | notes "
+            "| per-question file |"), "|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
         if r["file"] not in files.committed:
             raise Problem(f"{spec}: row {i} ({r['variant']}, {r['model']}): {r['file']} is not a committed file")
@@ -153,8 +153,8 @@ def render_table(rows: list[dict], files: Files, spec: Path = SPEC) -> list[str]
             if base is None:
                 raise Problem(f"{spec}: row {i}: compare_to {r['compare_to']!r} is no row of model {r['model']!r}")
             c = compare_adapters(files.records(base["file"]), base["adapter"], files.records(r["file"]), r["adapter"])
-            delta = (f"{base.get('short', base['variant'])}: {100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
-                     f"{' (noise)' if verdict(c) == 'noise' else ''}")
+            delta = (f"{base.get('short', base['variant'])}: {100 * c['diff']:+.1f} "
+                     f"[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]{' (noise)' if verdict(c) == 'noise' else ''}")
         out.append(f"| {r['variant']} | {r['model']} | {pct(correct, n)}% | {correct}/{n} | {delta} | "
                    f"{r.get('note', '')} | `{r['file']}#{r['adapter']}` |")
     return out
@@ -189,7 +189,8 @@ def check(readme: Path, files: Files, spec: Path = SPEC) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m records.readme_results", description=__doc__.split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--check", metavar="README", help="exit 1 naming each figure no committed per-question file backs")
+    mode.add_argument("--check", metavar="README",
+                      help="exit 1 naming each figure no committed per-question file backs")
     mode.add_argument("--write", metavar="README", help="regenerate the results table between the markers")
     ap.add_argument("--root", default=".", help="the repository root the README's paths are relative to")
     ap.add_argument("--spec", default=str(SPEC), help="the table's rows (JSON)")

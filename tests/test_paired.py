@@ -10,8 +10,14 @@ import math
 import pytest
 
 from t2s_fast.errors import T2SError
-from t2s_fast.evaluate.paired import (compare_runs, describe, paired_bootstrap, read_per_question, verdict,
-                                      write_per_question)
+from t2s_fast.evaluate.paired import (
+    compare_runs,
+    describe,
+    paired_bootstrap,
+    read_per_question,
+    verdict,
+    write_per_question,
+)
 
 
 def _verdicts(pattern: list[bool]) -> dict[str, bool]:

@@ -34,10 +34,9 @@ def write_per_question(out_dir: str | Path, records: list[dict]) -> Path:
     """``out_dir/scored.jsonl.gz``: the scored lines gzipped, written atomically, with no time stamp in the
     gzip header (the same lines give the same bytes)."""
     path = Path(out_dir) / PER_QUESTION_FILE
-    with atomic_open(path, "wb", encoding=None) as fh:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz:
-            for rec in records:
-                gz.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+    with atomic_open(path, "wb", encoding=None) as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz:
+        for rec in records:
+            gz.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
     return path
 
 
@@ -174,8 +173,8 @@ def describe(c: dict) -> str:
             f"right->wrong, {c['wrong_to_right']} wrong->right, n {c['n']}: {verdict(c)}")
 
 
-TABLE_HEAD = ["| baseline | compared | n | EX baseline | EX compared | Δ (pts) | 95% paired bootstrap CI | right→wrong "
-              "| wrong→right | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+TABLE_HEAD = [("| baseline | compared | n | EX baseline | EX compared | Δ (pts) | 95% paired bootstrap CI "
+               "| right→wrong | wrong→right | verdict |"), "|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def table_row(c: dict) -> str:

@@ -25,7 +25,7 @@ class Question:
     db_path: Path | None = None  # local SQLite file, when there is one
     schema_text: str | None = None  # rendered schema when it does not come from db_path
     not_executable: str | None = None  # why its SQL cannot be executed here (scored as not executable)
-    schema_level: str = "full"  # a rebuilt schema's level (`data/schema_text.py`): "no_sample_values" as prepare wrote it
+    schema_level: str = "full"  # a rebuilt schema's level (`data/schema_text.py`), as prepare wrote the line
     extra: dict = field(default_factory=dict)  # suite-specific scoring data (Spider 2.0 gold CSVs, settings)
 
 

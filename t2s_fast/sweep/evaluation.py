@@ -1,10 +1,10 @@
 """The sweep's evaluations, in one process and through ONE engine: every candidate adapter on the held-out set,
 the choice (sweep/rule.py), then the chosen one on the final set (greedy, then maj@K), beside its baseline (the
-variant max_eval_loss names, else the first) so the two are compared question by question (`evaluate/paired.py`). The final runs reuse
-the held-out engine, whose adapters include the chosen one, instead of starting an engine for each (on an H200 a
-cold vLLM start took 86 s for the 0.5B, against 125 s to generate 16,074 held-out answers). Each run resumes from
-its predictions like any `t2s-fast eval`, and the engine is opened only when something is left to generate, so a
-re-run that only chooses again opens it for the new choice's final report alone."""
+variant max_eval_loss names, else the first) so the two are compared question by question (`evaluate/paired.py`).
+The final runs reuse the held-out engine, whose adapters include the chosen one, instead of starting an engine for
+each (on an H200 a cold vLLM start took 86 s for the 0.5B, against 125 s to generate 16,074 held-out answers). Each
+run resumes from its predictions like any `t2s-fast eval`, and the engine is opened only when something is left to
+generate, so a re-run that only chooses again opens it for the new choice's final report alone."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def evaluate_and_choose(job: SweepEvaluation) -> dict:
             log.info("sweep: chosen %s (held-out EX %.3f); its final report in the same engine", chosen["name"],
                      chosen["ex"])
             finalists = {chosen["name"]: chosen["path"]}
-            if baseline and baseline["name"] != chosen["name"]:  # the baseline too, to compare them question by question
+            if baseline and baseline["name"] != chosen["name"]:  # the baseline too: compared question by question
                 finalists[baseline["name"]] = baseline["path"]
             for label, fcfg in final_configs(cfg, finalists):
                 final[label] = _final_row(evaluate(fcfg, generator=engine), chosen["name"], fcfg.out_dir)

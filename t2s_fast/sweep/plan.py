@@ -91,7 +91,8 @@ def heldout_config(cfg: SweepConfig, adapters: dict[str, str]) -> EvalConfig:
 
 
 def final_configs(cfg: SweepConfig, adapters: dict[str, str]) -> list[tuple[str, EvalConfig]]:
-    """[("greedy", cfg), ("maj@K", cfg)]: the chosen adapter alone, greedy, then self-consistency if asked."""
+    """[("greedy", cfg), ("maj@K", cfg)]: the adapters given (the chosen one, and its baseline), greedy, then
+    self-consistency if asked."""
     if cfg.final is None:
         return []
     section = dict(cfg.final)
