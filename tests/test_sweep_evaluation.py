@@ -52,3 +52,9 @@ def test_heldout_choice_and_final_share_one_vllm_engine(suite, tmp_path, fake_vl
     for label in ("greedy", "maj@2"):
         assert (paired["final"][label]["n"], paired["final"][label]["diff"]) == (3, 1.0)
         assert paired["final"][label]["file_a"].endswith("scored.jsonl.gz")
+    from t2s_fast.sweep.report import _paired
+
+    md = "\n".join(_paired({"paired": paired}))
+    assert "## Chosen against the baseline (bad@final)" in md
+    assert "| held-out | bad@final | good@final | 4 | 0.0% | 100.0% | +100.0 |" in md
+    assert "| final maj@2 | bad@final | good@final | 3 |" in md
