@@ -124,6 +124,17 @@ def test_final_set_runs_baseline_and_winner_and_chooses_nothing(suite, tmp_path,
     assert (f["greedy"]["correct"], f["greedy"]["n"]) == (1, 2) and f["resample-k3"]["correct"] == 2
     assert f["greedy"]["source"] == str(final_q) and (out / "final" / "maj2-t0.7" / "report.json").is_file()
     assert "## Final set" in (out / "ablation.md").read_text()
+    # every arm and final run keeps its per-question file; the winner is compared with its baseline on both sets
+    for run in ("arms/greedy", "arms/resample-k3", "final/greedy", "final/resample-k3"):
+        assert (out / run / "scored.jsonl.gz").is_file()
+    held, fin = summary["paired"]["single"]["heldout"], summary["paired"]["single"]["final"]
+    assert (held["a"], held["b"], held["n"], held["wrong_to_right"], held["right_to_wrong"]) == (
+        "greedy", "resample-k3", 4, 1, 0)
+    assert held["diff"] == 0.25 and held["noise"] is True  # one question of four: inside the noise
+    assert (fin["n"], fin["diff"]) == (2, 0.5) and fin["file_b"] == str(out / "final/resample-k3/scored.jsonl.gz")
+    assert "vote" not in summary["paired"]  # its winner is its baseline
+    md = (out / "ablation.md").read_text()
+    assert "| heldout | single | greedy | resample-k3 | 4 | 25.0% | 50.0% | +25.0 |" in md and "| noise |" in md
 
 
 def test_bad_ablations_are_refused_before_anything_runs(suite, tmp_path, qwen3_tokenizer_dir, spider1_dir):

@@ -214,3 +214,27 @@ def test_eval_prompt_equals_training_prompt_on_the_real_data(prepared, spider1_d
                 differ.append(q.qid)
     assert not differ, f"eval prompts differ from the training prompts of {len(differ)} questions: {differ[:10]}"
     assert set(compared) == {"sqlite", "bigquery", "snowflake"} and min(compared.values()) >= 5, compared
+
+
+def test_heldout_and_jsonl_suites_ask_the_same_prompt_for_every_line(prepared, spider1_dir, tmp_path):
+    """`--suite heldout` (prompts rebuilt from the databases) and `--suite jsonl` (the file's messages) send the
+    same messages for every line of the real stage1_valid.jsonl: the lines prepare shortened (a schema too long
+    with its sample values, cre_Drama_Workshop_Groups at 3072 tokens) are rebuilt at that level too."""
+    from t2s_fast.evaluate.config import EvalConfig
+    from t2s_fast.evaluate.harness import load_questions, question_messages
+
+    valid = prepared["out"] / "stage1_valid.jsonl"
+    levels = {s["id"]: s["level"] for s in prepared["stats"]["shortened"]}
+    ids = {r["id"] for r in prepared["files"]["stage1_valid.jsonl"]}
+    assert any(levels.get(i) == "no_sample_values" for i in ids), "the case this test is about: shortened lines"
+
+    def messages(suite):
+        cfg = EvalConfig(base_model="m", out_dir=str(tmp_path / suite), include_base=True, suite=suite,
+                         questions=str(valid), db_root=str(spider1_dir / "database"))
+        cache: dict = {}
+        return {q.qid: question_messages(q, cache, cfg.sample_values) for q in load_questions(cfg).questions}
+
+    held, plain = messages("heldout"), messages("jsonl")
+    assert set(held) == set(plain) == ids
+    differ = sorted(q for q in ids if held[q] != plain[q])
+    assert not differ, f"{len(differ)} of {len(ids)} prompts differ between heldout and jsonl: {differ[:5]}"

@@ -44,3 +44,17 @@ def test_heldout_choice_and_final_share_one_vllm_engine(suite, tmp_path, fake_vl
     assert result["chosen"]["name"] == "good@final" and result["heldout"]["suite"] == "jsonl"
     assert [(k, f["suite"], f["split"], f["ex"], f["n"]) for k, f in result["final"].items()] == [
         ("greedy", "spider1", "dev", 1.0, 3), ("maj@2", "spider1", "dev", 1.0, 3)]
+    # the chosen one against the baseline (the first variant), question by question, held-out and final
+    paired = result["paired"]
+    assert (paired["baseline"], paired["chosen"]) == ("bad@final", "good@final")
+    assert (paired["heldout"]["n"], paired["heldout"]["wrong_to_right"], paired["heldout"]["diff"]) == (4, 4, 1.0)
+    assert paired["heldout"]["noise"] is False
+    for label in ("greedy", "maj@2"):
+        assert (paired["final"][label]["n"], paired["final"][label]["diff"]) == (3, 1.0)
+        assert paired["final"][label]["file_a"].endswith("scored.jsonl.gz")
+    from t2s_fast.sweep.report import _paired
+
+    md = "\n".join(_paired({"paired": paired}))
+    assert "## Chosen against the baseline (bad@final)" in md
+    assert "| held-out | bad@final | good@final | 4 | 0.0% | 100.0% | +100.0 |" in md
+    assert "| final maj@2 | bad@final | good@final | 3 |" in md

@@ -100,7 +100,8 @@ def test_top_ex_over_the_cap_is_not_chosen_and_the_report_says_why(tmp_path, fak
     assert "eval loss is at most 0.6500" in summary["rule"]
     assert {c["name"]: c["eligible"] for c in summary["candidates"]} == {"a@final": False, "b@final": True,
                                                                         "c@final": True}
-    assert fake.evaluated[-1] == ("spider1", ["c@final"])  # the final report is the eligible choice's
+    # the final report is the eligible choice's, beside the baseline (the first variant) to compare them
+    assert fake.evaluated[-1] == ("spider1", ["c@final", "a@final"])
     md = (tmp_path / "sweep" / "sweep.md").read_text()
     assert "eval loss is at most 0.6500" in md and "0.9000 (over the cap: not eligible)" in md
     assert "Not eligible (eval loss over the cap 0.6500)" in md and "a@final (EX 80.0%, eval loss 0.9000)" in md
@@ -149,7 +150,8 @@ def test_rerun_with_a_new_cap_chooses_again_without_retraining(tmp_path, fake):
     summary = _run(path, "--max-eval-loss", "c")
     assert sorted(fake.trained) == ["a", "b", "c"]  # nothing retrained
     assert summary["chosen"]["name"] == "c@final" and summary["max_eval_loss"] == RESULTS["c"][1]
-    assert fake.evaluated[-1] == ("spider1", ["c@final"])  # the final report is the new choice's alone
+    # the new choice's alone: the baseline is the variant max_eval_loss names, c itself
+    assert fake.evaluated[-1] == ("spider1", ["c@final"])
     assert len(fake.engines) == 2  # one engine per run of the sweep: held-out and final share it
     state = json.loads((tmp_path / "sweep" / "sweep_state.json").read_text())
     assert state["chosen"]["name"] == "c@final" and state["rule"]["max_eval_loss_from"] == "c"
@@ -176,7 +178,7 @@ def test_report_only_chooses_from_the_finished_heldout_evaluation_and_runs_nothi
     assert "ex_and_loss_vs_step.png" in md and (tmp_path / "sweep" / "ex_and_loss_vs_step.png").stat().st_size > 0
     fake.stop_at_final = False  # the same command without --report-only runs only the final report
     assert _run(path, "--max-eval-loss", "c")["final"]["greedy"]["ex"] == RESULTS["c"][0]
-    assert fake.trained == done[0] and fake.evaluated[-1] == ("spider1", ["c@final"])
+    assert fake.trained == done[0] and fake.evaluated[-1] == ("spider1", ["c@final"])  # c is its own baseline
 
 
 def test_an_engine_setting_in_final_is_refused_before_training(tmp_path, fake, capsys):

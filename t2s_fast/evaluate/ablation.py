@@ -46,6 +46,7 @@ def run_arm(cfg: AblationConfig, label: str, ecfg: EvalConfig, engine: LazyEngin
         done = read_json(arm_file)
         if _without_idle_repair(done.get("settings") or {}) == _without_idle_repair(_comparable(ecfg)):
             log.info("ablate: %s finished before; its report is kept", label)
+            _keep_per_question_file(Path(ecfg.out_dir))
             return {"report": load_report(ecfg.out_dir), "wall_seconds": done["wall_seconds"], "kept": True}
     log.info("ablate: %s starts (%s)", label, ecfg.out_dir)
     opened_before, t0 = engine.open_seconds, time.perf_counter()
@@ -61,7 +62,7 @@ def run_arm(cfg: AblationConfig, label: str, ecfg: EvalConfig, engine: LazyEngin
 def ablate(cfg: AblationConfig, *, on_arm_done=None) -> dict:
     """Run (or resume) every arm in one engine, choose per group on the held-out set, run the final report,
     and write ablation.json/md/png. ``on_arm_done(name)`` is called after each arm (tests, progress)."""
-    from t2s_fast.evaluate.ablation_report import choose, run_row, write_ablation
+    from t2s_fast.evaluate.ablation_report import choose, paired_choices, run_row, write_ablation
 
     from t2s_fast import distributed
 
@@ -90,13 +91,22 @@ def ablate(cfg: AblationConfig, *, on_arm_done=None) -> dict:
             _log_done(f"final {arm.name}", finals[arm.name])
     finally:
         engine.close()
+    paired = paired_choices(choices, rows, finals, adapter)
     summary = {"config": cfg.source, "out_dir": cfg.out_dir, "choose_adapter": adapter,
                "gpu_hourly_usd": cfg.gpu_hourly_usd, "engine_open_seconds": round(engine.open_seconds, 3),
                "engine_opened": engine.engine is not None, "shared": dict(cfg.eval),
                "chosen_on": next(iter(choices.values()))["chosen_on"], "arms": rows, "choices": choices,
-               "final": finals}
+               "final": finals, "paired": paired}
     write_ablation(Path(cfg.out_dir), summary)
     return summary
+
+
+def _keep_per_question_file(out_dir: Path) -> None:
+    """An arm kept from a run made before eval wrote scored.jsonl.gz gets it now, from its scored.jsonl."""
+    from t2s_fast.evaluate.paired import PER_QUESTION_FILE, PLAIN_FILE, read_per_question, write_per_question
+
+    if not (out_dir / PER_QUESTION_FILE).is_file() and (out_dir / PLAIN_FILE).is_file():
+        write_per_question(out_dir, read_per_question(out_dir / PLAIN_FILE))
 
 
 def _default_adapter(ecfg: EvalConfig) -> str:

@@ -164,7 +164,7 @@ def check_ablation(cfg: AblationConfig, *, check_files: bool = True) -> tuple[li
     arms = parse_arms(cfg)
     configs = {a.name: arm_config(cfg, a, check_files=check_files) for a in arms}
     first = configs[arms[0].name]
-    refuse_spider_dev(suite=first.suite, split=first.split, questions=first.questions,
+    refuse_spider_dev(suite=first.suite, split=first.split, questions=first.questions, spider_dir=first.spider_dir,
                       what=f"ablate ({_where(cfg)}: eval)")
     names = evaluated_names(cfg)
     if cfg.choose_adapter is not None and cfg.choose_adapter not in names:

@@ -78,6 +78,53 @@ def choose(arms, rows: list[dict], adapter: str) -> dict:
     return choices
 
 
+def paired_choices(choices: dict, rows: list[dict], finals: dict, adapter: str) -> dict:
+    """{group: {"heldout": comparison, "final": comparison}}: each group's winner against its baseline, question
+    by question (`evaluate/paired.py`), on the held-out set and, where both ran, on the final set. A group whose
+    winner is its baseline has nothing to compare; a run without a per-question file gets {"error": why}."""
+    from t2s_fast.errors import T2SError
+    from t2s_fast.evaluate.paired import compare_files
+
+    by_name = {r["name"]: r for r in rows}
+    out = {}
+    for group, c in choices.items():
+        base, win = c["baseline"], c["arm"]
+        if not win or win == base:
+            continue
+        pair = {}
+        for where, runs in (("heldout", by_name), ("final", finals)):
+            if base not in runs or win not in runs:
+                continue
+            try:
+                pair[where] = compare_files(runs[base]["out_dir"], adapter, runs[win]["out_dir"], adapter,
+                                            label_a=base, label_b=win)
+            except T2SError as exc:
+                pair[where] = {"error": str(exc)}
+        out[group] = pair
+    return out
+
+
+def paired_markdown(s: dict) -> list[str]:
+    """The winners against their baselines, with the paired interval (nothing when no group has one)."""
+    from t2s_fast.evaluate.paired import NOTE, TABLE_HEAD, table_row
+
+    rows, errors = [], []
+    for group, pair in (s.get("paired") or {}).items():
+        for where in ("heldout", "final"):
+            c = pair.get(where)
+            if c is None:
+                continue
+            if "error" in c:
+                errors.append(f"- {group} ({where}): no paired comparison: {c['error']}")
+            else:
+                rows.append(f"| {where} | {group} " + table_row(c))
+    if not rows and not errors:
+        return []
+    head = ["| set | group " + TABLE_HEAD[0], "|---|---" + TABLE_HEAD[1]]
+    return ["", f"## Winners against their baselines, question by question ({s['choose_adapter']})", "",
+            *(head + rows if rows else []), *errors, "", NOTE]
+
+
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
@@ -116,6 +163,7 @@ def render_markdown(s: dict) -> str:
             out.append(f"| {f['arm']} | {f['group']} | {where} "
                        f"| {_pct(f['ex'])} ({f['correct']}/{f['n']}) | {f['exec_errors']} | {f['generated_tokens']} | "
                        f"{f['wall_seconds']:.1f} | ${f['usd']:.4f} |")
+    out += paired_markdown(s)
     return "\n".join(out) + "\n"
 
 

@@ -44,12 +44,27 @@ def eval_command(cfg: EvalConfig):
 @click.command("report", context_settings={"show_default": True})
 @options_from(ReportConfig)
 def report_command(cfg: ReportConfig):
-    """Re-render eval runs' reports from report.json; with several runs, compare them side by side."""
+    """Re-render eval runs' reports from report.json; with several runs, compare them side by side.
+
+    With several runs, each adapter present in the first run and in another is also compared question by question
+    (from the runs' per-question files, scored.jsonl.gz): the EX difference with its 95% paired bootstrap
+    interval and the discordant counts, printed and written to paired.md/json ("noise" when the interval holds 0).
+    """
     from t2s_fast.evaluate.report import report_runs
 
     written = report_runs(list(cfg.run_dirs), cfg.out)
     for p in written.values():
         click.echo(str(p))
+    if len(cfg.run_dirs) > 1:
+        from pathlib import Path
+
+        from t2s_fast.evaluate.paired import write_run_comparisons
+
+        lines, path = write_run_comparisons(list(cfg.run_dirs), Path(cfg.out or cfg.run_dirs[0]))
+        for line in lines:
+            click.echo(line)
+        if path is not None:
+            click.echo(str(path))
 
 
 @click.command("prepare-repair", context_settings={"show_default": True})
@@ -101,4 +116,9 @@ def ablate_command(cfg: AblationConfig, run: AblationRun):
     for f in summary["final"].values():
         ex = "n/a" if f["ex"] is None else f"{100 * f['ex']:.1f}%"
         click.echo(f"final {f['suite']} {f['split']} {f['arm']}: EX {ex} ({f['correct']}/{f['n']})")
+    from t2s_fast.evaluate.paired import describe
+
+    for group, pair in summary.get("paired", {}).items():
+        for where, c in pair.items():
+            click.echo(f"paired, group {group} ({where}): " + (c["error"] if "error" in c else describe(c)))
     click.echo(f"report: {cfg.out_dir}/ablation.md, ablation.json, ablation.png")

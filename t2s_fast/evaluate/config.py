@@ -147,7 +147,8 @@ class EvalConfig:
         if self.checkpoints:
             from t2s_fast.evaluate.selection import refuse_spider_dev
 
-            refuse_spider_dev(suite=self.suite, split=self.split, questions=self.questions, what="eval --checkpoints")
+            refuse_spider_dev(suite=self.suite, split=self.split, questions=self.questions, spider_dir=self.spider_dir,
+                              what="eval --checkpoints")
 
     def _check_levers(self) -> None:
         """The accuracy levers (question-matched values, repair); --repair auto is resolved here, so

@@ -21,7 +21,7 @@ def question_messages(q: Question, schema_cache: dict, sample_values: int, quest
     messages as given). ``question_values``: a ``t2s_fast.schema_values.QuestionValueMatcher``
     (--question-values), or None."""
     from t2s_fast.data.lazy_schema import LazySchema
-    from t2s_fast.data.schema_text import schema_text
+    from t2s_fast.data.schema_text import schema_text, whole_text
     from t2s_fast.prompt import build_messages
     from t2s_fast.schema import read_sqlite_schema
 
@@ -33,8 +33,11 @@ def question_messages(q: Question, schema_cache: dict, sample_values: int, quest
         if key not in schema_cache:  # read once per database; its whole text is rendered once too
             schema_cache[key] = LazySchema.from_schema(read_sqlite_schema(q.db_path, db_id=q.db_id,
                                                                           sample_values=sample_values))
-        matches = question_values.match(q.db_path, q.question) if question_values is not None else {}
-        schema = schema_text(schema_cache[key], q.dialect, None, question_values=matches).text
+        if q.schema_level == "no_sample_values":  # as `prepare` wrote the line (question values go with samples)
+            schema = whole_text(schema_cache[key], q.dialect, sample_values=False)
+        else:
+            matches = question_values.match(q.db_path, q.question) if question_values is not None else {}
+            schema = schema_text(schema_cache[key], q.dialect, None, question_values=matches).text
     return build_messages(dialect=q.dialect, db_id=q.db_id, schema=schema, question=q.question,
                           external_knowledge=q.external_knowledge)
 

@@ -111,7 +111,8 @@ def _device_info(backend: str) -> dict:
 
 
 def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = None, generator=None) -> dict:
-    """Run (or resume) an evaluation and write predictions, scored.jsonl and report.{json,md,html} to out_dir.
+    """Run (or resume) an evaluation and write predictions, scored.jsonl (and the same lines gzipped,
+    scored.jsonl.gz: its per-question file) and report.{json,md,html} to out_dir.
 
     ``on_batch(batch_index, n_done)`` is called after each batch is saved (progress hooks, tests).
     ``generator`` may be given to reuse an already-loaded engine (benchmarks).
@@ -179,6 +180,9 @@ def evaluate(cfg: EvalConfig, *, on_batch: Callable[[int, int], None] | None = N
         if engine is not None:
             engine.close()
     write_jsonl(out_dir / "scored.jsonl", scored)
+    from t2s_fast.evaluate.paired import write_per_question
+
+    write_per_question(out_dir, scored)  # the same lines gzipped: the per-question file a report commits
     timing = _timing(cfg, store, gen_stats, score_seconds, time.perf_counter() - started, backend)
     return _write_report(cfg, qset, scored, store, backend=backend, repair=repair, timing=timing)
 

@@ -25,6 +25,7 @@ class Question:
     db_path: Path | None = None  # local SQLite file, when there is one
     schema_text: str | None = None  # rendered schema when it does not come from db_path
     not_executable: str | None = None  # why its SQL cannot be executed here (scored as not executable)
+    schema_level: str = "full"  # a rebuilt schema's level (`data/schema_text.py`), as prepare wrote the line
     extra: dict = field(default_factory=dict)  # suite-specific scoring data (Spider 2.0 gold CSVs, settings)
 
 
@@ -128,20 +129,46 @@ def heldout_db_root(questions_file: str | Path, db_root: str | Path | None, spid
     return Path(spider) / "database"
 
 
+# the schema levels a prompt can be rebuilt at without the gold SQL (the later levels keep what the gold SQL reads)
+REBUILDABLE_LEVELS = ("full", "no_sample_values")
+
+
+def prepared_levels(questions_file: str | Path) -> dict[str, str]:
+    """{line id: schema level} of the lines `prepare` shortened, from the prepare_stats.json beside the file
+    ({} without one: every line was written at level full, or the file is not `prepare`'s)."""
+    stats = Path(questions_file).parent / "prepare_stats.json"
+    if not stats.is_file():
+        return {}
+    shortened = read_json(stats).get("shortened") or []
+    return {str(s["id"]): str(s["level"]) for s in shortened if isinstance(s, dict) and "id" in s and "level" in s}
+
+
 def load_heldout(questions_file: str | Path, db_root: str | Path | None, spider_dir: str | Path | None, *,
                  dbs: list[str], limit: int | None) -> QuestionSet:
-    """A held-out prepared file (stage1_valid.jsonl) scored against its own SQLite databases. Prompts are
-    rebuilt from each database, as for Spider dev, instead of using the file's messages: `prepare` may have
-    shortened a schema knowing the gold SQL, which would make the held-out question easier."""
+    """A held-out prepared file (stage1_valid.jsonl) scored against its own SQLite databases.
+
+    Prompts are rebuilt from each database (so --question-values and --sample-values apply) at the schema level
+    `prepare` wrote for the line (prepare_stats.json beside the file: a schema too long for --max-seq-length
+    lost its sample values), so a line gets the prompt `--suite jsonl` reads from the file. A line `prepare`
+    shortened with its gold SQL (keeping only the tables it reads) is skipped: its prompt would give the answer
+    away, and without the gold SQL it cannot be rebuilt."""
     root = heldout_db_root(questions_file, db_root, spider_dir)
     if not root.is_dir():
         raise T2SError(f"--suite heldout: database folder {root} not found (pass --db-root DIR)")
     qset = load_jsonl(questions_file, root, dbs=dbs, limit=limit)
+    levels = prepared_levels(questions_file)
+    rebuilt, skipped = [], list(qset.skipped)
     for q in qset.questions:
         q.messages = None
-    rebuilt = [q for q in qset.questions if q.db_path is not None]
-    skipped = qset.skipped + [{"qid": q.qid, "db_id": q.db_id, "reason": q.not_executable or "no database"}
-                              for q in qset.questions if q.db_path is None]
+        q.schema_level = levels.get(q.qid, "full")
+        if q.db_path is None:
+            skipped.append({"qid": q.qid, "db_id": q.db_id, "reason": q.not_executable or "no database"})
+        elif q.schema_level not in REBUILDABLE_LEVELS:
+            skipped.append({"qid": q.qid, "db_id": q.db_id,
+                            "reason": f"prepare shortened its schema with the gold SQL (level {q.schema_level}); "
+                                      "prepare again with a larger --max-seq-length to ask it"})
+        else:
+            rebuilt.append(q)
     return QuestionSet(rebuilt, skipped, f"{qset.source} (databases in {root})")
 
 

@@ -1,11 +1,12 @@
 """Choosing by execution accuracy: which question set a choice may be made on, and the choice itself.
 
 Spider dev is the final report and must never be the set an adapter, a checkpoint or a sweep variant is
-chosen on. Spider 1.0's dev databases are disjoint from its training databases, so a question set is
-Spider dev's when it is the spider1 suite's dev split, or when any of its questions is on one of the 20 dev
-databases, or carries a dev question id (``dev-0001`` as `eval` numbers them, ``spider1-dev-1`` as
-`prepare` would). ``stage1_valid.jsonl`` from `t2s-fast prepare` holds out whole *training* databases, so it
-passes.
+chosen on. It is recognised by its content, whatever its file or split is called: a question set is Spider
+dev's when it is the spider1 suite's dev split, or when any of its questions is on one of the 20 dev databases,
+carries a dev question id (``dev-0001`` as `eval` numbers them, ``spider1-dev-1`` as `prepare` would), or is
+one of dev's (database, question) pairs (`evaluate/spider_dev.py` holds their fingerprint). That holds for a
+``--questions`` file and for a spider1 split file (``--split valid`` with a copy of dev.json as valid.json).
+``stage1_valid.jsonl`` from `t2s-fast prepare` holds out whole *training* databases, so it passes.
 """
 
 from __future__ import annotations
@@ -24,10 +25,45 @@ SPIDER_DEV_DB_IDS = frozenset({
 _DEV_ID = re.compile(r"^(spider1-)?dev-\d+$")
 
 
-def spider_dev_reason(*, suite: str, split: str | None = None, questions: str | None = None) -> str | None:
+def _dev_reason(rec: dict, where: str) -> str | None:
+    """Why one question (a prepared line or a Spider item) is Spider dev's, or None."""
+    from t2s_fast.evaluate.spider_dev import is_spider_dev_question
+
+    db_id = rec.get("db_id")
+    if db_id in SPIDER_DEV_DB_IDS:
+        return f"{where} is on Spider dev database {db_id!r}"
+    if _DEV_ID.match(str(rec.get("id") or "")):
+        return f"{where} has the Spider dev question id {rec['id']!r}"
+    if db_id is not None and rec.get("question") is not None and is_spider_dev_question(db_id, rec["question"]):
+        return f"{where} is Spider dev's question {rec['question']!r} on {db_id!r}"
+    return None
+
+
+def _split_file_reason(spider_dir: str | None, split: str | None) -> str | None:
+    """A spider1 split file (``<spider_dir>/<split>.json``) that holds a Spider dev question."""
+    if not spider_dir or not split:
+        return None
+    from t2s_fast.jsonl import read_json
+
+    path = Path(spider_dir) / f"{split}.json"
+    if not path.is_file():
+        return None  # the loader reports the missing file with its own flags
+    data = read_json(path)
+    for i, item in enumerate(data if isinstance(data, list) else []):
+        if isinstance(item, dict):
+            reason = _dev_reason(item, f"--suite spider1 --split {split} ({path}, question {i})")
+            if reason:
+                return reason
+    return None
+
+
+def spider_dev_reason(*, suite: str, split: str | None = None, questions: str | None = None,
+                      spider_dir: str | None = None) -> str | None:
     """Why this question set is Spider dev (None when it is not)."""
     if suite == "spider1" and not questions:
-        return f"--suite spider1 --split {split} is Spider dev" if split == "dev" else None
+        if split == "dev":
+            return f"--suite spider1 --split {split} is Spider dev"
+        return _split_file_reason(spider_dir, split)
     if not questions:
         return None
     from t2s_fast.jsonl import iter_numbered_jsonl
@@ -38,16 +74,16 @@ def spider_dev_reason(*, suite: str, split: str | None = None, questions: str | 
     if not path.is_file():
         return None  # the loader reports the missing file with its own flag
     for lineno, rec in iter_numbered_jsonl(path):
-        if rec.get("db_id") in SPIDER_DEV_DB_IDS:
-            return f"--questions {questions}:{lineno} is on Spider dev database {rec['db_id']!r}"
-        if _DEV_ID.match(str(rec.get("id") or "")):
-            return f"--questions {questions}:{lineno} has the Spider dev question id {rec['id']!r}"
+        reason = _dev_reason(rec, f"--questions {questions}:{lineno}")
+        if reason:
+            return reason
     return None
 
 
-def refuse_spider_dev(*, suite: str, split: str | None = None, questions: str | None = None, what: str) -> None:
-    """Raise a T2SError when ``what`` (e.g. "eval --checkpoints") would choose on Spider dev."""
-    reason = spider_dev_reason(suite=suite, split=split, questions=questions)
+def refuse_spider_dev(*, suite: str, split: str | None = None, questions: str | None = None,
+                      spider_dir: str | None = None, what: str) -> None:
+    """Raise a T2SError (exit 2) when ``what`` (e.g. "eval --checkpoints") would choose on Spider dev."""
+    reason = spider_dev_reason(suite=suite, split=split, questions=questions, spider_dir=spider_dir)
     if reason:
         raise T2SError(f"{what} chooses by execution accuracy and refuses Spider dev ({reason}): Spider dev is the "
                        "final report, never the set to choose on. Use a held-out set instead, e.g. --suite heldout "

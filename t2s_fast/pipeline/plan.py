@@ -16,9 +16,9 @@ from pathlib import Path
 from t2s_fast.jsonl import read_json
 from t2s_fast.pipeline.config import STAGES, TRAINING, RunConfig
 
-_R05 = "eval/reports/2026-11-29-h200-qwen2.5-coder-0.5b/summary.json"
-_R15 = "eval/reports/2026-11-29-h200-qwen2.5-coder-1.5b/summary.json"
-_DEMO = "eval/reports/2026-11-24-cpu-demo-fresh-clone/report.json"
+_R05 = "records/reports/2026-11-29-h200-qwen2.5-coder-0.5b/summary.json"
+_R15 = "records/reports/2026-11-29-h200-qwen2.5-coder-1.5b/summary.json"
+_DEMO = "records/reports/2026-11-24-cpu-demo-fresh-clone/report.json"
 
 # Seconds a training run spends before its first step (loading the model and data, choosing the setup):
 # elapsed_s_total - wall_time_s of the recorded 0.5B runs on an H200 (stage 1: 86.8 s, stage 2: 50.8 s).

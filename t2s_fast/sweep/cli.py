@@ -48,6 +48,7 @@ def sweep_command(cfg: SweepConfig, run: SweepRun):
         chosen = summary.get("chosen")
         click.echo(f"chosen: {chosen['name'] if chosen else 'none'} (held-out EX {_pct(chosen)}); report: "
                    f"{cfg.out_dir}/sweep.md, sweep.json, ex_vs_cost.png")
+        _echo_paired(summary)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
@@ -63,6 +64,18 @@ def sweep_command(cfg: SweepConfig, run: SweepRun):
     for label, f in (summary.get("final") or {}).items():
         ex = "n/a" if f["ex"] is None else f"{100 * f['ex']:.1f}%"
         click.echo(f"{f['suite']} {f.get('split') or ''} {label}: EX {ex} ({f['correct']}/{f['n']})")
+    _echo_paired(summary)
+
+
+def _echo_paired(summary: dict) -> None:
+    """The chosen candidate against the baseline, question by question (held-out, then each final run)."""
+    from t2s_fast.evaluate.paired import describe
+
+    paired = summary.get("paired") or {}
+    runs = [("held-out", paired["heldout"])] if paired.get("heldout") else []
+    runs += [(f"final {label}", c) for label, c in (paired.get("final") or {}).items()]
+    for where, c in runs:
+        click.echo(f"paired ({where}): " + (c["error"] if "error" in c else describe(c)))
 
 
 def _pct(chosen: dict | None) -> str:

@@ -47,7 +47,9 @@ class SweepConfig:
                         "max_new_tokens, enforce_eager, vllm_cache_dir, gpu_memory_utilization, ...). repair is "
                         "none unless set here (the sweep chooses on greedy EX; `eval` alone defaults to auto).",
                 cli="file")
-    final: dict | None = _f(None, "EvalConfig fields of the final report of the chosen adapter alone (default suite "
+    final: dict | None = _f(None, "EvalConfig fields of the final report of the chosen adapter, beside the baseline "
+                                  "(max_eval_loss's variant, else the first) to compare them question by question "
+                                  "(default suite "
                                   "spider1, split dev: give spider_dir). Greedy, then maj@K when n_samples > 1 "
                                   "(with temperature). null: no final report.", cli="file")
     checkpoints: bool = _f(False, "Also evaluate every checkpoint of every variant (the sweep then keeps all "

@@ -91,7 +91,8 @@ def heldout_config(cfg: SweepConfig, adapters: dict[str, str]) -> EvalConfig:
 
 
 def final_configs(cfg: SweepConfig, adapters: dict[str, str]) -> list[tuple[str, EvalConfig]]:
-    """[("greedy", cfg), ("maj@K", cfg)]: the chosen adapter alone, greedy, then self-consistency if asked."""
+    """[("greedy", cfg), ("maj@K", cfg)]: the adapters given (the chosen one, and its baseline), greedy, then
+    self-consistency if asked."""
     if cfg.final is None:
         return []
     section = dict(cfg.final)
@@ -112,7 +113,7 @@ def check_plan(cfg: SweepConfig, variants: list[Variant]) -> None:
     from t2s_fast.evaluate.selection import refuse_spider_dev
 
     held = heldout_config(cfg, {})
-    refuse_spider_dev(suite=held.suite, split=held.split, questions=held.questions,
+    refuse_spider_dev(suite=held.suite, split=held.split, questions=held.questions, spider_dir=held.spider_dir,
                       what=f"sweep ({cfg.source or 'sweep config'}: heldout)")
     where = cfg.source or "sweep config"
     names = [v.name for v in variants]

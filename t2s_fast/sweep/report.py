@@ -49,7 +49,7 @@ def build_summary(cfg, variants, state, candidates: list[dict], chosen: dict | N
             "chosen_on": state.data.get("heldout"), "rule": rule.get("text", RULE),
             "max_eval_loss": rule.get("max_eval_loss"), "max_eval_loss_from": rule.get("max_eval_loss_from"),
             "error": rule.get("error"), "rows": rows, "candidates": candidates, "chosen": chosen, "final": final,
-            "final_planned": cfg.final is not None,
+            "final_planned": cfg.final is not None, "paired": state.data.get("paired") or {},
             "replay_note": "stage-2 replay_ratio variants train on mixed files written under data/replay-<ratio>/ "
                            "by prepare's own mixing function" if any("replay_ratio" in v.overrides for v in variants)
             else None}
@@ -87,6 +87,21 @@ def _side_by_side(s: dict) -> list[str]:
             "time, so their sum overstates it"]
 
 
+def _paired(s: dict) -> list[str]:
+    """The chosen candidate against the baseline, question by question, on the held-out and the final sets."""
+    from t2s_fast.evaluate.paired import NOTE, TABLE_HEAD, table_row
+
+    p = s.get("paired") or {}
+    runs = [("held-out", p["heldout"])] if p.get("heldout") else []
+    runs += [(f"final {label}", c) for label, c in (p.get("final") or {}).items()]
+    if not runs:
+        return []
+    rows = [f"| {where} " + table_row(c) for where, c in runs if "error" not in c]
+    errors = [f"- {where}: no paired comparison: {c['error']}" for where, c in runs if "error" in c]
+    return ["", f"## Chosen against the baseline ({p['baseline']}), question by question", "",
+            *(["| set " + TABLE_HEAD[0], "|---" + TABLE_HEAD[1], *rows] if rows else []), *errors, "", NOTE]
+
+
 def render_markdown(s: dict) -> str:
     on = s.get("chosen_on") or {}
     out = [f"# t2s-fast sweep: {Path(s['out_dir']).name}", "",
@@ -121,6 +136,7 @@ def render_markdown(s: dict) -> str:
     for label, f in (s.get("final") or {}).items():
         out.append(f"- {f['suite']} {f.get('split') or ''} {label}: EX **{_pct(f['ex'])}** ({f['correct']}/{f['n']}), "
                    f"`{f['out_dir']}`")
+    out += _paired(s)
     if s.get("replay_note"):
         out += ["", f"Note: {s['replay_note']}."]
     return "\n".join(out) + "\n"

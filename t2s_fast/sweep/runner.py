@@ -231,7 +231,7 @@ def evaluate_all(cfg: SweepConfig, variants: list[Variant], state: SweepState, *
         state.data["eval_seconds"] = round(state.data.get("eval_seconds", 0.0) + time.time() - t0, 3)
         state.save()
     state.data.update(heldout=result["heldout"], chosen=result["chosen"], rule=result["rule"], final=result["final"],
-                      engine_open_seconds=result["engine_open_seconds"])
+                      paired=result["paired"], engine_open_seconds=result["engine_open_seconds"])
     state.save()
     return result
 
@@ -240,7 +240,7 @@ def report_only(cfg: SweepConfig) -> dict:
     """Choose again from the finished held-out evaluation and write the report; nothing is trained, evaluated or
     run on Spider dev (an earlier final report is kept only if it is the same choice's)."""
     from t2s_fast.evaluate.report import load_report
-    from t2s_fast.sweep.evaluation import candidates_of, heldout_info
+    from t2s_fast.sweep.evaluation import baseline_of, candidates_of, heldout_info, paired_heldout
     from t2s_fast.sweep.report import build_summary, write_sweep_report
     from t2s_fast.sweep.rule import choose
 
@@ -254,8 +254,11 @@ def report_only(cfg: SweepConfig) -> dict:
     candidates = candidates_of(cfg, variants, report)
     chosen, rule = choose(cfg.max_eval_loss, candidates)
     same = (state.data.get("chosen") or {}).get("name") == (chosen or {}).get("name")
+    paired = paired_heldout(cfg, chosen, baseline_of(cfg, variants, candidates))
+    if same and (state.data.get("paired") or {}).get("final"):
+        paired["final"] = state.data["paired"]["final"]
     state.data.update(heldout=heldout_info(cfg, report), chosen=chosen, rule=rule,
-                      final=state.data.get("final") if same else {})
+                      final=state.data.get("final") if same else {}, paired=paired)
     state.save()
     summary = build_summary(cfg, variants, state, candidates, chosen, state.data.get("final") or {})
     write_sweep_report(Path(cfg.out_dir), summary)
