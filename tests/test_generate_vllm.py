@@ -210,7 +210,7 @@ def test_spider2_lite_states_what_cannot_be_executed(tmp_path, fake_vllm, spider
     ne = report["questions"]["not_executable"]
     assert ne["count"] == 2 and any("SQLite database" in r for r in ne["reasons"])
     assert report["adapters"]["a"]["ex"] is None and report["adapters"]["a"]["not_executable"] == 2
-    assert "cannot be executed here" in (tmp_path / "run" / "report.html").read_text()
+    assert "Not executable here: 2 questions" in (tmp_path / "run" / "report.html").read_text()
     assert "Not executable here: 2 questions" in (tmp_path / "run" / "report.md").read_text()
 
 
