@@ -304,7 +304,7 @@ def _build_trainer(cfg: TrainConfig, backend, setup, device, loaded, train_data,
 
     from t2s_fast import distributed
     from t2s_fast.train.callbacks import (AgreeOnStop, BudgetGuard, ProgressCallback, SignalGuard, StepLogCallback,
-                                          counting_trainer_class)
+                                          trainer_class)
 
     out = Path(cfg.output_dir)
     sft_args = _sft_config(cfg, setup, backend, out / "checkpoints", setup.micro_batch_size, eval_data is not None,
@@ -315,7 +315,7 @@ def _build_trainer(cfg: TrainConfig, backend, setup, device, loaded, train_data,
         callbacks.append(AgreeOnStop(meter))  # after every callback that may decide to stop
     if distributed.is_main():
         callbacks.append(ProgressCallback(meter))
-    trainer_cls = counting_trainer_class(backend.trainer_class(), meter)
+    trainer_cls = trainer_class(backend.trainer_class(), meter)
     trainer = trainer_cls(model=loaded.model, args=sft_args, train_dataset=train_data.dataset,
                           eval_dataset=eval_data.dataset if eval_data else None, processing_class=loaded.tokenizer,
                           callbacks=callbacks)
