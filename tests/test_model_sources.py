@@ -61,12 +61,12 @@ def test_train_and_eval_resolve_a_gguf_to_the_cached_folder(converted_gguf, tmp_
     from t2s_fast.evaluate.config import EvalConfig
     from t2s_fast.evaluate.harness import resolve_base_model
     from t2s_fast.train.config import TrainConfig
-    from t2s_fast.train.trainer import resolve_model_source
+    from t2s_fast.models import model_cache_dir, training_source
 
     gguf, cache, first = converted_gguf
     monkeypatch.setenv("T2S_FAST_CACHE", str(cache))
     cfg = TrainConfig(train_file="x.jsonl", output_dir=str(tmp_path / "run"), model_name=str(gguf))
-    source = resolve_model_source(cfg, "cpu")
+    source = training_source(cfg.model_name, cfg.tokenizer, device_kind="cpu", cache_dir=model_cache_dir(cfg.output_dir))
     assert source.model_path == first.path and source.tokenizer_path == first.path and not source.random_init
     ecfg = EvalConfig(base_model=str(gguf), out_dir=str(tmp_path / "eval"), include_base=True, suite="jsonl",
                       questions="q.jsonl", db_root=".")
