@@ -148,7 +148,7 @@ def test_resample_repairs_failing_predictions_and_resumes(suite, tmp_path, qwen3
 
 def test_error_feedback_shows_the_error_in_the_shared_repair_prompt(suite, tmp_path, qwen3_tokenizer_dir,
                                                                      qwen3_tokenizer):
-    from t2s_fast.evaluate.harness import question_messages
+    from t2s_fast.evaluate.generation import question_messages
     from t2s_fast.evaluate.questions import load_jsonl
     from t2s_fast.prompt import build_repair_messages, render_prompt
 

@@ -188,7 +188,8 @@ def test_eval_prompt_equals_training_prompt_on_the_real_data(prepared, spider1_d
     """For the same question, eval sends the messages prepare wrote (without the answer), in each dialect, wherever
     the whole schema fits both (training may shorten a schema knowing the gold SQL, which eval never reads)."""
     from t2s_fast.evaluate.config import EvalConfig
-    from t2s_fast.evaluate.harness import load_questions, question_messages
+    from t2s_fast.evaluate.generation import question_messages
+    from t2s_fast.evaluate.harness import load_questions
 
     f, stats = prepared["files"], prepared["stats"]
     shortened = {s["id"] for s in stats["shortened"]}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from t2s_fast.errors import T2SError
-from t2s_fast.evaluate.harness import build_prompts, question_messages
+from t2s_fast.evaluate.generation import build_prompts, question_messages
 from t2s_fast.evaluate.questions import Question
 from t2s_fast.schema import read_sqlite_schema, render_schema
 from t2s_fast.schema_values import (MAX_VALUE_CHARS, QuestionValueMatcher, make_matcher, match_values,

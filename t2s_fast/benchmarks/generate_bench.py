@@ -58,7 +58,7 @@ def bench_generate(cfg: BenchGenerateConfig) -> dict:
     from t2s_fast import paths
     from t2s_fast.benchmarks import results
     from t2s_fast.benchmarks.subproc import run_child
-    from t2s_fast.evaluate.config import parse_adapter_specs
+    from t2s_fast.evaluate.names import parse_adapter_specs
 
     if not cfg.model_name:
         raise T2SError("--model-name is required")
@@ -108,7 +108,7 @@ def _random_adapters(cfg: BenchGenerateConfig, work: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- one backend
 def spider_dev_requests(spider_dir: str, tokenizer, adapters: list[str], *, n_questions: int,
                         sample_values: int = 3):
-    from t2s_fast.evaluate.harness import build_prompts
+    from t2s_fast.evaluate.generation import build_prompts
     from t2s_fast.evaluate.questions import load_spider1
     from t2s_fast.generate.base import GenRequest
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from t2s_fast.data.ddl import clean_type, parse_ddl
 from t2s_fast.data.example import Dropped, SourceExample
 from t2s_fast.data.lazy_schema import LazySchema, SchemaEntry
-from t2s_fast.dialects import dialect_of  # the dialect rules (importable from here as before)
+from t2s_fast.dialects import dialect_of
 from t2s_fast.errors import T2SError
 from t2s_fast.jsonl import read_jsonl
 from t2s_fast.schema import Column, Table

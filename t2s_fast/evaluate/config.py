@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from t2s_fast.dtypes import HELP as DTYPE_HELP
 from t2s_fast.dtypes import normalize_dtype
 from t2s_fast.errors import T2SError
-from t2s_fast.evaluate.names import parse_adapter_specs  # noqa: F401 - importable from here as before
+from t2s_fast.evaluate.names import parse_adapter_specs
 from t2s_fast.sql.scorer import check_workers_timeout
 
 SUITES = ("spider1", "spider2-lite", "jsonl", "heldout")

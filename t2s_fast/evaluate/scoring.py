@@ -35,13 +35,13 @@ def majority(results: list) -> tuple[int, dict]:
     return best[1][0], {"valid": sum(len(g[1]) for g in groups), "votes": len(best[1]), "groups": len(groups)}
 
 
-def _vote(samples: list[dict], results: list) -> tuple[dict, dict]:
+def choose_by_vote(samples: list[dict], results: list) -> tuple[dict, dict]:
     """The sample ``majority`` chooses among ``samples`` (their execution results in ``results``), and the vote."""
     index, vote = majority(results)
     return samples[index], vote
 
 
-def _execute_samples(cfg: EvalConfig, voting: list[tuple[Question, list[dict]]]) -> list[list]:
+def execute_question_samples(cfg: EvalConfig, voting: list[tuple[Question, list[dict]]]) -> list[list]:
     """``execute_samples`` over each voting question's database, with the run's --workers, --timeout and
     --keep-distinct."""
     return execute_samples([(q.db_path, samples) for q, samples in voting], workers=cfg.workers,
@@ -84,8 +84,8 @@ def choose_predictions(cfg: EvalConfig, questions: list[Question], store: Predic
             else:
                 voting.append((q, samples))
                 keys.append((adapter, q.qid))
-    for key, (q, samples), results in zip(keys, voting, _execute_samples(cfg, voting) if voting else []):
-        pick, vote = _vote(samples, results)
+    for key, (q, samples), results in zip(keys, voting, execute_question_samples(cfg, voting) if voting else []):
+        pick, vote = choose_by_vote(samples, results)
         chosen[key] = dict(pick, vote=vote)
     return chosen
 

@@ -6,15 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from t2s_fast.configs import setting as _f
-
 from t2s_fast.errors import T2SError
+from t2s_fast.train.autotune import ATTENTION_CHOICES, CHECKPOINTING_CHOICES
 
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 BACKENDS = ("auto", "unsloth", "hf")
-CHECKPOINTING = ("auto", "off", "plain", "unsloth")
-ATTENTION = ("auto", "sdpa", "sdpa-no-cudnn", "varlen", "eager")
-
-
 
 
 @dataclass
@@ -55,8 +51,8 @@ class TrainConfig:
     gpu_hourly_usd: float = _f(3.44, "Price of one GPU hour, for the cost estimate and the budget guard.")
     report_to: str = _f("none", "Trainer integrations to report to (none, wandb, tensorboard, ...).")
     load_in_4bit: bool = _f(True, "Load the base in 4-bit NF4 (QLoRA) on a GPU; CPU runs are full precision.")
-    gradient_checkpointing: str = _f("auto", "auto|off|plain|unsloth (auto: chosen from free GPU memory).", choices=CHECKPOINTING)
-    attention: str = _f("auto", "auto|sdpa|sdpa-no-cudnn|varlen|eager (auto, packed on a GPU: torch's varlen kernel on Unsloth, else no cuDNN SDPA).", choices=ATTENTION)
+    gradient_checkpointing: str = _f("auto", "auto|off|plain|unsloth (auto: chosen from free GPU memory).", choices=CHECKPOINTING_CHOICES)
+    attention: str = _f("auto", "auto|sdpa|sdpa-no-cudnn|varlen|eager (auto, packed on a GPU: torch's varlen kernel on Unsloth, else no cuDNN SDPA).", choices=ATTENTION_CHOICES)
     auto_setup: bool = _f(True, "Let autotune choose how the global batch (micro-batch x accumulation, given or default: "
                                "2 x 16 = 32 examples) is split on the GPU, and checkpointing and attention. "
                                "--no-auto-setup keeps --per-device-train-batch-size and --gradient-accumulation-steps "
@@ -100,10 +96,10 @@ class TrainConfig:
             raise T2SError("--output-dir is required")
         if self.backend not in BACKENDS:
             raise T2SError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
-        if self.gradient_checkpointing not in CHECKPOINTING:
-            raise T2SError(f"--gradient-checkpointing {self.gradient_checkpointing!r}: choose one of {', '.join(CHECKPOINTING)}")
-        if self.attention not in ATTENTION:
-            raise T2SError(f"--attention {self.attention!r}: choose one of {', '.join(ATTENTION)}")
+        if self.gradient_checkpointing not in CHECKPOINTING_CHOICES:
+            raise T2SError(f"--gradient-checkpointing {self.gradient_checkpointing!r}: choose one of {', '.join(CHECKPOINTING_CHOICES)}")
+        if self.attention not in ATTENTION_CHOICES:
+            raise T2SError(f"--attention {self.attention!r}: choose one of {', '.join(ATTENTION_CHOICES)}")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "save_steps", "eval_steps",
                      "logging_steps", "max_seq_length", "lora_r"):
             if getattr(self, name) < 1:
