@@ -15,6 +15,7 @@ from pathlib import Path
 
 from t2s_fast.configs import setting as _f
 from t2s_fast.errors import T2SError
+from t2s_fast.evaluate.config import EvalConfig
 
 # TrainConfig fields the sweep sets itself
 SWEEP_OWNED = ("output_dir", "resume", "max_cost_usd")
@@ -28,6 +29,8 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no '.': PEFT refuses it
 
 @dataclass
 class SweepConfig:
+    FILE_SECTIONS = {"heldout": (EvalConfig, ()), "eval": (EvalConfig, ()), "final": (EvalConfig, ())}
+
     out_dir: str = _f("", "Sweep folder: sweep_state.json, runs/<variant>/, eval/heldout/, final/, sweep.json/md, "
                           "ex_vs_cost.png.")
     max_cost_usd: float = _f(0.0, "One dollar cap for all the sweep's training: each run gets what is left as its own "
