@@ -251,6 +251,8 @@ def score_file(pred_path: str | os.PathLike, out_path: str | os.PathLike | None,
     """Score a JSONL of {db_id, gold, pred, ...}; write the scored lines atomically to ``out_path``."""
     pred_path = Path(pred_path)
     numbered = list(iter_numbered_jsonl(pred_path, required=("db_id", "gold", "pred")))
+    if not numbered:
+        raise T2SError(f"{pred_path}: no predictions in the file (one JSON object per line: db_id, gold, pred)")
     for i, (lineno, rec) in enumerate(numbered):
         try:
             _check_record(i, rec)

@@ -20,6 +20,7 @@ Output directory (stable: `bench` and the docs read it):
   / ``peak_gpu_memory_reserved_gib``, ``wall_time_s`` (this session) and ``elapsed_s_total``, ``cost_usd``
   (total, resumed sessions included), ``projected_cost_usd``, ``final_loss``, ``final_eval_loss``,
   ``resumed_from``, ``stop_reason`` (``completed`` | ``budget`` | ``interrupted`` | ``oom`` | ``aborted``),
+  ``stop_signal`` (SIGINT or SIGTERM when interrupted: `train` exits 130 or 143),
   ``command``, ``started_at``, ``finished_at``.
 """
 
@@ -495,6 +496,7 @@ def _write_run_json(run: Run, wall_s: float) -> dict:
     info = {
         "started_at": run.started_at,
         "stop_reason": m.stop_reason,
+        "stop_signal": m.signal_name,
         "config": run.cfg.to_dict(),
         "backend": run.backend.name,
         "setup": run.setup.to_dict(),
