@@ -201,7 +201,7 @@ def read_config_file(path: str | Path) -> dict:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise T2SError(f"--config {path}: malformed YAML ({exc})") from None
+            raise T2SError(f"--config {path}{_yaml_error(exc)}") from None
     else:
         data = read_json(path)
     if not isinstance(data, dict):
@@ -218,6 +218,15 @@ def _nested(value: Any, section: tuple, where: str) -> Any:
     if isinstance(value, list):
         return [_nested(v, section, f"{where}[{i}]") if isinstance(v, dict) else v for i, v in enumerate(value)]
     return value
+
+
+def _yaml_error(exc) -> str:
+    """PyYAML's several-line report as one line: ":LINE: malformed YAML (the problem at column C)"."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    if mark is None:
+        return f": malformed YAML ({problem})"
+    return f":{mark.line + 1}: malformed YAML ({problem} at column {mark.column + 1})"
 
 
 def load_config(path: str | Path, *classes) -> dict:

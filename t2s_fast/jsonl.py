@@ -18,6 +18,12 @@ from typing import Any
 from t2s_fast.errors import T2SError
 
 
+def json_error(exc: json.JSONDecodeError) -> str:
+    """A parser's complaint as one phrase with its column: "Expecting ',' delimiter at column 12",
+    "Unterminated string starting at column 5" (the message already ends in "at" there)."""
+    return f"{exc.msg.removesuffix(' at').removesuffix(':')} at column {exc.colno}"
+
+
 def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerate_torn_tail: bool = False) -> list[dict]:
     """Read a JSONL file. A malformed line or a missing required field raises T2SError naming file and line.
 
@@ -59,7 +65,7 @@ def iter_numbered_jsonl(path: str | os.PathLike, *, required: Iterable[str] = ()
             is_torn_tail = lineno == len(lines) and not line.endswith("\n")
             if tolerate_torn_tail and is_torn_tail:
                 return
-            raise T2SError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            raise T2SError(f"{path}:{lineno}: malformed JSON ({json_error(exc)})") from None
         if not isinstance(record, dict):
             raise T2SError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
         missing = [k for k in required if k not in record]
@@ -76,7 +82,7 @@ def read_json(path: str | os.PathLike) -> Any:
         with path.open("r", encoding="utf-8") as fh:
             return json.load(fh)
     except json.JSONDecodeError as exc:
-        raise T2SError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        raise T2SError(f"{path}:{exc.lineno}: malformed JSON ({json_error(exc)})") from None
     except UnicodeDecodeError as exc:
         raise T2SError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
 
