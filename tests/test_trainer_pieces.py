@@ -46,3 +46,10 @@ def test_the_token_count_reaches_the_meter(monkeypatch):
              "labels": torch.tensor([[-100, 5, 6, -100], [-100, 7, -100, -100]])}
     assert trainer.training_step(None, batch) == "stepped"
     assert meter.take_pending() == (5, 3)
+
+
+def test_the_projection_counts_earlier_sessions_apart_from_loading():
+    from t2s_fast.train.trainer import spent_text
+
+    assert spent_text(12.4, 0.0) == "12 s already spent loading"
+    assert spent_text(312.0, 300.0) == "12 s already spent loading + 300 s of the earlier session(s)"

@@ -407,12 +407,20 @@ def _project_cost(cfg: TrainConfig, plan: Plan, train_data: TokenizedData, meter
     price = (f"${cfg.gpu_hourly_usd}/h x {meter.world_size} GPU(s)" if device.kind == "cuda" else
              f"${cfg.gpu_hourly_usd}/h: the GPU's price (--gpu-hourly-usd), not a CPU's; this run is on the CPU")
     print(f"projected cost: {tokens:,} tokens at ~{tps:,.0f} tok/s per GPU ({basis}; refined once steps are "
-          f"measured) + {spent_s:.0f} s already spent loading = {hours:.2f} h x {price} = ${cost:.2f}", file=sys.stderr)
+          f"measured) + {spent_text(spent_s, meter.prior_elapsed_s)} = {hours:.2f} h x {price} = ${cost:.2f}",
+          file=sys.stderr)
     if cfg.max_cost_usd is not None and cost > cfg.max_cost_usd:
         log.warning("projected cost $%.2f exceeds --max-cost-usd %.2f: the budget guard will stop the run early "
                     "(the adapter is saved)", cost, cfg.max_cost_usd)
         print(f"WARNING: projected ${cost:.2f} > --max-cost-usd {cfg.max_cost_usd}; the run will stop early",
               file=sys.stderr)
+
+
+def spent_text(spent_s: float, prior_s: float) -> str:
+    """The time already paid for, in words: this session's loading, and on a resume the earlier sessions' time
+    apart (it is not loading)."""
+    loading = f"{spent_s - prior_s:.0f} s already spent loading"
+    return f"{loading} + {prior_s:.0f} s of the earlier session(s)" if prior_s > 0 else loading
 
 
 def run_training(run: Run) -> dict:
