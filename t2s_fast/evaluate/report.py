@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from t2s_fast.errors import T2SError
+from t2s_fast.gguf_models import source_label
 from t2s_fast.evaluate.document import Bold, Bullets, Cell, Code, Document, Figure, Heading, Note, Paragraph, \
     QuestionList, Table, to_html, to_markdown
 from t2s_fast.evaluate.names import display_name
@@ -190,7 +191,9 @@ def _grouped_bars(categories: list[str], series: dict[str, list], *, title: str,
     n_series = max(1, len(series))
     width = 0.8 / n_series
     if horizontal:
-        fig, ax = plt.subplots(figsize=(9, max(3.0, 0.32 * len(categories) * max(1, n_series * 0.6) + 1)))
+        few = len(categories) <= 2  # one or two databases: a small chart, not two bars a third of the page tall
+        floor = 1.2 + 0.6 * len(categories) if few else 3.0
+        fig, ax = plt.subplots(figsize=(7 if few else 9, max(floor, 0.32 * len(categories) * max(1, n_series * 0.6) + 1)))
     else:
         fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(categories) * max(1, n_series * 0.5)), 4))
     for i, (label, values) in enumerate(series.items()):
@@ -251,8 +254,10 @@ def settings_section(report: dict) -> list:
     s, q = report["settings"], report["questions"]
     engine = f" ({s['engine']})" if s.get("engine") else ""
     consistency = f"; {s['self_consistency']}" if s.get("self_consistency") else ""
+    label = source_label(s["base_model"])
+    converted = [" (converted once to ", Code(s["base_model"]), ")"] if label != s["base_model"] else []
     blocks: list = [Bullets([
-        ["Base model: ", Code(s["base_model"]), f"; backend: {s['backend']}{engine}"],
+        ["Base model: ", Code(label), *converted, f"; backend: {s['backend']}{engine}"],
         [f"Questions: {q['evaluated']} evaluated of {q['selected']} selected from ", Code(s["source"]),
          f"; {q['executable']} executable here"],
         f"Decoding: {s['decoding']}, max {s['max_new_tokens']} new tokens{consistency}",
@@ -338,12 +343,22 @@ def repair_section(repair: dict | None) -> list:
 
 
 def speed_section(t: dict | None) -> list:
+    """Generation speed over every answer, and this session's apart when it resumed answers from an earlier one
+    (a resumed run's generation seconds add up several sessions; its wall time is this session's only)."""
     if not t:
         return []
-    return [Heading("Speed"), Bullets([
-        [f"{t['generated_tokens']} tokens generated in {t['generation_seconds']:.1f} s (",
-         Bold(f"{t['tokens_per_s']:.1f} tokens/s"), f", all adapters in one engine) on {t['device'].get('device', '?')}"],
-        f"scoring {t['scoring_seconds']:.1f} s; this session's wall time {t['wall_seconds_this_session']:.1f} s"])]
+    session = t.get("this_session") or {}
+    resumed = session.get("resumed") or 0
+    over = ", summed over this session and the earlier one(s) it resumed" if resumed else ""
+    items: list = [[f"{t['generated_tokens']} tokens generated in {t['generation_seconds']:.1f} s of generation (",
+                    Bold(f"{t['tokens_per_s']:.1f} tokens/s"),
+                    f", all adapters in one engine) on {t['device'].get('device', '?')}{over}"]]
+    if resumed:
+        items.append(f"this session: {session.get('tokens', 0)} tokens in {session.get('seconds', 0.0):.1f} s of "
+                     f"generation ({session.get('tokens_per_s', 0.0):.1f} tokens/s); {resumed} answers came from "
+                     "the earlier session(s)")
+    items.append(f"scoring {t['scoring_seconds']:.1f} s; this session's wall time {t['wall_seconds_this_session']:.1f} s")
+    return [Heading("Speed"), Bullets(items)]
 
 
 def disagreements_section(report: dict) -> list:
