@@ -16,17 +16,23 @@ from t2s_fast.errors import T2SError
 
 # name -> "module:attribute" of a click command (or group)
 COMMANDS = {
-    "prepare": ("t2s_fast.data.cli:prepare_command", "Spider 1.0/2.0 files on disk -> chat-format JSONL for stage 1 and 2."),
-    "prepare-repair": ("t2s_fast.evaluate.cli:prepare_repair_command", "Repair-turn training examples from a model's real failures on training data."),
+    "prepare": ("t2s_fast.data.cli:prepare_command",
+                "Spider 1.0/2.0 files on disk -> chat-format JSONL for stage 1 and 2."),
+    "prepare-repair": ("t2s_fast.evaluate.cli:prepare_repair_command",
+                       "Repair-turn training examples from a model's real failures on training data."),
     "train": ("t2s_fast.train.cli:train_command", "QLoRA fine-tuning (Unsloth on a GPU, transformers+PEFT otherwise)."),
     "infer": ("t2s_fast.train.cli:infer_command", "Answer one question against a schema; prints only the SQL."),
     "merge": ("t2s_fast.train.cli:merge_command", "Fold a LoRA adapter into its base model (bfloat16)."),
-    "eval": ("t2s_fast.evaluate.cli:eval_command", "Batch-generate SQL on Spider dev for several adapters and score EX."),
+    "eval": ("t2s_fast.evaluate.cli:eval_command",
+             "Batch-generate SQL on Spider dev for several adapters and score EX."),
     "report": ("t2s_fast.evaluate.cli:report_command", "Re-render evaluation runs and compare them side by side."),
-    "ablate": ("t2s_fast.evaluate.cli:ablate_command", "Many eval settings (arms) in one engine; choose per group on held-out EX."),
-    "sweep": ("t2s_fast.sweep.cli:sweep_command", "Train variants under one dollar cap; choose by held-out EX; report on Spider dev."),
+    "ablate": ("t2s_fast.evaluate.cli:ablate_command",
+               "Many eval settings (arms) in one engine; choose per group on held-out EX."),
+    "sweep": ("t2s_fast.sweep.cli:sweep_command",
+              "Train variants under one dollar cap; choose by held-out EX; report on Spider dev."),
     "score": ("t2s_fast.sql.cli:score_command", "Score predicted SQL by execution accuracy (sqlglot + SQLite)."),
-    "bench": ("t2s_fast.benchmarks.cli:bench_group", "Throughput, memory and cost benchmarks (train, generate, score)."),
+    "bench": ("t2s_fast.benchmarks.cli:bench_group",
+              "Throughput, memory and cost benchmarks (train, generate, score)."),
     "demo": ("t2s_fast.demo.cli:demo_command", "The whole pipeline on an embedded default, on a laptop CPU."),
 }
 

@@ -20,8 +20,19 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from t2s_fast.configs import (_Mismatch, check_value, field_default, field_hints, flag_names, is_required,
-                              is_sequence, item_type, load_config, settable_fields, without_none)
+from t2s_fast.configs import (
+    _Mismatch,
+    check_value,
+    field_default,
+    field_hints,
+    flag_names,
+    is_required,
+    is_sequence,
+    item_type,
+    load_config,
+    settable_fields,
+    without_none,
+)
 from t2s_fast.errors import T2SError
 
 GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)

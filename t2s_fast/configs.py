@@ -195,7 +195,8 @@ def read_config_file(path: str | Path) -> dict:
         try:
             import yaml
         except ImportError:
-            raise T2SError(f"--config {path}: YAML needs PyYAML (pip install pyyaml); or write the file as JSON") from None
+            raise T2SError(f"--config {path}: YAML needs PyYAML (pip install pyyaml); or write the file as JSON") \
+                from None
         if not path.is_file():
             raise T2SError(f"--config {path}: file not found")
         try:

@@ -24,7 +24,8 @@ def json_error(exc: json.JSONDecodeError) -> str:
     return f"{exc.msg.removesuffix(' at').removesuffix(':')} at column {exc.colno}"
 
 
-def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerate_torn_tail: bool = False) -> list[dict]:
+def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (),
+               tolerate_torn_tail: bool = False) -> list[dict]:
     """Read a JSONL file. A malformed line or a missing required field raises T2SError naming file and line.
 
     With ``tolerate_torn_tail``, an unparsable *last* line without a trailing newline (a crash mid-append)
@@ -33,7 +34,8 @@ def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerat
     return list(iter_jsonl(path, required=required, tolerate_torn_tail=tolerate_torn_tail))
 
 
-def iter_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerate_torn_tail: bool = False) -> Iterator[dict]:
+def iter_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (),
+               tolerate_torn_tail: bool = False) -> Iterator[dict]:
     for _, record in iter_numbered_jsonl(path, required=required, tolerate_torn_tail=tolerate_torn_tail):
         yield record
 

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from test_eval_repair import GOLD, QUESTIONS, ScriptedGenerator, suite  # noqa: F401 - `suite` is a fixture
 
 from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.ablation import ablate
 from t2s_fast.evaluate.ablation_config import AblationConfig, check_ablation
-from test_eval_repair import GOLD, QUESTIONS, ScriptedGenerator, suite  # noqa: F401 - `suite` is a fixture
 
 ARMS = [{"name": "greedy", "group": "single"},  # 1 of 4 right, 3 do not execute
         {"name": "resample-k3", "group": "single", "repair": "resample", "repair_k": 3, "repair_temperature": 0.9},

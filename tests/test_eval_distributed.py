@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 
-
 def _eval_args(model, spider1_dir, out):
     # batch size 1: no padding, so a question's greedy answer cannot depend on which rank got it; repair none:
     # the greedy pass is what is sharded (a repair pass runs on rank 0 alone)

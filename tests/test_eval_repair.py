@@ -130,7 +130,8 @@ def test_resample_repairs_failing_predictions_and_resumes(suite, tmp_path, qwen3
     assert scored["q-voted"]["pred"] == RESAMPLE["q-voted"][0] and not scored["q-voted"]["exec_match"]
     assert scored["q-hopeless"]["pred"] == FIRST["q-hopeless"] and not scored["q-hopeless"]["repair"]["repaired"]
     assert "repair" not in scored["q-ok"]
-    assert "Repair of failing SQL" in (out / "report.md").read_text() and "EX before" in (out / "report.html").read_text()
+    assert "Repair of failing SQL" in (out / "report.md").read_text()
+    assert "EX before" in (out / "report.html").read_text()
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert sorted(p["sample"] for p in preds if p.get("repair") == "resample") == [1000] * 3 + [1001] * 3 + [1002] * 3
     # resume: nothing generated again, same figures
@@ -306,7 +307,8 @@ def test_eval_repairs_a_failing_greedy_prediction_by_default(suite, tmp_path, qw
     rep = report["repair"]["adapters"]["__base__"]
     assert (rep["ex_before"], rep["ex_after"], rep["fixed"]) == (0.25, 0.5, 1)
     scored = scored_by_qid(out)
-    assert scored["q-fixed"]["pred"] == GOLD["q-fixed"] and scored["q-fixed"]["repair"]["first_pred"] == FIRST["q-fixed"]
+    assert scored["q-fixed"]["pred"] == GOLD["q-fixed"]
+    assert scored["q-fixed"]["repair"]["first_pred"] == FIRST["q-fixed"]
 
     made.clear()
     plain = tmp_path / "plain"

@@ -12,9 +12,6 @@ import pytest
 from t2s_fast.errors import T2SError
 
 
-
-
-
 def write_adapter(folder: Path, r: int) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(json.dumps({"r": r, "lora_alpha": 2 * r, "peft_type": "LORA"}))
@@ -151,7 +148,8 @@ def test_enforce_eager_and_compile_cache_reach_the_engine(tmp_path, fake_vllm, s
 def test_lora_rank_rounding():
     from t2s_fast.generate.vllm import round_lora_rank
 
-    assert [round_lora_rank(r) for r in (1, 4, 8, 9, 16, 17, 64, 200, 300, 512)] == [8, 8, 8, 16, 16, 32, 64, 256, 320, 512]
+    assert [round_lora_rank(r) for r in (1, 4, 8, 9, 16, 17, 64, 200, 300, 512)] == [8, 8, 8, 16, 16, 32, 64, 256, 320,
+                                                                                     512]
     with pytest.raises(T2SError):
         round_lora_rank(1024)
 

@@ -33,7 +33,8 @@ class ScriptedGenerator:
         texts = self.texts[len(self.calls)]
         self.calls.append((list(requests), settings))
         assert len(texts) == len(requests)
-        return [GenResult(key=r.key, adapter=r.adapter, text=t, n_tokens=len(t.split())) for r, t in zip(requests, texts)]
+        return [GenResult(key=r.key, adapter=r.adapter, text=t, n_tokens=len(t.split())) for r, t in zip(requests,
+                                                                                                         texts)]
 
     def close(self):
         self.closed = True

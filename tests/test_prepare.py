@@ -176,7 +176,8 @@ def test_stats_record_reasons_and_percentiles(prepared):
         reasons[d["source"]] += 1
     assert reasons["spider1"] >= 96  # baseball_1 (82) and soccer_1 (14) questions
     for s in stats["shortened"]:
-        assert s["level"] in ("no_sample_values", "gold_tables", "gold_columns", "gold_fields") and s["tokens"] <= MAX_LEN
+        assert s["level"] in ("no_sample_values", "gold_tables", "gold_columns",
+                              "gold_fields") and s["tokens"] <= MAX_LEN
     for fs in stats["files"].values():
         tok = fs["tokens"]
         assert tok["p50"] <= tok["p90"] <= tok["p95"] <= tok["p99"] <= tok["max"]

@@ -117,7 +117,8 @@ def test_small_models_are_projected_at_their_own_size():
 
     def expect(shape):
         return projection.expected_tokens_per_s(shape, device_name="NVIDIA H200", device_kind="cuda",
-                                                backend="unsloth", packing=True, checkpointing="off", attention="varlen")
+                                                backend="unsloth", packing=True, checkpointing="off",
+                                                attention="varlen")
 
     for source, (shape, _runs) in projection.SMALL_MODEL_RUNS.items():
         exp = expect(shape)

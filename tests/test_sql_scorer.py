@@ -41,17 +41,26 @@ def test_gold_against_gold_is_100_percent_on_spider_dev(spider1_dir):
 SQL_CASES = [
     ("same result", "SELECT count(*) FROM singer", "SELECT COUNT(Singer_ID) FROM singer", False, True, None),
     ("columns permuted", "SELECT Name, Age FROM singer", "SELECT Age, Name FROM singer", False, True, None),
-    ("row order free without ORDER BY", "SELECT Name FROM singer", "SELECT Name FROM singer ORDER BY Name DESC", False, True, None),
-    ("row order checked with ORDER BY", "SELECT Name FROM singer ORDER BY Age", "SELECT Name FROM singer ORDER BY Age DESC", False, False, None),
-    ("DISTINCT stripped from both by default", "SELECT DISTINCT Country FROM singer", "SELECT Country FROM singer", False, True, None),
-    ("--keep-distinct keeps it", "SELECT DISTINCT Country FROM singer", "SELECT Country FROM singer", True, False, None),
-    ("two empty results match", "SELECT Name FROM singer WHERE Age > 1000", "SELECT Country FROM singer WHERE 0", False, True, None),
-    ("wrong value", "SELECT count(*) FROM singer WHERE Age > 30", "SELECT count(*) FROM singer WHERE Age > 40", False, False, None),
-    ("syntax error is a parse error", "SELECT count(*) FROM singer", "SELECT count(* FROM singer", False, False, "parse"),
+    ("row order free without ORDER BY", "SELECT Name FROM singer", "SELECT Name FROM singer ORDER BY Name DESC", False,
+     True, None),
+    ("row order checked with ORDER BY", "SELECT Name FROM singer ORDER BY Age",
+     "SELECT Name FROM singer ORDER BY Age DESC", False, False, None),
+    ("DISTINCT stripped from both by default", "SELECT DISTINCT Country FROM singer", "SELECT Country FROM singer",
+     False, True, None),
+    ("--keep-distinct keeps it", "SELECT DISTINCT Country FROM singer", "SELECT Country FROM singer", True, False,
+     None),
+    ("two empty results match", "SELECT Name FROM singer WHERE Age > 1000", "SELECT Country FROM singer WHERE 0",
+     False, True, None),
+    ("wrong value", "SELECT count(*) FROM singer WHERE Age > 30", "SELECT count(*) FROM singer WHERE Age > 40", False,
+     False, None),
+    ("syntax error is a parse error", "SELECT count(*) FROM singer", "SELECT count(* FROM singer", False, False,
+     "parse"),
     ("empty prediction is a parse error", "SELECT count(*) FROM singer", "", False, False, "parse"),
-    ("unknown column is a runtime error", "SELECT count(*) FROM singer", "SELECT nope FROM singer", False, False, "runtime"),
+    ("unknown column is a runtime error", "SELECT count(*) FROM singer", "SELECT nope FROM singer", False, False,
+     "runtime"),
     ("a write is a runtime error", "SELECT count(*) FROM singer", "DELETE FROM singer", False, False, "runtime"),
-    ("official postprocess joins '> ='", "SELECT count(*) FROM singer WHERE Age >= 30", "SELECT count(*) FROM singer WHERE Age > = 30", False, True, None),
+    ("official postprocess joins '> ='", "SELECT count(*) FROM singer WHERE Age >= 30",
+     "SELECT count(*) FROM singer WHERE Age > = 30", False, True, None),
 ]
 
 
@@ -68,7 +77,8 @@ def test_sql_level_rules(spider1_dir, rule, gold, pred, keep_distinct, match, ki
 def test_pred_dialect_is_transpiled_and_bad_text_is_a_parse_error(spider1_dir):
     cfg = ScoreConfig(db_root=spider1_dir, workers=0, pred_dialect="mysql")
     recs = [
-        {"db_id": "concert_singer", "gold": "SELECT Name FROM singer WHERE Age > 30", "pred": "SELECT `Name` FROM `singer` WHERE `Age` > 30"},
+        {"db_id": "concert_singer", "gold": "SELECT Name FROM singer WHERE Age > 30",
+         "pred": "SELECT `Name` FROM `singer` WHERE `Age` > 30"},
         {"db_id": "concert_singer", "gold": "SELECT count(*) FROM singer", "pred": "SELECT FROM WHERE ((("},
     ]
     out = score_records(recs, cfg)
@@ -133,7 +143,8 @@ def test_gold_results_are_cached_across_calls(spider1_dir, monkeypatch):
 
 def test_bad_records_name_the_line(tmp_path, spider1_dir):
     path = tmp_path / "preds.jsonl"
-    path.write_text('{"db_id": "concert_singer", "gold": "SELECT 1", "pred": "SELECT 1"}\n\n{"db_id": "x", "gold": 5, "pred": "SELECT 1"}\n')
+    path.write_text('{"db_id": "concert_singer", "gold": "SELECT 1", "pred": "SELECT 1"}\n\n{"db_id": "x", "gold": 5, '
+                    '"pred": "SELECT 1"}\n')
     out = tmp_path / "out.jsonl"
     with pytest.raises(T2SError, match=r"preds.jsonl:3: field 'gold'"):
         score_file(path, out, ScoreConfig(db_root=spider1_dir, workers=0))
@@ -143,12 +154,14 @@ def test_bad_records_name_the_line(tmp_path, spider1_dir):
 def test_cli_json_and_table(tmp_path, spider1_dir, capsys):
     path = tmp_path / "preds.jsonl"
     lines = [
-        {"db_id": "concert_singer", "gold": "SELECT count(*) FROM singer", "pred": "SELECT count(*) FROM singer", "note": "kept"},
+        {"db_id": "concert_singer", "gold": "SELECT count(*) FROM singer", "pred": "SELECT count(*) FROM singer",
+         "note": "kept"},
         {"db_id": "concert_singer", "gold": "SELECT Name FROM singer", "pred": "SELECT nope FROM singer"},
     ]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     out = tmp_path / "scored.jsonl"
-    cli_main(["score", "--pred", str(path), "--spider-dir", str(spider1_dir), "--out", str(out), "--workers", "1", "--json"])
+    cli_main(["score", "--pred", str(path), "--spider-dir", str(spider1_dir), "--out", str(out), "--workers", "1",
+              "--json"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["ex"] == 0.5 and summary["n"] == 2 and summary["errors"] == {"runtime": 1}
     scored = [json.loads(x) for x in out.read_text().splitlines()]

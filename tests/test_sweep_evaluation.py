@@ -8,10 +8,11 @@ import json
 import re
 from pathlib import Path
 
-from t2s_fast.sweep.config import SweepConfig, expand_variants
-from t2s_fast.sweep.evaluation import SweepEvaluation, evaluate_and_choose
 from test_eval_repair import GOLD, QUESTIONS, suite  # noqa: F401 - `suite` is a fixture
 from test_generate_vllm import gold_by_question, write_adapter
+
+from t2s_fast.sweep.config import SweepConfig, expand_variants
+from t2s_fast.sweep.evaluation import SweepEvaluation, evaluate_and_choose
 
 
 def _finished_run(folder: Path, r: int) -> str:

@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+from sweep_helpers.fake_train import COST, SIGNAL_SEED, fake_train
 
 from t2s_fast.errors import T2SError
 from t2s_fast.sweep.config import SweepConfig, expand_variants
 from t2s_fast.sweep.report import build_summary, render_markdown
 from t2s_fast.sweep.runner import SweepState, train_all
-from sweep_helpers.fake_train import COST, SIGNAL_SEED, fake_train
 
 
 def _cfg(tmp_path: Path, seconds: dict[str, float], signals: str = "", **over) -> SweepConfig:

@@ -24,8 +24,14 @@ from pathlib import Path
 from t2s_fast.benchmarks.results import measured_alone
 from t2s_fast.jsonl import read_json, write_json
 from t2s_fast.train.autotune import ModelShape
-from t2s_fast.train.projection import (BANDS, ISSUE16_SMALL_MODEL_TOKENS_PER_S, KNOWN_SHAPES, QWEN25_05B, Expected,
-                                       expected_tokens_per_s)
+from t2s_fast.train.projection import (
+    BANDS,
+    ISSUE16_SMALL_MODEL_TOKENS_PER_S,
+    KNOWN_SHAPES,
+    QWEN25_05B,
+    Expected,
+    expected_tokens_per_s,
+)
 
 H200 = "NVIDIA H200"
 

@@ -14,7 +14,9 @@ from t2s_fast.errors import T2SError
 
 @dataclass
 class BenchScoreConfig:
-    spider_dir: str = field(default="", metadata={"help": "Spider 1.0 folder (dev.json + databases); default ../shared/data/spider1."})
+    spider_dir: str = field(default="",
+                            metadata={"help": "Spider 1.0 folder (dev.json + databases); default "
+                                              "../shared/data/spider1."})
     workers: tuple[int, ...] = field(default=(1, 2), metadata={"help": "Worker counts to measure (repeatable)."})
     repeats: int = field(default=2, metadata={"help": "Runs per worker count; the best is reported."})
     limit: int | None = field(default=None, metadata={"help": "Only the first N pairs (default: all)."})

@@ -187,7 +187,8 @@ def to_markdown(doc: Document) -> str:
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 h1{font-size:1.6em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
 th{background:#f3f3f3} td.num{text-align:right} .ok{background:#e6f4ea} .bad{background:#fce8e6}
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em} pre{white-space:pre-wrap;margin:0}
 .note{background:#fff8e1;border:1px solid #f0d080;padding:.6em 1em;border-radius:4px}

@@ -12,11 +12,24 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from t2s_fast.errors import T2SError
-from t2s_fast.gguf_models import source_label
-from t2s_fast.evaluate.document import Bold, Bullets, Cell, Code, Document, Figure, Heading, Note, Paragraph, \
-    QuestionList, Table, to_html, to_markdown
+from t2s_fast.evaluate.document import (
+    Bold,
+    Bullets,
+    Cell,
+    Code,
+    Document,
+    Figure,
+    Heading,
+    Note,
+    Paragraph,
+    QuestionList,
+    Table,
+    to_html,
+    to_markdown,
+)
 from t2s_fast.evaluate.names import display_name
 from t2s_fast.evaluate.plots import _png
+from t2s_fast.gguf_models import source_label
 from t2s_fast.jsonl import atomic_open, read_json, write_json
 
 REPORT_VERSION = 1
@@ -55,7 +68,7 @@ def report_title(cfg) -> str:
     if cfg.suite == "spider1":
         return f"t2s-fast evaluation: spider1 {cfg.split}"
     if cfg.suite == "jsonl":
-        return f"t2s-fast evaluation: {Path(cfg.questions).name}" if cfg.questions else "t2s-fast evaluation: held-out set"
+        return f"t2s-fast evaluation: {Path(cfg.questions).name if cfg.questions else 'held-out set'}"
     return f"t2s-fast evaluation: {cfg.suite}"
 
 
@@ -136,8 +149,8 @@ def _settings(cfg, qset, backend: str) -> dict:
         "max_new_tokens": cfg.max_new_tokens,
         "decoding": "greedy" if cfg.temperature <= 0 else f"sampling, temperature {cfg.temperature}",
         "n_samples": cfg.n_samples,
-        "self_consistency": (f"majority vote over the execution results of {cfg.n_samples} samples "
-                             "(invalid SQL does not vote; ties go to the earliest sample)") if cfg.n_samples > 1 else None,
+        "self_consistency": (f"majority vote over the execution results of {cfg.n_samples} samples (invalid SQL "
+                             "does not vote; ties go to the earliest sample)") if cfg.n_samples > 1 else None,
         "sample_values": cfg.sample_values,
         "repair": cfg.repair,  # the strategy that ran (--repair auto resolved); its figures under report["repair"]
         "distinct_handling": (SPIDER2_TEXT if cfg.suite == "spider2-lite" else DISTINCT_TEXT[bool(cfg.keep_distinct)]),
@@ -193,7 +206,8 @@ def _grouped_bars(categories: list[str], series: dict[str, list], *, title: str,
     if horizontal:
         few = len(categories) <= 2  # one or two databases: a small chart, not two bars a third of the page tall
         floor = 1.2 + 0.6 * len(categories) if few else 3.0
-        fig, ax = plt.subplots(figsize=(7 if few else 9, max(floor, 0.32 * len(categories) * max(1, n_series * 0.6) + 1)))
+        fig, ax = plt.subplots(figsize=(7 if few else 9, max(floor, 0.32 * len(categories) * max(1,
+                                                                                                 n_series * 0.6) + 1)))
     else:
         fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(categories) * max(1, n_series * 0.5)), 4))
     for i, (label, values) in enumerate(series.items()):
@@ -283,7 +297,8 @@ def accuracy_section(report: dict) -> list:
         hard = [Cell(f"{_pct(a['by_hardness'].get(h, {}).get('ex'))} ({a['by_hardness'].get(h, {}).get('n', 0)})",
                      num=True) for h in levels]
         ext, mean = a["extraction"], a["mean_generated_tokens"]
-        rows.append([a["display_name"], Cell(Bold(_pct(a["ex"])), num=True), Cell(f"{a['correct']} / {a['n']}", num=True),
+        rows.append([a["display_name"], Cell(Bold(_pct(a["ex"])), num=True), Cell(f"{a['correct']} / {a['n']}",
+                                                                                  num=True),
                      *hard, Cell(f"{ext['changed']} / {ext['n']} ({_pct(ext['rate'])})", num=True),
                      Cell("n/a" if mean is None else f"{mean:.1f}", num=True)])
     blocks: list = [Heading("Execution accuracy"),
@@ -357,7 +372,8 @@ def speed_section(t: dict | None) -> list:
         items.append(f"this session: {session.get('tokens', 0)} tokens in {session.get('seconds', 0.0):.1f} s of "
                      f"generation ({session.get('tokens_per_s', 0.0):.1f} tokens/s); {resumed} answers came from "
                      "the earlier session(s)")
-    items.append(f"scoring {t['scoring_seconds']:.1f} s; this session's wall time {t['wall_seconds_this_session']:.1f} s")
+    items.append(f"scoring {t['scoring_seconds']:.1f} s; this session's wall time "
+                 f"{t['wall_seconds_this_session']:.1f} s")
     return [Heading("Speed"), Bullets(items)]
 
 

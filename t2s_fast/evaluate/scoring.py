@@ -73,7 +73,8 @@ def execute_samples(groups: list[tuple[Path, list[dict]]], *, workers: int, time
 
 
 
-def choose_predictions(cfg: EvalConfig, questions: list[Question], store: PredictionStore) -> dict[tuple[str, str], dict]:
+def choose_predictions(cfg: EvalConfig, questions: list[Question], store: PredictionStore) -> dict[tuple[str, str],
+                                                                                                   dict]:
     """{(adapter, qid): the prediction to score} (the majority-vote sample with --n-samples > 1)."""
     chosen, voting, keys = {}, [], []
     for q in questions:
@@ -113,7 +114,8 @@ def score_predictions(cfg: EvalConfig, questions: list[Question], chosen: dict[t
     for q, rec in executable:
         by_root[q.db_path.parent.parent].append(rec)
     for root, recs in by_root.items():
-        scfg = ScoreConfig(db_root=str(root), workers=cfg.workers, timeout_s=cfg.timeout, keep_distinct=cfg.keep_distinct)
+        scfg = ScoreConfig(db_root=str(root), workers=cfg.workers, timeout_s=cfg.timeout,
+                           keep_distinct=cfg.keep_distinct)
         scored.extend(score_records(recs, scfg))
     for q, rec in others:
         if q.extra.get("scorer") is not None and not q.not_executable:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import click
 
 from t2s_fast.cli_options import options_from

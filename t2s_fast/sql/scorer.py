@@ -34,13 +34,18 @@ GOLD_ERROR = "gold_error"  # the gold query itself failed: a data problem, repor
 class ScoreConfig:
     db_root: Path = field(metadata={"help": "Spider folder or its database/ subfolder (<db_id>/<db_id>.sqlite).",
                                     "flags": ("--spider-dir",)})
-    workers: int = field(default=2, metadata={"help": "Worker processes running queries (0 = in this process, not crash-proof)."})
+    workers: int = field(default=2,
+                         metadata={"help": "Worker processes running queries (0 = in this process, not crash-proof)."})
     timeout_s: float = field(default=30.0, metadata={"help": "Wall-clock limit per query, seconds.",
                                                      "flags": ("--timeout",)})
-    keep_distinct: bool = field(default=False, metadata={"help": "Keep DISTINCT (the official evaluator strips it from both queries)."})
-    pred_dialect: str = field(default="sqlite", metadata={"help": "sqlglot dialect of the predictions; transpiled to SQLite when different."})
+    keep_distinct: bool = field(default=False, metadata={
+        "help": "Keep DISTINCT (the official evaluator strips it from both queries)."})
+    pred_dialect: str = field(default="sqlite",
+                              metadata={"help": "sqlglot dialect of the predictions; transpiled to SQLite when "
+                                                "different."})
     max_rows: int = field(default=DEFAULT_MAX_ROWS, metadata={"help": "Rows fetched per query at most."})
-    max_result_bytes: int = field(default=DEFAULT_MAX_RESULT_BYTES, metadata={"help": "Estimated result bytes per query at most."})
+    max_result_bytes: int = field(default=DEFAULT_MAX_RESULT_BYTES,
+                                  metadata={"help": "Estimated result bytes per query at most."})
     use_gold_cache: bool = field(default=True, metadata={"help": "Reuse gold results across calls in this process.",
                                                          "cli": False})
 
@@ -50,7 +55,8 @@ class ScoreConfig:
         try:
             sqlglot.Dialect.get_or_raise(self.pred_dialect)
         except (ValueError, SqlglotError):
-            raise T2SError(f"unknown SQL dialect {self.pred_dialect!r} for --pred-dialect (sqlglot names: sqlite, bigquery, snowflake, postgres, mysql, ...)") from None
+            raise T2SError(f"unknown SQL dialect {self.pred_dialect!r} for --pred-dialect (sqlglot names: sqlite, "
+                           "bigquery, snowflake, postgres, mysql, ...)") from None
 
 
 def check_workers_timeout(workers: int, timeout_s: float) -> None:
@@ -175,9 +181,11 @@ def score_records(records: list[dict], cfg: ScoreConfig, progress: bool = False)
             if cfg.use_gold_cache and gold_res is not None and gold_res.ok and not gold_res.truncated:
                 _GOLD_CACHE[key] = gold_res
             if gold_res is None or not gold_res.ok:
-                kind, message = GOLD_ERROR, f"the gold query failed ({gold_res.error_text() if gold_res else 'not run'})"
+                failure = gold_res.error_text() if gold_res else "not run"
+                kind, message = GOLD_ERROR, f"the gold query failed ({failure})"
             elif gold_res.truncated:
-                kind, message = GOLD_ERROR, f"the gold result is too large to compare ({gold_res.error}); raise max_rows"
+                kind = GOLD_ERROR
+                message = f"the gold result is too large to compare ({gold_res.error}); raise max_rows"
             elif pred_error is not None:
                 kind, message = "parse", pred_error
             else:
@@ -187,7 +195,8 @@ def score_records(records: list[dict], cfg: ScoreConfig, progress: bool = False)
                 elif pred_res.truncated:
                     truncated = True  # more rows than the (complete) gold result: wrong, not an error
                 else:
-                    match = spider1_results_match(gold_res.rows, pred_res.rows, order_matters=gold_has_order_by(gold_sql))
+                    match = spider1_results_match(gold_res.rows, pred_res.rows,
+                                                  order_matters=gold_has_order_by(gold_sql))
         out["exec_match"] = bool(match)
         out["error_kind"] = kind
         out["error"] = None if kind is None else f"{kind}: {message}"
@@ -200,13 +209,15 @@ def score_records(records: list[dict], cfg: ScoreConfig, progress: bool = False)
 def _run_jobs(jobs: list[tuple[str, str]], cfg: ScoreConfig, progress: bool) -> list[ExecResult]:
     if not jobs:
         return []
-    pool = ExecutorPool(workers=cfg.workers, timeout_s=cfg.timeout_s, max_rows=cfg.max_rows, max_result_bytes=cfg.max_result_bytes)
+    pool = ExecutorPool(workers=cfg.workers, timeout_s=cfg.timeout_s, max_rows=cfg.max_rows,
+                        max_result_bytes=cfg.max_result_bytes)
     with pool:
         if not progress:
             return pool.run(jobs)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        columns = (TextColumn("executing queries"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+        columns = (TextColumn("executing queries"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
         with Progress(*columns, transient=True) as bar:
             task = bar.add_task("run", total=len(jobs), rate="")
 
@@ -233,7 +244,8 @@ def summarize(scored: list[dict]) -> dict:
     by_hardness = {}
     for level in levels:
         group = [r for r in counted if r.get("hardness") == level]
-        by_hardness[level] = {"n": len(group), "ex": (sum(r["exec_match"] for r in group) / len(group)) if group else None}
+        by_hardness[level] = {"n": len(group),
+                              "ex": (sum(r["exec_match"] for r in group) / len(group)) if group else None}
     errors = Counter(r["error_kind"] for r in scored if r.get("error_kind"))
     return {
         "ex": (sum(r["exec_match"] for r in counted) / n) if n else None,
@@ -247,7 +259,8 @@ def summarize(scored: list[dict]) -> dict:
     }
 
 
-def score_file(pred_path: str | os.PathLike, out_path: str | os.PathLike | None, cfg: ScoreConfig, progress: bool = False) -> dict:
+def score_file(pred_path: str | os.PathLike, out_path: str | os.PathLike | None, cfg: ScoreConfig,
+               progress: bool = False) -> dict:
     """Score a JSONL of {db_id, gold, pred, ...}; write the scored lines atomically to ``out_path``."""
     pred_path = Path(pred_path)
     numbered = list(iter_numbered_jsonl(pred_path, required=("db_id", "gold", "pred")))

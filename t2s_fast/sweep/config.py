@@ -66,7 +66,8 @@ class SweepConfig:
                       choices=("auto", "process", "none"))
     parallel: int = _f(1, "Train this many variants at once, each in its own process (needs isolate process, or "
                           "auto on a GPU). A small model leaves most of a big GPU idle: on an H200, three 0.5B runs "
-                          "side by side trained at 40k tok/s each (121k in all) against 75k for one alone. Each run's budget is its share "
+                          "side by side trained at 40k tok/s each (121k in all) against 75k for one alone. Each run's "
+                          "budget is its share "
                           "of what is left of the cap; each run's dollars count the whole GPU for its wall time, so "
                           "with runs side by side their sum overstates the rented time (sweep.md gives both).")
     devices: tuple[int, ...] | None = _f(None, "GPU indices to spread the parallel runs over (comma-separated; a "
@@ -104,7 +105,8 @@ class SweepConfig:
                            "cannot (use auto or process)")
         if self.devices is not None:  # ints from the file or the flag; strings once validated (idempotent)
             if not self.devices or not all(str(d).isdigit() and not isinstance(d, bool) for d in self.devices):
-                raise T2SError(f"{where}: devices {list(self.devices)!r}: give GPU indices, e.g. [0, 1] (--devices 0,1)")
+                raise T2SError(f"{where}: devices {list(self.devices)!r}: give GPU indices, e.g. [0, 1] "
+                               "(--devices 0,1)")
             self.devices = [str(d) for d in self.devices]  # as CUDA_VISIBLE_DEVICES takes them
         return self
 

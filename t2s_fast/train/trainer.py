@@ -176,7 +176,8 @@ def _resume_point(cfg: TrainConfig, out: Path) -> str | None:
     ckpt_dir = out / "checkpoints"
     if not cfg.resume:
         if (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (out / "run.json").is_file():
-            raise T2SError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --output-dir")
+            raise T2SError(f"{out} already holds a training run; pass --resume to continue it, or choose a new "
+                           "--output-dir")
         return None
     ckpt = last_complete_checkpoint(ckpt_dir)
     if ckpt is None:
@@ -243,7 +244,8 @@ def _plan(cfg: TrainConfig, backend: Backend, device: DeviceInfo, source: ModelS
     _apply_global_batch_size(cfg, setup, train_data, world_size)
     global_batch = setup.micro_batch_size * setup.gradient_accumulation_steps * world_size
     msg = (f"global batch = {setup.micro_batch_size} per device x {setup.gradient_accumulation_steps} accumulation x "
-           f"{world_size} process(es) = {global_batch}{' packed rows' if cfg.packing else ' examples'} per optimizer step")
+           f"{world_size} process(es) = {global_batch}{' packed rows' if cfg.packing else ' examples'} per optimizer "
+           "step")
     if distributed.is_main():
         print(msg, file=sys.stderr)
     log.info("training setup: %s", setup.to_dict())
@@ -261,9 +263,11 @@ def _apply_global_batch_size(cfg: TrainConfig, setup: TrainSetup, train_data: To
 
         rows = packed_rows_for(cfg.per_process_batch(world_size), train_data.mean_tokens, cfg.max_seq_length)
         setup.gradient_accumulation_steps = max(1, round(rows / setup.micro_batch_size))
-        setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} examples on {world_size} process(es), packed: "
+        setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} examples on {world_size} process(es), "
+                             "packed: "
                              f"~{rows} rows of {cfg.max_seq_length} tokens per process (mean example "
-                             f"{train_data.mean_tokens:.0f} tokens) -> accumulation {setup.gradient_accumulation_steps}")
+                             f"{train_data.mean_tokens:.0f} tokens) -> accumulation "
+                             f"{setup.gradient_accumulation_steps}")
     else:
         setup.gradient_accumulation_steps = cfg.accumulation_for(setup.micro_batch_size, world_size)
         setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} on {world_size} process(es): accumulation "
@@ -309,8 +313,14 @@ def _build_trainer(cfg: TrainConfig, plan: Plan, loaded: Loaded, data: Data,
     from transformers import PrinterCallback
     from transformers import ProgressCallback as HFProgress
 
-    from t2s_fast.train.callbacks import (AgreeOnStop, BudgetGuard, ProgressCallback, SignalGuard, StepLogCallback,
-                                          trainer_class)
+    from t2s_fast.train.callbacks import (
+        AgreeOnStop,
+        BudgetGuard,
+        ProgressCallback,
+        SignalGuard,
+        StepLogCallback,
+        trainer_class,
+    )
 
     signal_guard = SignalGuard(meter)
     callbacks = [StepLogCallback(meter, Path(cfg.output_dir) / "train_log.jsonl"), BudgetGuard(meter), signal_guard]
@@ -369,7 +379,8 @@ def _sft_config(cfg: TrainConfig, plan: Plan, *, has_eval: bool):
         max_grad_norm=cfg.max_grad_norm, optim=optim, seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, eval_strategy="steps" if has_eval else "no",
-        eval_steps=cfg.eval_steps if has_eval else None, report_to=[] if cfg.report_to in ("none", "") else cfg.report_to,
+        eval_steps=cfg.eval_steps if has_eval else None, report_to=[] if cfg.report_to in ("none",
+                                                                                           "") else cfg.report_to,
         prediction_loss_only=True, disable_tqdm=True, dataloader_num_workers=cfg.dataloader_num_workers,
         # Data: pre-tokenized input_ids + completion_mask; TRL builds labels (-100 on the prompt) from the mask.
         completion_only_loss=True, max_length=cfg.max_seq_length, packing=cfg.packing, packing_strategy="bfd",
@@ -459,7 +470,8 @@ def _train_and_save(run: Run) -> dict:
 
     if main:
         plot_loss(run.out / "train_log.jsonl", run.out / "loss.png",
-                  title=f"{Path(run.cfg.model_name).name} ({run.backend.name}) {'stage 2' if run.cfg.adapter_path else 'stage 1'}")
+                  title=f"{Path(run.cfg.model_name).name} ({run.backend.name}) "
+                        f"{'stage 2' if run.cfg.adapter_path else 'stage 1'}")
     info = _write_run_json(run, time.time() - session_t0)
     distributed.barrier()  # the others return once the adapter and run.json are in place
     if error is not None:
@@ -497,7 +509,8 @@ def _write_run_json(run: Run, wall_s: float) -> dict:
     from t2s_fast.runinfo import peak_gpu_memory
 
     m, state = run.meter, run.trainer.state
-    rows = read_jsonl(run.out / "train_log.jsonl", tolerate_torn_tail=True) if (run.out / "train_log.jsonl").is_file() else []
+    rows = read_jsonl(run.out / "train_log.jsonl",
+                      tolerate_torn_tail=True) if (run.out / "train_log.jsonl").is_file() else []
     losses = [r["loss"] for r in rows if r.get("loss") is not None]
     evals = [r["eval_loss"] for r in rows if r.get("eval_loss") is not None]
     tps = m.steady_tokens_per_s()
