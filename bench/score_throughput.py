@@ -55,7 +55,7 @@ def main() -> None:
         for _ in range(args.repeats):
             scorer.clear_gold_cache()
             start = time.perf_counter()
-            scored = score_records(with_db, ScoreConfig(db_root=args.spider_dir, workers=workers))
+            scored = score_records(with_db, ScoreConfig(spider_dir=args.spider_dir, workers=workers))
             times.append(time.perf_counter() - start)
         summary = summarize(scored)
         best = min(times)

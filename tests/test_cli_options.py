@@ -191,7 +191,7 @@ def test_every_flag_of_every_command_is_its_config_key(tmp_path, capsys):
 
 @pytest.mark.parametrize("words, content, needle", [
     ("score", {"timeout_s": 5}, "unknown key 'timeout_s' (did you mean 'timeout'?)"),
-    ("score", {"db_root": "x"}, "unknown key 'db_root' (did you mean 'spider_dir'?)"),
+    ("score", {"spider-dir": "x"}, "unknown key 'spider-dir' (did you mean 'spider_dir'?)"),
     ("eval", {"adapters": {"a": "x"}}, "unknown key 'adapters' (did you mean 'adapter'?)"),
     ("eval", {"spider_dri": "x"}, "unknown key 'spider_dri' (did you mean 'spider_dir'?)"),
 ])

@@ -25,7 +25,7 @@ def test_gold_against_gold_is_100_percent_on_spider_dev(spider1_dir):
         rec["pred"] = rec["gold"] + " "
     scorer.clear_gold_cache()
     start = time.monotonic()
-    scored = score_records(records, ScoreConfig(db_root=spider1_dir, workers=2))
+    scored = score_records(records, ScoreConfig(spider_dir=spider1_dir, workers=2))
     elapsed = time.monotonic() - start
     summary = summarize(scored)
     missing = {r["db_id"] for r in scored if r["error_kind"] == "no_database"}
@@ -67,7 +67,7 @@ SQL_CASES = [
 @pytest.mark.parametrize("rule,gold,pred,keep_distinct,match,kind", SQL_CASES, ids=[c[0] for c in SQL_CASES])
 def test_sql_level_rules(spider1_dir, rule, gold, pred, keep_distinct, match, kind):
     rec = {"db_id": "concert_singer", "gold": gold, "pred": pred}
-    [out] = score_records([rec], ScoreConfig(db_root=spider1_dir, workers=0, keep_distinct=keep_distinct))
+    [out] = score_records([rec], ScoreConfig(spider_dir=spider1_dir, workers=0, keep_distinct=keep_distinct))
     assert out["exec_match"] is match and out["error_kind"] == kind
     assert (out["error"] is None) == (kind is None)
     if kind:
@@ -75,7 +75,7 @@ def test_sql_level_rules(spider1_dir, rule, gold, pred, keep_distinct, match, ki
 
 
 def test_pred_dialect_is_transpiled_and_bad_text_is_a_parse_error(spider1_dir):
-    cfg = ScoreConfig(db_root=spider1_dir, workers=0, pred_dialect="mysql")
+    cfg = ScoreConfig(spider_dir=spider1_dir, workers=0, pred_dialect="mysql")
     recs = [
         {"db_id": "concert_singer", "gold": "SELECT Name FROM singer WHERE Age > 30",
          "pred": "SELECT `Name` FROM `singer` WHERE `Age` > 30"},
@@ -91,7 +91,7 @@ def test_missing_database_is_a_per_line_error(spider1_dir):
         {"db_id": "no_such_db", "gold": "SELECT 1", "pred": "SELECT 1"},
         {"db_id": "concert_singer", "gold": "SELECT count(*) FROM singer", "pred": "SELECT count(*) FROM singer"},
     ]
-    out = score_records(recs, ScoreConfig(db_root=spider1_dir / "database", workers=1))
+    out = score_records(recs, ScoreConfig(spider_dir=spider1_dir / "database", workers=1))
     assert out[0]["error_kind"] == "no_database" and out[0]["exec_match"] is False
     assert out[1]["exec_match"] is True
     summary = summarize(out)
@@ -103,7 +103,7 @@ def test_a_failing_gold_query_is_excluded_not_scored_as_the_models_miss(spider1_
         {"db_id": "concert_singer", "gold": "SELECT no_such_column FROM singer", "pred": "SELECT count(*) FROM singer"},
         {"db_id": "concert_singer", "gold": "SELECT count(*) FROM singer", "pred": "SELECT count(*) FROM singer"},
     ]
-    out = score_records(recs, ScoreConfig(db_root=spider1_dir / "database", workers=1))
+    out = score_records(recs, ScoreConfig(spider_dir=spider1_dir / "database", workers=1))
     assert out[0]["error_kind"] == "gold_error"
     summary = summarize(out)
     assert summary["ex"] == 1.0 and summary["n"] == 1
@@ -114,7 +114,7 @@ def test_a_failing_gold_query_is_excluded_not_scored_as_the_models_miss(spider1_
 def test_huge_prediction_is_wrong_not_fatal(spider1_dir):
     huge = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) SELECT x FROM c"
     rec = {"db_id": "concert_singer", "gold": "SELECT Name FROM singer", "pred": huge}
-    [out] = score_records([rec], ScoreConfig(db_root=spider1_dir, workers=1, max_rows=50_000))
+    [out] = score_records([rec], ScoreConfig(spider_dir=spider1_dir, workers=1, max_rows=50_000))
     assert out["exec_match"] is False and out["truncated"] is True
 
 
@@ -124,14 +124,14 @@ def test_timeout_through_the_scorer(spider1_dir):
         "gold": "SELECT count(*) FROM city",
         "pred": "SELECT count(*) FROM city a, city b, city c WHERE a.Population + b.Population + c.Population = 7",
     }
-    [out] = score_records([rec], ScoreConfig(db_root=spider1_dir, workers=1, timeout_s=1.0))
+    [out] = score_records([rec], ScoreConfig(spider_dir=spider1_dir, workers=1, timeout=1.0))
     assert out["error_kind"] == "timeout"
 
 
 def test_gold_results_are_cached_across_calls(spider1_dir, monkeypatch):
     scorer.clear_gold_cache()
     rec = {"db_id": "concert_singer", "gold": "SELECT Name FROM singer", "pred": "SELECT Name FROM singer ORDER BY 1"}
-    cfg = ScoreConfig(db_root=spider1_dir, workers=0)
+    cfg = ScoreConfig(spider_dir=spider1_dir, workers=0)
     score_records([rec], cfg)
     seen = []
     real = scorer._run_jobs
@@ -147,7 +147,7 @@ def test_bad_records_name_the_line(tmp_path, spider1_dir):
                     '"pred": "SELECT 1"}\n')
     out = tmp_path / "out.jsonl"
     with pytest.raises(T2SError, match=r"preds.jsonl:3: field 'gold'"):
-        score_file(path, out, ScoreConfig(db_root=spider1_dir, workers=0))
+        score_file(path, out, ScoreConfig(spider_dir=spider1_dir, workers=0))
     assert not out.exists()  # nothing half-written
 
 

@@ -42,7 +42,7 @@ def bench_score(cfg: BenchScoreConfig) -> dict:
         for _ in range(max(1, cfg.repeats)):
             scorer.clear_gold_cache()
             t0 = time.perf_counter()
-            scored = scorer.score_records(records, scorer.ScoreConfig(db_root=spider_dir, workers=workers))
+            scored = scorer.score_records(records, scorer.ScoreConfig(spider_dir=spider_dir, workers=workers))
             times.append(time.perf_counter() - t0)
         best = min(times)
         summary = scorer.summarize(scored)

@@ -57,7 +57,7 @@ def execute_samples(groups: list[tuple[Path, list[dict]]], *, workers: int, time
     from t2s_fast.sql.executor import run_jobs
     from t2s_fast.sql.scorer import ScoreConfig, prepare_pred
 
-    score_cfg = ScoreConfig(db_root=Path("."), workers=workers, timeout_s=timeout_s, keep_distinct=keep_distinct)
+    score_cfg = ScoreConfig(spider_dir=Path("."), workers=workers, timeout=timeout_s, keep_distinct=keep_distinct)
     jobs, where = [], []
     for gi, (db_path, samples) in enumerate(groups):
         for si, sample in enumerate(samples):
@@ -114,7 +114,7 @@ def score_predictions(cfg: EvalConfig, questions: list[Question], chosen: dict[t
     for q, rec in executable:
         by_root[q.db_path.parent.parent].append(rec)
     for root, recs in by_root.items():
-        scfg = ScoreConfig(db_root=str(root), workers=cfg.workers, timeout_s=cfg.timeout,
+        scfg = ScoreConfig(spider_dir=str(root), workers=cfg.workers, timeout=cfg.timeout,
                            keep_distinct=cfg.keep_distinct)
         scored.extend(score_records(recs, scfg))
     for q, rec in others:

@@ -32,12 +32,10 @@ GOLD_ERROR = "gold_error"  # the gold query itself failed: a data problem, repor
 
 @dataclass
 class ScoreConfig:
-    db_root: Path = field(metadata={"help": "Spider folder or its database/ subfolder (<db_id>/<db_id>.sqlite).",
-                                    "flags": ("--spider-dir",)})
+    spider_dir: Path = field(metadata={"help": "Spider folder or its database/ subfolder (<db_id>/<db_id>.sqlite)."})
     workers: int = field(default=2,
                          metadata={"help": "Worker processes running queries (0 = in this process, not crash-proof)."})
-    timeout_s: float = field(default=30.0, metadata={"help": "Wall-clock limit per query, seconds.",
-                                                     "flags": ("--timeout",)})
+    timeout: float = field(default=30.0, metadata={"help": "Wall-clock limit per query, seconds."})
     keep_distinct: bool = field(default=False, metadata={
         "help": "Keep DISTINCT (the official evaluator strips it from both queries)."})
     pred_dialect: str = field(default="sqlite",
@@ -50,8 +48,8 @@ class ScoreConfig:
                                                          "cli": False})
 
     def __post_init__(self):
-        self.db_root = Path(self.db_root)
-        check_workers_timeout(self.workers, self.timeout_s)
+        self.spider_dir = Path(self.spider_dir)
+        check_workers_timeout(self.workers, self.timeout)
         try:
             sqlglot.Dialect.get_or_raise(self.pred_dialect)
         except (ValueError, SqlglotError):
@@ -74,8 +72,7 @@ class ScoreFileConfig:
     pred: Path = field(metadata={"help": "JSONL with db_id, gold and pred per line."})
     out: Path | None = field(default=None, metadata={"help": "Write the scored lines here (JSONL); a missing folder "
                                                              "is created (and said so)."})
-    as_json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table.",
-                                                   "flags": ("--json",)})
+    json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table."})
 
 
 def resolve_db_root(db_root: str | os.PathLike) -> Path:
@@ -147,7 +144,7 @@ def score_records(records: list[dict], cfg: ScoreConfig, progress: bool = False)
     ``hardness`` added (plus ``truncated`` when the prediction's result hit the row/byte cap)."""
     for i, rec in enumerate(records):
         _check_record(i, rec)
-    db_root = resolve_db_root(cfg.db_root)
+    db_root = resolve_db_root(cfg.spider_dir)
 
     plans = []  # per record: (db_path, gold_sql, pred_sql, pred_error)
     jobs: dict[tuple[str, str], int] = {}  # unique (db, sql) -> job index
@@ -209,7 +206,7 @@ def score_records(records: list[dict], cfg: ScoreConfig, progress: bool = False)
 def _run_jobs(jobs: list[tuple[str, str]], cfg: ScoreConfig, progress: bool) -> list[ExecResult]:
     if not jobs:
         return []
-    pool = ExecutorPool(workers=cfg.workers, timeout_s=cfg.timeout_s, max_rows=cfg.max_rows,
+    pool = ExecutorPool(workers=cfg.workers, timeout_s=cfg.timeout, max_rows=cfg.max_rows,
                         max_result_bytes=cfg.max_result_bytes)
     with pool:
         if not progress:
