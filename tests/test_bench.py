@@ -156,6 +156,7 @@ def test_max_context_searches_down_when_the_start_does_not_fit():
     assert r.max_fit is not None and r.max_fit <= 3000 < r.max_fit + 2048 and not r.at_limit
 
 
+@pytest.mark.slow
 def test_max_context_result_file(tmp_path, qwen3_tokenizer_dir):
     from t2s_fast.benchmarks.max_context import run_max_context, synthetic_example
     from t2s_fast.prompt import tokenize_for_training

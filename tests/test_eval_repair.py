@@ -106,6 +106,7 @@ def scored_by_qid(out_dir: Path) -> dict:
     return {r["qid"]: r for r in map(json.loads, (out_dir / "scored.jsonl").read_text().splitlines())}
 
 
+@pytest.mark.slow
 def test_resample_repairs_failing_predictions_and_resumes(suite, tmp_path, qwen3_tokenizer_dir):
     out = tmp_path / "run"
     gen = ScriptedGenerator(QUESTIONS)
@@ -147,6 +148,7 @@ def test_resample_repairs_failing_predictions_and_resumes(suite, tmp_path, qwen3
                  generator=NoGeneration(QUESTIONS))
 
 
+@pytest.mark.slow
 def test_error_feedback_shows_the_error_in_the_shared_repair_prompt(suite, tmp_path, qwen3_tokenizer_dir,
                                                                      qwen3_tokenizer):
     from t2s_fast.evaluate.generation import question_messages
@@ -197,6 +199,7 @@ def test_one_engine_serves_both_passes(suite, tmp_path, qwen3_tokenizer_dir, mon
     assert report["repair"]["adapters"]["__base__"]["fixed"] == 1
 
 
+@pytest.mark.slow
 def test_repair_training_examples_match_the_eval_repair_prompt(suite, tmp_path, qwen3_tokenizer_dir):
     """prepare-repair turns a run's real failures on a training file into examples whose prompt is exactly the
     prompt `eval --repair error-feedback` builds for the same failure; dev data is refused."""
@@ -279,6 +282,7 @@ def test_repair_defaults_to_resample_k8_where_sql_is_executed_and_to_none_elsewh
     assert cfg(spider_dir="s", repair="none", repair_temperature=0.0).repair == "none"
 
 
+@pytest.mark.slow
 def test_eval_repairs_a_failing_greedy_prediction_by_default(suite, tmp_path, qwen3_tokenizer_dir, monkeypatch):
     """`t2s-fast eval` without --repair: the greedy first pass, then resample K=8 at T=0.8 for the 3 predictions
     that do not execute (q-fixed is fixed by the vote); `--repair none` scores the greedy pass alone."""

@@ -34,6 +34,7 @@ def converted_gguf(tmp_path_factory):
     return gguf, cache, first
 
 
+@pytest.mark.slow
 def test_gguf_file_becomes_a_cached_model_folder(converted_gguf):
     from transformers import AutoTokenizer, GenerationConfig
 
@@ -57,6 +58,7 @@ def test_gguf_file_becomes_a_cached_model_folder(converted_gguf):
     assert again.path == first.path and not again.converted_now  # converted once, reused after
 
 
+@pytest.mark.slow
 def test_train_and_eval_resolve_a_gguf_to_the_cached_folder(converted_gguf, tmp_path, monkeypatch):
     from t2s_fast.evaluate.config import EvalConfig
     from t2s_fast.evaluate.harness import resolve_base_model

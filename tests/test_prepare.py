@@ -13,6 +13,8 @@ from t2s_fast.data.prepare import OUTPUT_FILES, PrepareConfig, prepare
 from t2s_fast.data.spider2 import norm
 from t2s_fast.prompt import render_conversation
 
+pytestmark = pytest.mark.slow  # every test here reads the real `prepare` of Spider 1.0 + 2.0 (a minute)
+
 MAX_LEN = 3072
 
 

@@ -18,6 +18,7 @@ def _dev_records(spider1_dir):
     return [{"id": i, "db_id": ex["db_id"], "gold": ex["query"], "pred": ex["query"]} for i, ex in enumerate(dev)]
 
 
+@pytest.mark.slow
 def test_gold_against_gold_is_100_percent_on_spider_dev(spider1_dir):
     records = _dev_records(spider1_dir)
     # a trailing space makes every prediction a distinct job, so both sides really run (no de-duplication)

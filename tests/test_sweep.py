@@ -198,6 +198,7 @@ def _fake_run(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_choosing_on_spider_dev_is_refused(tmp_path, capsys, spider1_dir, data, tiny_qwen3_dir):
     from t2s_fast.evaluate.selection import SPIDER_DEV_DB_IDS, spider_dev_reason
 

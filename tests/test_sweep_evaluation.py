@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from test_eval_repair import GOLD, QUESTIONS, suite  # noqa: F401 - `suite` is a fixture
 from test_generate_vllm import gold_by_question, write_adapter
 
@@ -22,6 +23,7 @@ def _finished_run(folder: Path, r: int) -> str:
     return write_adapter(folder / "adapter", r=r)
 
 
+@pytest.mark.slow
 def test_heldout_choice_and_final_share_one_vllm_engine(suite, tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
     golds = {**gold_by_question(spider1_dir), **{QUESTIONS[q]: GOLD[q] for q in QUESTIONS}}
 
