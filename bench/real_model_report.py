@@ -56,15 +56,19 @@ def _train_summary(run_dir: Path) -> dict | None:
     if not run_file.is_file():
         return None
     run = json.loads(run_file.read_text())
-    steps = [r for r in read_jsonl(run_dir / "train_log.jsonl") if "loss" in r] if (run_dir / "train_log.jsonl").is_file() else []
+    log_file = run_dir / "train_log.jsonl"
+    steps = [r for r in read_jsonl(log_file) if "loss" in r] if log_file.is_file() else []
     cost = run.get("cost_usd")
     return {"stop_reason": run.get("stop_reason"), "global_step": run.get("global_step"),
-            "tokens_trained_total": run.get("tokens_trained_total"), "trained_tokens_per_s": run.get("trained_tokens_per_s"),
+            "tokens_trained_total": run.get("tokens_trained_total"),
+            "trained_tokens_per_s": run.get("trained_tokens_per_s"),
             "wall_time_s": run.get("wall_time_s"), "elapsed_s_total": run.get("elapsed_s_total"), "cost_usd": cost,
-            "projected_cost_usd": run.get("projected_cost_usd"), "usd_per_step": cost / steps[-1]["step"] if steps and cost else None,
+            "projected_cost_usd": run.get("projected_cost_usd"),
+            "usd_per_step": cost / steps[-1]["step"] if steps and cost else None,
             "final_loss": run.get("final_loss"), "final_eval_loss": run.get("final_eval_loss"),
             "peak_gpu_memory_reserved_gib": run.get("peak_gpu_memory_reserved_gib"),
-            "resumed_from": run.get("resumed_from"), "setup": (run.get("setup") or {}).get("summary") or run.get("setup")}
+            "resumed_from": run.get("resumed_from"),
+            "setup": (run.get("setup") or {}).get("summary") or run.get("setup")}
 
 
 def _ex(report: dict | None, adapter: str) -> float | None:
@@ -117,7 +121,8 @@ def build(work: Path, model: str, price: float, out: Path, notes: Path | None = 
                  for name, r in (("eval-dev", dev), ("eval-dev-maj8", maj8))},
         "hf_vs_vllm": _load(work / "hf_vs_vllm.json"),
         "versions": _load(work / "logs" / "versions.json"),
-        "device": (work / "logs" / "device.txt").read_text().strip() if (work / "logs" / "device.txt").is_file() else None,
+        "device": ((work / "logs" / "device.txt").read_text().strip()
+                   if (work / "logs" / "device.txt").is_file() else None),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     text = render_readme(summary, work)
@@ -138,11 +143,14 @@ def _crash_lines(work: Path) -> list[str]:
 def render_readme(s: dict, work: Path) -> str:
     m, ref, t = s["ex_spider_dev"], s["reference"], s["train"]
     lines = [f"# The runbook on a real pretrained model: {s['model']}, one H200", "",
-             f"Device: {s['device']}. Versions: " + ", ".join(f"{k} {v}" for k, v in (s["versions"] or {}).items()) + ".",
-             f"Made by `bash bench/real_model.sh {s['model']} DATA_DIR WORK_DIR` (phases in `commands.sh`, each command "
+             f"Device: {s['device']}. Versions: "
+             + ", ".join(f"{k} {v}" for k, v in (s["versions"] or {}).items()) + ".",
+             f"Made by `bash bench/real_model.sh {s['model']} DATA_DIR WORK_DIR` (phases in `commands.sh`, "
+             "each command "
              f"with its start time); GPU hours priced at ${s['gpu_hourly_usd']}/h.", "",
              f"## Execution accuracy on Spider dev ({s['questions']} questions whose database is here)", "",
-             f"| variant | EX (this run) | recorded run ({REFERENCE_RUN.replace('<model>', s['model'])}) | difference |",
+             f"| variant | EX (this run) | recorded run ({REFERENCE_RUN.replace('<model>', s['model'])}) "
+             "| difference |",
              "|---|---|---|---|"]
     for key, label in (("base", "base model, t2s-fast prompt"), ("stage1", "stage 1, greedy"),
                        ("stage2", "stage 2 (mixed), greedy"), ("stage1_maj8", "stage 1, majority vote over 8 samples"),
@@ -160,19 +168,23 @@ def render_readme(s: dict, work: Path) -> str:
         if r:
             per_step = "n/a" if r["usd_per_step"] is None else f"${r['usd_per_step']:.5f}"
             lines.append(f"| {name} | {r['global_step']} | {r['tokens_trained_total'] or 0:,} | "
-                         f"{r['trained_tokens_per_s'] or 0:,.0f} | {r['wall_time_s'] or 0:.0f} s | {_money(r['cost_usd'])} | "
-                         f"{per_step} | {r['final_loss'] or 0:.4f} | {r['final_eval_loss'] or 0:.4f} | {r['stop_reason']} |")
+                         f"{r['trained_tokens_per_s'] or 0:,.0f} | {r['wall_time_s'] or 0:.0f} s | "
+                         f"{_money(r['cost_usd'])} | "
+                         f"{per_step} | {r['final_loss'] or 0:.4f} | {r['final_eval_loss'] or 0:.4f} | "
+                         f"{r['stop_reason']} |")
     lines += ["", "Each run folder holds `run.json` (settings, chosen setup, versions, cost), `loss.png` and "
               "`train_log.jsonl` (one line per optimizer step with its cumulative `cost_usd`: dollars per step).", "",
               "## Killed and resumed", "", "Stage 1 was run a second time and killed as a dropped SSH session or a "
               "preempted machine would kill it: SIGTERM first (the run saves a checkpoint and its adapter, exits 143), "
-              "`--resume`, then SIGKILL (nothing saved), `--resume` again to the end. From `logs/stage1-crash.log`:", "",
+              "`--resume`, then SIGKILL (nothing saved), `--resume` again to the end. From `logs/stage1-crash.log`:",
+              "",
               "```", *_crash_lines(work), "```", ""]
     crash = t.get("stage1-crash")
     if crash:
         lines.append(f"The resumed run finished at step {crash['global_step']} (resumed last from "
-                     f"`{crash['resumed_from']}`); its cost counts every interrupted and resumed run's GPU time: {_money(crash['cost_usd'])} "
-                     f"over {crash['elapsed_s_total'] or 0:.0f} s against {_money((t.get('stage1') or {}).get('cost_usd'))} "
+                     f"`{crash['resumed_from']}`); its cost counts every interrupted and resumed run's GPU time: "
+                     f"{_money(crash['cost_usd'])} over {crash['elapsed_s_total'] or 0:.0f} s against "
+                     f"{_money((t.get('stage1') or {}).get('cost_usd'))} "
                      f"for the uninterrupted run. Its Spider dev EX: {_pct(m.get('stage1_resumed'))} "
                      f"(uninterrupted: {_pct(m.get('stage1'))}).")
     hv = s.get("hf_vs_vllm")
@@ -194,7 +206,8 @@ def render_readme(s: dict, work: Path) -> str:
         timing = e.get("timing") or {}
         if timing:
             lines.append(f"\n{name}: {timing.get('generated_tokens'):,} tokens generated in "
-                         f"{timing.get('generation_seconds')} s ({timing.get('tokens_per_s')} tok/s); the whole command "
+                         f"{timing.get('generation_seconds')} s ({timing.get('tokens_per_s')} tok/s); the whole "
+                         "command "
                          f"(engine start, generation, scoring) {timing.get('wall_seconds_this_session')} s "
                          f"(see `logs/{name}.log`).")
     return "\n".join(lines) + "\n"

@@ -75,10 +75,8 @@ prepare_shape() {  # the random-init Qwen3-8B folder and a random adapter, made 
   run python3 "$R/bench/make_random_adapters.py" --base-model "$SHAPE_CONFIG" --out "$B/shape-adapter" --names a
   python3 - "$SHAPE_CONFIG" "$SHAPE_TOKENIZER" "$B/rl-shape-8b" <<'PY'
 import sys
-from types import SimpleNamespace
-from t2s_fast.train.trainer import resolve_model_source  # the folder `t2s-fast rl` will load, made once
-cfg = SimpleNamespace(model_name=sys.argv[1], tokenizer=sys.argv[2], output_dir=sys.argv[3])
-print(resolve_model_source(cfg, "cuda"))
+from t2s_fast.models import model_cache_dir, training_source  # the folder `t2s-fast rl` will load, made once
+print(training_source(sys.argv[1], sys.argv[2], device_kind="cuda", cache_dir=model_cache_dir(sys.argv[3])))
 PY
 }
 shape() {  # GRPO steps/s and peak memory at the Qwen3-8B shape (random init, random adapter, no filter pass)

@@ -130,7 +130,8 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
         _copy(work / "sft" / "loss.png", out / "sft" / "loss.png")
         report["runs"]["sft"] = {k: sft.get(k) for k in ("global_step", "cost_usd", "elapsed_s_total",
                                                          "trained_tokens_per_s", "stop_reason")}
-        lines.append(f"| SFT stage 1 ({sft['config']['num_train_epochs']:g} epoch, lr {sft['config']['learning_rate']:g})"
+        lines.append(f"| SFT stage 1 ({sft['config']['num_train_epochs']:g} epoch, "
+                     f"lr {sft['config']['learning_rate']:g})"
                      f" | {sft['global_step']} | {sft['stop_reason']} | {sft['elapsed_s_total'] / 60:.1f} | "
                      f"${sft['cost_usd']:.2f} | {sft.get('trained_tokens_per_s') or 0:,.0f} tok/s | "
                      f"{sft.get('peak_gpu_memory_allocated_gib', '-')} | | | |")
@@ -151,7 +152,8 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                                   "elapsed_s_total": info["elapsed_s_total"], "step_seconds_median": med,
                                   "peak_gpu_memory_allocated_gib": info.get("peak_gpu_memory_allocated_gib"),
                                   "engine": info["engine"], "learning_rate": info["config"]["learning_rate"],
-                                  "filter": info["filter"], "mean_frac_reward_zero_std": info["mean_frac_reward_zero_std"],
+                                  "filter": info["filter"],
+                                  "mean_frac_reward_zero_std": info["mean_frac_reward_zero_std"],
                                   "first_reward": info["first_reward"], "final_reward": info["final_reward"],
                                   "sync_check_first3": sync}
         lines.append(f"| {d.name} ({info['engine']}, lr {info['config']['learning_rate']:g}) | {info['global_step']} | "

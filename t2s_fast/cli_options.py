@@ -3,7 +3,7 @@
 ``@options_from(SomeConfig, ...)`` (in the spirit of TRL's HfArgumentParser and litgpt's CLI) adds one option per
 settable field of each dataclass, spelled and explained by the field's metadata (help, choices, flag names,
 repeatable or comma-separated values, ``--x/--no-x`` for booleans, positional arguments; see
-`t2s_fast/configs.py`), and ``--config FILE``: a JSON or YAML file with the same field names. The command
+`t2s_fast/configs.py`), and ``--config FILE``: a JSON or YAML file whose keys are the flags' names. The command
 function receives one instance per dataclass, built from the dataclass defaults, overridden by the file,
 overridden by the flags given on the command line. A missing required setting, an unknown key or a value of the
 wrong type in the file exits with code 2 and names it.
@@ -20,13 +20,24 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from t2s_fast.configs import (_Mismatch, check_value, field_default, field_hints, is_required, is_sequence,
-                              item_type, load_config, settable_fields, without_none)
+from t2s_fast.configs import (
+    _Mismatch,
+    check_value,
+    field_default,
+    field_hints,
+    flag_names,
+    is_required,
+    is_sequence,
+    item_type,
+    load_config,
+    settable_fields,
+    without_none,
+)
 from t2s_fast.errors import T2SError
 
 GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
-CONFIG_HELP = ("JSON (or YAML) file of these settings: keys are the field names (the flags' names with '_' for "
-               "'-'); flags given on the command line override it.")
+CONFIG_HELP = ("JSON (or YAML) file of these settings: keys are the flags' names with '_' for '-' (--spider-dir: "
+               "spider_dir); flags given on the command line override it.")
 
 
 def _on_command_line(f: dataclasses.Field) -> bool:
@@ -34,7 +45,7 @@ def _on_command_line(f: dataclasses.Field) -> bool:
 
 
 def _flags(f: dataclasses.Field) -> list[str]:
-    return list(f.metadata.get("flags") or ["--" + f.name.replace("_", "-")])
+    return flag_names(f)
 
 
 def _click_type(f: dataclasses.Field, hint: Any):

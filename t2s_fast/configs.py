@@ -9,6 +9,11 @@ Field metadata read by the CLI and the loader:
 - ``help``: the flag's help text (required in spirit: every field has one);
 - ``choices``: the allowed values;
 - ``flags``: the flag names when not ``--field-name`` (e.g. ``("--adapter",)``, ``("--force", "--overwrite")``);
+
+A config file's key is always the flag's name, with '_' for '-' (``--spider-dir`` -> ``spider_dir``, ``--adapter``
+-> ``adapter``); a field with no flag (``cli: "file"``, a positional argument) is keyed by its name. One rule for
+every command's ``--config`` and for the settings nested in sweep and ablation files; an unknown key is refused
+with the nearest known one.
 - ``metavar``: the value's placeholder in --help;
 - ``required``: must be given (on the command line or in the file); fields without a default are required too;
 - ``sep``: a sequence field given as ONE flag value split on this separator (``--target-modules a,b``);
@@ -53,6 +58,49 @@ def field_default(f: dataclasses.Field) -> Any:
 def settable_fields(cls) -> list[dataclasses.Field]:
     """The fields a user sets (by flag or file): all but those marked ``cli=False``."""
     return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True) is not False]
+
+
+def flag_names(f: dataclasses.Field) -> list[str]:
+    """The field's flags: ``metadata["flags"]``, else ``--field-name``."""
+    return list(f.metadata.get("flags") or ["--" + f.name.replace("_", "-")])
+
+
+def file_keys(f: dataclasses.Field) -> list[str]:
+    """The keys a config file gives this field by: its flags' names with '_' for '-' (a field with no flag: its
+    name)."""
+    if f.metadata.get("cli", True) is not True or f.metadata.get("argument"):
+        return [f.name]
+    return [flag[2:].replace("-", "_") for flag in flag_names(f)]
+
+
+def keyed_fields(*classes) -> dict[str, dataclasses.Field]:
+    """{file key: field} over the settable fields of ``classes``."""
+    return {key: f for cls in classes for f in settable_fields(cls) for key in file_keys(f)}
+
+
+def unknown_key(where: str, key: str, known: dict[str, dataclasses.Field]) -> T2SError:
+    """The error for a key no field answers to, with the nearest known key (a field's own name, where it differs
+    from its flag's, points to the flag's)."""
+    by_name = {f.name: k for k, f in known.items()}
+    close = [by_name[key]] if key in by_name else difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return T2SError(f"{where}: unknown key {key!r}{hint}; keys are the flags' names with '_' for '-': "
+                    f"{', '.join(sorted(known))}")
+
+
+def to_field_names(data: dict, *classes, where: str, keep: tuple[str, ...] = ()) -> dict:
+    """``data`` (a file's settings, keyed by the flags' names) keyed by the classes' field names; ``keep``: keys
+    of the file's own passed through as they are. Unknown keys are a T2SError naming ``where``."""
+    known = keyed_fields(*classes)
+    out = {}
+    for key, value in data.items():
+        if key in keep:
+            out[key] = value
+        elif key in known:
+            out[known[key].name] = value
+        else:
+            raise unknown_key(where, key, known)
+    return out
 
 
 def field_hints(cls) -> dict[str, Any]:
@@ -147,13 +195,14 @@ def read_config_file(path: str | Path) -> dict:
         try:
             import yaml
         except ImportError:
-            raise T2SError(f"--config {path}: YAML needs PyYAML (pip install pyyaml); or write the file as JSON") from None
+            raise T2SError(f"--config {path}: YAML needs PyYAML (pip install pyyaml); or write the file as JSON") \
+                from None
         if not path.is_file():
             raise T2SError(f"--config {path}: file not found")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise T2SError(f"--config {path}: malformed YAML ({exc})") from None
+            raise T2SError(f"--config {path}{_yaml_error(exc)}") from None
     else:
         data = read_json(path)
     if not isinstance(data, dict):
@@ -162,29 +211,50 @@ def read_config_file(path: str | Path) -> dict:
     return data
 
 
+def _nested(value: Any, section: tuple, where: str) -> Any:
+    """A section of another command's settings (a dict, or a list of dicts), keyed by field names."""
+    cls, keep = section
+    if isinstance(value, dict):
+        return to_field_names(value, cls, where=where, keep=keep)
+    if isinstance(value, list):
+        return [_nested(v, section, f"{where}[{i}]") if isinstance(v, dict) else v for i, v in enumerate(value)]
+    return value
+
+
+def _yaml_error(exc) -> str:
+    """PyYAML's several-line report as one line: ":LINE: malformed YAML (the problem at column C)"."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    if mark is None:
+        return f": malformed YAML ({problem})"
+    return f":{mark.line + 1}: malformed YAML ({problem} at column {mark.column + 1})"
+
+
 def load_config(path: str | Path, *classes) -> dict:
-    """The settings of ``path`` for the fields of ``classes``: unknown keys and values of the wrong type are a
-    T2SError naming the file and the key."""
+    """The settings of ``path`` for the fields of ``classes`` ({field name: value}): keys are the flags' names;
+    unknown keys and values of the wrong type are a T2SError naming the file and the key. A class's
+    ``FILE_SECTIONS`` ({field: (config class, own keys)}) names the fields that hold another command's settings
+    (an ablation's eval settings): their keys are that command's flags' names, by the same rule."""
     return check_settings(read_config_file(path), f"--config {path}", *classes)
 
 
 def check_settings(data: dict, where: str, *classes) -> dict:
-    """``data`` (one object of a config file, or a section of one) checked against the fields of ``classes``:
-    unknown keys and values of the wrong type are a T2SError starting with ``where`` and naming the key."""
-    fields_ = {f.name: (f, field_hints(cls)[f.name]) for cls in classes for f in settable_fields(cls)}
-    unknown = [k for k in data if k not in fields_]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], list(fields_), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise T2SError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}{hint}; "
-                       f"known: {', '.join(sorted(fields_))}")
+    """``data`` (one object of a config file, or a section of one: `t2s-fast run`'s stages) checked against the
+    fields of ``classes`` by the rules of ``load_config``; an error starts with ``where`` and names the key."""
+    known = keyed_fields(*classes)
     out = {}
     for key, value in data.items():
-        f, hint = fields_[key]
+        if key not in known:
+            raise unknown_key(where, key, known)
+        f = known[key]
+        hint = next(field_hints(cls)[f.name] for cls in classes if f in dataclasses.fields(cls))
         try:
-            out[key] = check_value(value, hint, f.metadata.get("sep"))
+            out[f.name] = check_value(value, hint, f.metadata.get("sep"))
         except _Mismatch as exc:
             raise T2SError(f"{where}: key {key!r}: expected {exc}, got {value!r}") from None
-        if f.metadata.get("choices") and out[key] not in f.metadata["choices"]:
+        if f.metadata.get("choices") and out[f.name] not in f.metadata["choices"]:
             raise T2SError(f"{where}: key {key!r}: {value!r} is not one of {', '.join(f.metadata['choices'])}")
+        sections = {name: s for cls in classes for name, s in getattr(cls, "FILE_SECTIONS", {}).items()}
+        if f.name in sections:
+            out[f.name] = _nested(out[f.name], sections[f.name], f"{where}: {key}")
     return out

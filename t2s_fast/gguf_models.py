@@ -273,6 +273,24 @@ def packaged_model_dir(alias: str, *, dtype: str | None = None,
                          expect_sha256=spec.sha256)
 
 
+def source_label(model: str | Path) -> str:
+    """A model as the user named it: a converted folder of this cache becomes its packaged alias (or its .gguf
+    file), from the folder's marker, or from its name (``<cache>/models/<alias>[-<dtype>]``) where the cache is
+    not on this machine; anything else as given."""
+    path = Path(str(model))
+    try:
+        source = json.loads((path / MARKER).read_text()).get("source")
+        if source:
+            return str(source)
+    except (OSError, ValueError, AttributeError):
+        pass
+    if path.parent.name == "models":
+        for alias in PACKAGED_MODELS:
+            if path.name == alias or path.name.startswith(f"{alias}-"):
+                return alias
+    return str(model)
+
+
 def gguf_file_dir(path: str | Path, *, dtype: str | None = None,
                   cache_dir: str | Path | None = None) -> tuple[Path, bool]:
     """(cached safetensors folder, converted by this call) for a `.gguf` file given by path."""

@@ -18,7 +18,9 @@ greedy alone. `--repair none` always gives the greedy SQL alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,8 @@ ADAPTER = "adapter"  # the name the adapter of --model-path gets in the engine
 REPAIRS = ("none", "resample")
 REPAIR_CHOICES = ("auto",) + REPAIRS  # auto: resample with --db on SQLite, else none (InferConfig.__post_init__)
 REPAIR_WORKERS = 2  # executor processes for the repair's queries (the scorer's default)
+CPU_MAX_NEW_TOKENS = 256  # a Spider answer fits well within it; 512 greedy tokens took minutes on a 2-core CPU
+GPU_MAX_NEW_TOKENS = 512
 
 
 @dataclass
@@ -39,13 +43,15 @@ class InferConfig:
     model_path: str = _f("", "A LoRA adapter folder (from `t2s-fast train`), or a model: merged folder, hub id, "
                             "packaged alias (qwen2.5-coder-0.5b, ...) or .gguf file.", required=True)
     question: str = _f("", "The question in natural language.", required=True)
-    db_id: str = _f("", "Database name shown to the model (default: the --db file's stem).")
+    db_id: str | None = _f(None, "Database name shown to the model (default: the --db file's stem; required with "
+                                 "--schema-file).")
     dialect: str = _f("sqlite", "SQL dialect: sqlite, bigquery or snowflake.")
     schema_file: str | None = _f(None, "A text file with the schema (CREATE TABLE statements or free text).")
     db: str | None = _f(None, "A SQLite database file; its schema is rendered by the shared prompt builder.")
     base_model: str | None = _f(None, "Base model for an adapter (default: the adapter's base_model_name_or_path).")
     tokenizer: str | None = _f(None, "Tokenizer (default: the adapter's or model's folder).")
-    max_new_tokens: int = _f(512, "Longest SQL to generate, in tokens.")
+    max_new_tokens: int | None = _f(None, "Longest SQL to generate, in tokens (default: 512 on a GPU, "
+                                          f"{CPU_MAX_NEW_TOKENS} on the CPU, as eval's default).")
     sample_values: int = _f(3, "Sample values per column shown with --db (training used the same setting).")
     external_knowledge: str | None = _f(None, "Optional external knowledge text (Spider 2.0 style).")
     question_values: int = _f(0, "Question-matched database values per column shown with --db (0 = off; "
@@ -163,18 +169,44 @@ def answer(cfg: InferConfig) -> tuple[str, str | None]:
     base, adapters, tok_src = inference_sources(cfg.model_path, base_model=cfg.base_model, tokenizer=cfg.tokenizer)
     batch = cfg.repair_k if cfg.repair != "none" else 1  # the repair samples decode as one batch
     gen = make_generator("hf", base_model=base, adapters=adapters, tokenizer_dir=tok_src, batch_size=batch)
+    on_cpu = str(getattr(gen, "device", "cpu")).startswith("cpu")
+    max_new = cfg.max_new_tokens or (CPU_MAX_NEW_TOKENS if on_cpu else GPU_MAX_NEW_TOKENS)
     try:
         request = GenRequest(key="infer", adapter=ADAPTER if adapters else BASE_ADAPTER,
                              prompt=render_prompt(gen.tokenizer, messages))
-        # greedy, without the repetition guard: infer has always decoded up to --max-new-tokens
-        settings = GenSettings(max_new_tokens=cfg.max_new_tokens, repetition_guard=None)
-        [result] = gen.generate([request], settings)
+        # greedy, without the repetition guard: infer decodes up to --max-new-tokens
+        settings = GenSettings(max_new_tokens=max_new, repetition_guard=None)
+        with progress_bar(gen, on_cpu, f"greedy SQL (up to {max_new} tokens, on the CPU)", max_new):
+            [result] = gen.generate([request], settings)
         sql = extract_sql(result.text)
         if cfg.repair == "none":
             return sql, None
         return repair_sql(cfg, gen, request, settings, sql)
     finally:
         gen.close()
+
+
+@contextlib.contextmanager
+def progress_bar(gen, show: bool, desc: str, total: int):
+    """A bar on stderr of the tokens generated so far (where ``show``: a CPU, where a long answer takes minutes);
+    stdout keeps only the SQL."""
+    if not show or not hasattr(gen, "progress"):
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="tok", leave=False, dynamic_ncols=True)
+
+    def update(n: int) -> None:
+        bar.n = min(n, total)
+        bar.refresh()
+
+    gen.progress = update
+    try:
+        yield
+    finally:
+        gen.progress = None
+        bar.close()
 
 
 def repair_sql(cfg: InferConfig, gen, request, settings, greedy_sql: str) -> tuple[str, str | None]:
@@ -196,9 +228,13 @@ def repair_sql(cfg: InferConfig, gen, request, settings, greedy_sql: str) -> tup
     if greedy is not None and greedy.ok:
         return greedy_sql, None
     requests = repair_requests(cfg.repair, request.adapter, request.key, request.prompt, cfg.repair_k)
+    print(f"repair: the greedy SQL failed ({greedy.error if greedy else 'empty SQL'}); sampling {cfg.repair_k} "
+          f"more at temperature {cfg.repair_temperature} (--repair none skips this)", file=sys.stderr, flush=True)
+    on_cpu = str(getattr(gen, "device", "cpu")).startswith("cpu")
     # sampled with eval's repetition guard (on in the measured eval runs): a looping sample ends early
-    samples = gen.generate(requests, dataclasses.replace(settings, temperature=cfg.repair_temperature,
-                                                         repetition_guard=RepetitionGuard()))
+    with progress_bar(gen, on_cpu, f"repair: {cfg.repair_k} samples", settings.max_new_tokens):
+        samples = gen.generate(requests, dataclasses.replace(settings, temperature=cfg.repair_temperature,
+                                                             repetition_guard=RepetitionGuard()))
     sqls = [extract_sql(r.text) for r in samples]
     index, vote = majority(execute(sqls))
     failed = f"repair: greedy SQL failed ({greedy.error if greedy else 'empty SQL'}); {len(sqls)} samples, " \

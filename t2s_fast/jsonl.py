@@ -18,7 +18,14 @@ from typing import Any
 from t2s_fast.errors import T2SError
 
 
-def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerate_torn_tail: bool = False) -> list[dict]:
+def json_error(exc: json.JSONDecodeError) -> str:
+    """A parser's complaint as one phrase with its column: "Expecting ',' delimiter at column 12",
+    "Unterminated string starting at column 5" (the message already ends in "at" there)."""
+    return f"{exc.msg.removesuffix(' at').removesuffix(':')} at column {exc.colno}"
+
+
+def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (),
+               tolerate_torn_tail: bool = False) -> list[dict]:
     """Read a JSONL file. A malformed line or a missing required field raises T2SError naming file and line.
 
     With ``tolerate_torn_tail``, an unparsable *last* line without a trailing newline (a crash mid-append)
@@ -27,7 +34,8 @@ def read_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerat
     return list(iter_jsonl(path, required=required, tolerate_torn_tail=tolerate_torn_tail))
 
 
-def iter_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (), tolerate_torn_tail: bool = False) -> Iterator[dict]:
+def iter_jsonl(path: str | os.PathLike, *, required: Iterable[str] = (),
+               tolerate_torn_tail: bool = False) -> Iterator[dict]:
     for _, record in iter_numbered_jsonl(path, required=required, tolerate_torn_tail=tolerate_torn_tail):
         yield record
 
@@ -59,7 +67,7 @@ def iter_numbered_jsonl(path: str | os.PathLike, *, required: Iterable[str] = ()
             is_torn_tail = lineno == len(lines) and not line.endswith("\n")
             if tolerate_torn_tail and is_torn_tail:
                 return
-            raise T2SError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            raise T2SError(f"{path}:{lineno}: malformed JSON ({json_error(exc)})") from None
         if not isinstance(record, dict):
             raise T2SError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
         missing = [k for k in required if k not in record]
@@ -76,7 +84,7 @@ def read_json(path: str | os.PathLike) -> Any:
         with path.open("r", encoding="utf-8") as fh:
             return json.load(fh)
     except json.JSONDecodeError as exc:
-        raise T2SError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        raise T2SError(f"{path}:{exc.lineno}: malformed JSON ({json_error(exc)})") from None
     except UnicodeDecodeError as exc:
         raise T2SError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
 

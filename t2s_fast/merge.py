@@ -23,19 +23,26 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class MergeConfig:
-    adapter_path: str = field(default="", metadata={"help": "LoRA adapter folder (a run's adapter/).", "required": True})
+    adapter_path: str = field(default="", metadata={"help": "LoRA adapter folder (a run's adapter/).",
+                                                    "required": True})
     output_dir: str = field(default="", metadata={"help": "Where the merged model is written (must not exist).",
                                                   "required": True})
     base_model: str | None = field(default=None, metadata={
         "help": "Base model: hub id, folder, packaged alias (qwen2.5-coder-0.5b, ...), .gguf file, or config.json "
                 "(random init); default: the adapter's base_model_name_or_path."})
     dtype: str = field(default="bfloat16", metadata={"help": f"Weights dtype of the merged model: {DTYPE_HELP}."})
-    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer to save with it (default: the adapter's)."})
+    tokenizer: str | None = field(default=None,
+                                  metadata={"help": "Tokenizer to save with it (default: the adapter's)."})
 
 
 def _resolve_base(base_model: str | None, adapter_cfg: dict, output_dir: Path, tokenizer: str | None) -> str:
-    from t2s_fast.models import (find_tokenizer_dir, is_config_file, materialize_random_init, random_init_folder,
-                                  resolve_model)
+    from t2s_fast.models import (
+        find_tokenizer_dir,
+        is_config_file,
+        materialize_random_init,
+        random_init_folder,
+        resolve_model,
+    )
 
     base = base_model or adapter_cfg.get("base_model_name_or_path")
     if not base:

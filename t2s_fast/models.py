@@ -9,7 +9,8 @@
   memory mean anything.
 
 `resolve_model` turns the first two kinds into a folder every engine can load; random-init configs are
-materialized by the engines that need a folder (`materialize_random_init`).
+materialized by the engines that need a folder (`materialize_random_init`). `training_source` does all of that
+for `train` (a folder Unsloth and bitsandbytes can load, and the tokenizer's folder).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from t2s_fast import gguf_models
+from t2s_fast import distributed, gguf_models
 from t2s_fast.errors import T2SError
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,16 @@ class ResolvedModel:
     path: str  # what every code path loads: a local folder or a hub id (or a config.json, left as is)
     label: str  # for the logs and the report
     converted_now: bool = False  # True when this call did the one-time GGUF conversion
+
+
+@dataclass
+class ModelSource:
+    """What `train` loads: the model's folder (or hub id) and the tokenizer's."""
+
+    model_path: str  # a local folder or a hub id
+    tokenizer_path: str
+    random_init: bool = False
+    config_file: str | None = None
 
 
 def is_gguf_source(model_name: str | Path) -> bool:
@@ -161,3 +173,36 @@ def random_init_folder(config_path, cache_root: Path, dtype: str) -> Path:
     """Where a random-init model of this config is materialized; the same config reuses the same folder."""
     key = hashlib.sha1(json.dumps(load_config_dict(config_path), sort_keys=True).encode()).hexdigest()[:12]
     return Path(cache_root) / f"random-init-{key}-{dtype}"
+
+
+def model_cache_dir(output_dir: str | Path) -> Path:
+    """Where `train` materializes random-init models: $T2S_MODEL_CACHE, else `.t2s_model_cache` beside the run."""
+    return Path(os.environ.get("T2S_MODEL_CACHE") or Path(output_dir).resolve().parent / ".t2s_model_cache")
+
+
+def training_source(name: str, tokenizer: str | None, *, device_kind: str, cache_dir: Path) -> ModelSource:
+    """Hub id / local folder as is; a packaged alias or `.gguf` file becomes its cached safetensors folder (bf16
+    on a GPU); a config.json becomes a random-init model folder (cached in ``cache_dir``, reused by stage 2) so
+    that Unsloth and bitsandbytes can load it like any checkpoint. Under DDP one rank converts or writes, the
+    others find the folder complete."""
+    dtype = "bfloat16" if device_kind == "cuda" else "float32"
+    if is_gguf_source(name):
+        with distributed.main_process_first():
+            resolved = resolve_model(name, dtype=dtype)
+        log.info("--model-name %s: %s, at %s", name, resolved.label, resolved.path)
+        return ModelSource(model_path=resolved.path, tokenizer_path=str(tokenizer or resolved.path))
+    if is_config_file(name):
+        tok = find_tokenizer_dir(name, tokenizer)
+        folder = random_init_folder(name, cache_dir, dtype)
+        log.warning("--model-name %s is a config file: training a RANDOM-INIT model of that shape (benchmarks and "
+                    "tests only), materialized at %s", name, folder)
+        with distributed.main_process_first():
+            path = materialize_random_init(name, folder, tokenizer=tok, dtype=dtype)
+        return ModelSource(model_path=str(path), tokenizer_path=str(tokenizer or path), random_init=True,
+                           config_file=str(name))
+    p = Path(name)
+    if (p.suffix == ".json" or "/" in name and (name.startswith((".", "/")))) and not p.exists():
+        raise T2SError(f"--model-name {name}: no such file or folder")
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise T2SError(f"--model-name {name}: folder has no config.json (not a transformers model folder)")
+    return ModelSource(model_path=str(name), tokenizer_path=find_tokenizer_dir(name, tokenizer))

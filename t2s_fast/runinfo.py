@@ -1,9 +1,11 @@
-"""What a run.json records about the environment: package versions, git revision, device."""
+"""What a run.json records about the environment (package versions, git revision, device), and the one writer of
+run.json."""
 
 from __future__ import annotations
 
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 from t2s_fast.paths import REPO_ROOT
 
@@ -71,3 +73,21 @@ if __name__ == "__main__":  # python -m t2s_fast.runinfo FILE (the bench/ driver
     import sys
 
     write_versions(sys.argv[1])
+
+
+def write_run_json(out_dir: str | Path, info: dict) -> dict:
+    """A run's record, run.json in ``out_dir``: ``info`` with the facts every run records (the command, when it
+    finished, package versions, git revision), written atomically by the main process only (DDP: one record).
+    Returns what was (or would be) written."""
+    import sys
+    from datetime import datetime, timezone
+
+    from t2s_fast import distributed
+    from t2s_fast.jsonl import write_json
+
+    record = {"command": " ".join(sys.argv), **info,
+              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "versions": package_versions(), "git": git_revision()}
+    if distributed.is_main():
+        write_json(Path(out_dir) / "run.json", record)
+    return record

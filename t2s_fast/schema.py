@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from t2s_fast.dialects import quote_identifier  # the dialect rules (importable from here as before)
+from t2s_fast.dialects import quote_identifier
 from t2s_fast.errors import T2SError
 
 MAX_SAMPLE_CHARS = 40  # one sample value is cut to this many characters in the prompt

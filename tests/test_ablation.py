@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from test_eval_repair import GOLD, QUESTIONS, ScriptedGenerator, suite  # noqa: F401 - `suite` is a fixture
 
 from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.ablation import ablate
 from t2s_fast.evaluate.ablation_config import AblationConfig, check_ablation
-from test_eval_repair import GOLD, QUESTIONS, ScriptedGenerator, suite  # noqa: F401 - `suite` is a fixture
 
 ARMS = [{"name": "greedy", "group": "single"},  # 1 of 4 right, 3 do not execute
         {"name": "resample-k3", "group": "single", "repair": "resample", "repair_k": 3, "repair_temperature": 0.9},
@@ -57,6 +57,7 @@ def comparable(summary: dict) -> dict:
     return {"arms": [{k: r[k] for k in keep} for r in summary["arms"]], "choices": summary["choices"]}
 
 
+@pytest.mark.slow
 def test_arms_share_one_engine_and_the_best_held_out_arm_is_chosen(suite, tmp_path, qwen3_tokenizer_dir, engines):
     out = tmp_path / "ab"
     summary = ablate(ablation(suite, out, qwen3_tokenizer_dir))
@@ -80,6 +81,7 @@ def test_arms_share_one_engine_and_the_best_held_out_arm_is_chosen(suite, tmp_pa
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_interrupted_ablation_resumes_without_regenerating_and_a_finished_one_opens_no_engine(
         suite, tmp_path, qwen3_tokenizer_dir, engines, monkeypatch):
     whole = ablate(ablation(suite, tmp_path / "whole", qwen3_tokenizer_dir))
@@ -107,6 +109,7 @@ def test_interrupted_ablation_resumes_without_regenerating_and_a_finished_one_op
         ablate(ablation(suite, out, qwen3_tokenizer_dir, arms=changed))
 
 
+@pytest.mark.slow
 def test_final_set_runs_baseline_and_winner_and_chooses_nothing(suite, tmp_path, qwen3_tokenizer_dir, engines):
     qfile, root = suite
     final_q = tmp_path / "final.jsonl"  # another set: two of the questions
@@ -232,6 +235,7 @@ def test_every_shipped_ablation_file_keeps_its_baselines_greedy():
     assert {configs[a.name].repair for a in arms if "repair" not in a.overrides} == {"resample"}
 
 
+@pytest.mark.slow
 def test_a_finished_arm_is_kept_across_the_repair_k_default_change(suite, tmp_path, qwen3_tokenizer_dir, engines):
     """repair_k and repair_temperature change nothing when no repair runs: an arm.json written when the default
     repair_k was 4 still matches, so its report and wall seconds are kept."""
@@ -247,6 +251,7 @@ def test_a_finished_arm_is_kept_across_the_repair_k_default_change(suite, tmp_pa
     assert again["arms"][0]["wall_seconds"] == done["wall_seconds"]
 
 
+@pytest.mark.slow
 def test_vllm_path_one_engine_for_arms_and_final_on_spider_dev(suite, tmp_path, fake_vllm, spider1_dir,
                                                                qwen3_tokenizer_dir):
     """The real engine path (open_generator -> VLLMGenerator, a fake vllm underneath): one engine for the held-out

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from t2s_fast.train import flops
 from t2s_fast.benchmarks import cost, results
 from t2s_fast.benchmarks.max_context import search_max_context
 from t2s_fast.benchmarks.profile_step import classify_kernel, summarize_events, union_length
 from t2s_fast.benchmarks.train_bench import measure_log, parse_variants
 from t2s_fast.errors import T2SError
+from t2s_fast.train import flops
 
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 1000, "tie_word_embeddings": True}
@@ -156,6 +156,7 @@ def test_max_context_searches_down_when_the_start_does_not_fit():
     assert r.max_fit is not None and r.max_fit <= 3000 < r.max_fit + 2048 and not r.at_limit
 
 
+@pytest.mark.slow
 def test_max_context_result_file(tmp_path, qwen3_tokenizer_dir):
     from t2s_fast.benchmarks.max_context import run_max_context, synthetic_example
     from t2s_fast.prompt import tokenize_for_training
@@ -186,7 +187,8 @@ def test_profile_bucketing():
     assert classify_kernel("pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128, 128>>") == "attention"
     assert classify_kernel("cudnn_generated_fort_native_sdpa_sm90_flash_fprop") == "attention"
     assert classify_kernel("Memcpy DtoD (Device -> Device)") == "copies"
-    assert classify_kernel("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>>") == "copies"
+    fill = "void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>>"
+    assert classify_kernel(fill) == "copies"
     assert classify_kernel("void kDequantizeBlockwise<__nv_bfloat16, 512, 64, 8, 2>") == "quantization"
     assert classify_kernel("_rms_layernorm_forward") == "elementwise"
     assert classify_kernel("void at::native::reduce_kernel<512, 1>") == "elementwise"
@@ -286,11 +288,15 @@ def _gpu_train_result(auto_tps, base_tps, auto_mem, base_mem):
                                "attention": "sdpa-no-cudnn"},
                      "projected": {"stage1": {"hours": 0.5, "usd": 1.72}}})
     r = results.make_result("train", settings={"packing": True, "max_seq_length": 3072, "steps": 3, "warmup_steps": 2},
-                            rows=rows, command="t2s-fast bench train ...", device={"kind": "cuda", "name": "NVIDIA H200", "count": 1},
-                            flops={"flops_per_token_4n": 3.3e10, "attention_flops_per_token": 1e9, "mean_attended_context": 500},
+                            rows=rows, command="t2s-fast bench train ...", device={"kind": "cuda",
+                                                                                   "name": "NVIDIA H200", "count": 1},
+                            flops={"flops_per_token_4n": 3.3e10, "attention_flops_per_token": 1e9,
+                                   "mean_attended_context": 500},
                             peak={"peak_tflops": 785.0, "method": "m"},
-                            ratios=[{"label": "unsloth-auto", "vs": "hf", "tokens_per_s_ratio": round(auto_tps / base_tps, 3),
-                                     "peak_allocated_ratio": round(auto_mem / base_mem, 3), "peak_reserved_ratio": None}])
+                            ratios=[{"label": "unsloth-auto", "vs": "hf",
+                                     "tokens_per_s_ratio": round(auto_tps / base_tps, 3),
+                                     "peak_allocated_ratio": round(auto_mem / base_mem, 3),
+                                     "peak_reserved_ratio": None}])
     return r
 
 
@@ -305,7 +311,8 @@ def test_readme_says_where_we_stand(tmp_path, auto_tps, auto_mem, aims_met):
     readme = tmp_path / "README.md"
     readme.write_text(f"# hand-written intro\n\n{BEGIN}\nold\n{END}\n\nhand-written outro\n")
     text = render(rd, readme, tmp_path / "throughput.png")
-    assert text.startswith("# hand-written intro") and text.rstrip().endswith("hand-written outro") and "\nold\n" not in text
+    assert text.startswith("# hand-written intro") and text.rstrip().endswith("hand-written outro")
+    assert "\nold\n" not in text
     stand = text.split("### Where we stand")[1].split("###")[0]
     verdicts = [line.split("—")[1].split(".")[0].strip(" *") for line in stand.splitlines() if "Aim" in line]
     assert tuple(v.split(" (")[0] for v in verdicts) == aims_met

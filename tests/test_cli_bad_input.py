@@ -37,7 +37,8 @@ def test_eval_rejects_bad_values_naming_the_flag(tmp_path, capsys, extra, flag):
 
 def test_eval_without_adapter_or_include_base_says_how_to_evaluate_the_base(tmp_path, capsys):
     err = _fails(_eval(tmp_path), capsys)
-    assert "nothing to evaluate" in err and "--adapter NAME=PATH" in err and "--include-base to evaluate the base model alone" in err
+    assert "nothing to evaluate" in err and "--adapter NAME=PATH" in err
+    assert "--include-base to evaluate the base model alone" in err
 
 
 def _preds(tmp_path):

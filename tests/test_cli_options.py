@@ -76,7 +76,7 @@ def test_flags_from_the_dataclass_fields():
 def test_config_file_values_are_used_and_flags_override_them(tmp_path):
     cfg = tmp_path / "toy.json"
     cfg.write_text(json.dumps({"_comment": "free text", "name": "from-file", "count": 9, "ratio": 1, "verbose": False,
-                               "tags": ["f"], "modules": "m1,m2", "extra": {"k": 1}, "seed": 4}))
+                               "tag": ["f"], "modules": "m1,m2", "extra": {"k": 1}, "seed": 4}))
     code, got = _toy("--config", str(cfg))
     assert code == 0, got
     assert (got["name"], got["count"], got["ratio"], got["verbose"], got["tags"], got["modules"], got["extra"],
@@ -88,17 +88,18 @@ def test_config_file_values_are_used_and_flags_override_them(tmp_path):
 def test_yaml_config_file(tmp_path):
     pytest.importorskip("yaml")
     cfg = tmp_path / "toy.yaml"
-    cfg.write_text("name: y\ncount: 11\ntags: [a, b]\n")
+    cfg.write_text("name: y\ncount: 11\ntag: [a, b]\n")
     code, got = _toy("--config", str(cfg))
     assert code == 0, got
     assert (got["name"], got["count"], got["tags"]) == ("y", 11, ["a", "b"])
 
 
 @pytest.mark.parametrize("content, needle", [
-    ({"name": "n", "cuont": 2}, "unknown key(s) 'cuont' (did you mean 'count'?)"),
+    ({"name": "n", "cuont": 2}, "unknown key 'cuont' (did you mean 'count'?)"),
+    ({"name": "n", "tags": ["t"]}, "unknown key 'tags' (did you mean 'tag'?)"),  # the field's name: the flag's wins
     ({"name": "n", "count": "two"}, "key 'count': expected an integer, got 'two'"),
     ({"name": "n", "count": True}, "key 'count': expected an integer"),
-    ({"name": "n", "tags": "t"}, "key 'tags': expected a list"),
+    ({"name": "n", "tag": "t"}, "key 'tag': expected a list"),
     ({"name": "n", "mode": "z"}, "key 'mode': 'z' is not one of x, y"),
     ({"name": None}, "key 'name': expected a string, not null"),
     (["not", "an", "object"], "expected an object of settings"),
@@ -154,7 +155,8 @@ def test_score_from_a_config_file(tmp_path, capsys, spider1_dir):
     pred.write_text(json.dumps({"db_id": "concert_singer", "gold": "SELECT count(*) FROM singer",
                                 "pred": "SELECT count(*) FROM singer"}) + "\n")
     cfg = tmp_path / "score.json"
-    cfg.write_text(json.dumps({"pred": str(pred), "db_root": str(spider1_dir), "workers": 0, "as_json": True}))
+    cfg.write_text(json.dumps({"pred": str(pred), "spider_dir": str(spider1_dir), "workers": 0, "json": True,
+                               "timeout": 5}))
     main(["score", "--config", str(cfg)])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ex"] == 1.0
 
@@ -186,3 +188,33 @@ def test_shipped_train_configs_are_the_runbooks_two_stages():
     assert stage1.learning_rate == defaults.learning_rate == 2 * stage2.learning_rate
     assert stage1.adapter_path is None and stage2.adapter_path == f"{stage1.output_dir}/adapter"
     assert "stage1_" in stage1.train_file and "stage2_mixed_" in stage2.train_file
+
+
+def test_every_flag_of_every_command_is_its_config_key(tmp_path, capsys):
+    """One rule for all commands: a flag --some-name is the key some_name of --config (given a value of the wrong
+    type, the file is refused for the value or for a missing setting, never for the key)."""
+    cfg = tmp_path / "settings.json"
+    for words, cmd in _commands().items():
+        for p in cmd.params:
+            if not isinstance(p, click.Option) or p.name in ("config_file", "help"):
+                continue
+            key = p.opts[0][2:].replace("-", "_")
+            cfg.write_text(json.dumps({key: [{"not": "a setting"}]}))
+            with pytest.raises(SystemExit):
+                main([*words.split(), "--config", str(cfg)])
+            err = capsys.readouterr().err
+            assert "unknown key" not in err and str(cfg) in err, (words, key, err)
+
+
+@pytest.mark.parametrize("words, content, needle", [
+    ("score", {"timeout_s": 5}, "unknown key 'timeout_s' (did you mean 'timeout'?)"),
+    ("score", {"spider-dir": "x"}, "unknown key 'spider-dir' (did you mean 'spider_dir'?)"),
+    ("eval", {"adapters": {"a": "x"}}, "unknown key 'adapters' (did you mean 'adapter'?)"),
+    ("eval", {"spider_dri": "x"}, "unknown key 'spider_dri' (did you mean 'spider_dir'?)"),
+])
+def test_a_key_that_is_not_a_flag_name_is_refused_with_the_flags_name(tmp_path, capsys, words, content, needle):
+    cfg = tmp_path / "settings.json"
+    cfg.write_text(json.dumps(content))
+    with pytest.raises(SystemExit) as exc:
+        main([*words.split(), "--config", str(cfg)])
+    assert exc.value.code == 2 and needle in capsys.readouterr().err

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from t2s_fast.demo.demo import SUMMARY_FILE, DemoConfig, run_demo
+from t2s_fast.errors import T2SError
 from t2s_fast.gguf_models import PACKAGED_MODELS, find_packaged_gguf
 from t2s_fast.models import resolve_model
-from t2s_fast.errors import T2SError
 
 
 def _need_default_model():

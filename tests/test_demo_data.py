@@ -6,8 +6,14 @@ import sqlite3
 
 import pytest
 
-from t2s_fast.demo.synthetic_db import (SLOT_KINDS, TEMPLATES, build_database, generate_examples, slot_pools,
-                                        write_demo_data)
+from t2s_fast.demo.synthetic_db import (
+    SLOT_KINDS,
+    TEMPLATES,
+    build_database,
+    generate_examples,
+    slot_pools,
+    write_demo_data,
+)
 from t2s_fast.errors import T2SError
 from t2s_fast.jsonl import read_jsonl
 

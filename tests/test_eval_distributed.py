@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 
-
 def _eval_args(model, spider1_dir, out):
     # batch size 1: no padding, so a question's greedy answer cannot depend on which rank got it; repair none:
     # the greedy pass is what is sharded (a repair pass runs on rank 0 alone)
@@ -72,6 +71,7 @@ def test_sharded_hf_eval_merges_like_one_process_and_resumes(tmp_path, tiny_qwen
 
 
 
+@pytest.mark.slow
 def test_vllm_tensor_parallel_size_reaches_the_engine(fake_vllm, qwen3_tokenizer_dir):
     from t2s_fast.generate.engines import make_generator
 
@@ -80,6 +80,7 @@ def test_vllm_tensor_parallel_size_reaches_the_engine(fake_vllm, qwen3_tokenizer
     assert fake_vllm.CALLS["engines"][-1]["tensor_parallel_size"] == 2
 
 
+@pytest.mark.slow
 def test_vllm_data_parallel_engines_are_pinned_and_answer_in_order(fake_vllm, qwen3_tokenizer_dir, monkeypatch):
     from t2s_fast.errors import T2SError
     from t2s_fast.generate.base import GenRequest, GenSettings

@@ -24,7 +24,8 @@ def two_adapters(tiny_qwen3_dir, tmp_path_factory) -> dict[str, str]:
     for i, (name, r) in enumerate([("alpha", 4), ("beta", 8)]):
         torch.manual_seed(100 + i)
         model = AutoModelForCausalLM.from_pretrained(str(tiny_qwen3_dir))
-        peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"],
+        peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj",
+                                                                                             "down_proj"],
                                                       init_lora_weights=False, task_type="CAUSAL_LM"))
         peft_model.save_pretrained(str(root / name))
         out[name] = str(root / name)
@@ -108,7 +109,8 @@ def test_hf_end_to_end_reports_and_resume(tmp_path, tiny_qwen3_dir, two_adapters
     # 3) `t2s-fast report` re-renders both runs and compares them
     main(["report", str(run_a), str(run_b), "--out", str(tmp_path / "cmp")])
     cmp_md = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert cmp_md.count("| alpha |") == 2 and "data:image/png;base64," in (tmp_path / "cmp" / "comparison.html").read_text()
+    assert cmp_md.count("| alpha |") == 2
+    assert "data:image/png;base64," in (tmp_path / "cmp" / "comparison.html").read_text()
 
 
 def test_bad_adapter_flag_exits_2(tmp_path, capsys):

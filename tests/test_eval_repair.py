@@ -106,6 +106,7 @@ def scored_by_qid(out_dir: Path) -> dict:
     return {r["qid"]: r for r in map(json.loads, (out_dir / "scored.jsonl").read_text().splitlines())}
 
 
+@pytest.mark.slow
 def test_resample_repairs_failing_predictions_and_resumes(suite, tmp_path, qwen3_tokenizer_dir):
     out = tmp_path / "run"
     gen = ScriptedGenerator(QUESTIONS)
@@ -130,7 +131,8 @@ def test_resample_repairs_failing_predictions_and_resumes(suite, tmp_path, qwen3
     assert scored["q-voted"]["pred"] == RESAMPLE["q-voted"][0] and not scored["q-voted"]["exec_match"]
     assert scored["q-hopeless"]["pred"] == FIRST["q-hopeless"] and not scored["q-hopeless"]["repair"]["repaired"]
     assert "repair" not in scored["q-ok"]
-    assert "Repair of failing SQL" in (out / "report.md").read_text() and "EX before" in (out / "report.html").read_text()
+    assert "Repair of failing SQL" in (out / "report.md").read_text()
+    assert "EX before" in (out / "report.html").read_text()
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert sorted(p["sample"] for p in preds if p.get("repair") == "resample") == [1000] * 3 + [1001] * 3 + [1002] * 3
     # resume: nothing generated again, same figures
@@ -146,9 +148,10 @@ def test_resample_repairs_failing_predictions_and_resumes(suite, tmp_path, qwen3
                  generator=NoGeneration(QUESTIONS))
 
 
+@pytest.mark.slow
 def test_error_feedback_shows_the_error_in_the_shared_repair_prompt(suite, tmp_path, qwen3_tokenizer_dir,
                                                                      qwen3_tokenizer):
-    from t2s_fast.evaluate.harness import question_messages
+    from t2s_fast.evaluate.generation import question_messages
     from t2s_fast.evaluate.questions import load_jsonl
     from t2s_fast.prompt import build_repair_messages, render_prompt
 
@@ -196,6 +199,7 @@ def test_one_engine_serves_both_passes(suite, tmp_path, qwen3_tokenizer_dir, mon
     assert report["repair"]["adapters"]["__base__"]["fixed"] == 1
 
 
+@pytest.mark.slow
 def test_repair_training_examples_match_the_eval_repair_prompt(suite, tmp_path, qwen3_tokenizer_dir):
     """prepare-repair turns a run's real failures on a training file into examples whose prompt is exactly the
     prompt `eval --repair error-feedback` builds for the same failure; dev data is refused."""
@@ -278,6 +282,7 @@ def test_repair_defaults_to_resample_k8_where_sql_is_executed_and_to_none_elsewh
     assert cfg(spider_dir="s", repair="none", repair_temperature=0.0).repair == "none"
 
 
+@pytest.mark.slow
 def test_eval_repairs_a_failing_greedy_prediction_by_default(suite, tmp_path, qwen3_tokenizer_dir, monkeypatch):
     """`t2s-fast eval` without --repair: the greedy first pass, then resample K=8 at T=0.8 for the 3 predictions
     that do not execute (q-fixed is fixed by the vote); `--repair none` scores the greedy pass alone."""
@@ -306,7 +311,8 @@ def test_eval_repairs_a_failing_greedy_prediction_by_default(suite, tmp_path, qw
     rep = report["repair"]["adapters"]["__base__"]
     assert (rep["ex_before"], rep["ex_after"], rep["fixed"]) == (0.25, 0.5, 1)
     scored = scored_by_qid(out)
-    assert scored["q-fixed"]["pred"] == GOLD["q-fixed"] and scored["q-fixed"]["repair"]["first_pred"] == FIRST["q-fixed"]
+    assert scored["q-fixed"]["pred"] == GOLD["q-fixed"]
+    assert scored["q-fixed"]["repair"]["first_pred"] == FIRST["q-fixed"]
 
     made.clear()
     plain = tmp_path / "plain"

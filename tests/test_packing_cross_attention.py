@@ -144,7 +144,8 @@ def packed_runs(sharp_tiny_qwen3_dir, tmp_path_factory):
 
     def get(attention: str):
         if attention not in runs:
-            cfg = TrainConfig(train_file=str(data), output_dir=str(root / attention), model_name=str(sharp_tiny_qwen3_dir),
+            cfg = TrainConfig(train_file=str(data), output_dir=str(root / attention),
+                              model_name=str(sharp_tiny_qwen3_dir),
                               backend="hf", packing=True, max_seq_length=1024, per_device_train_batch_size=2,
                               gradient_accumulation_steps=1, auto_setup=False, attention=attention, max_steps=1,
                               seed=0)

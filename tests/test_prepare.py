@@ -13,6 +13,8 @@ from t2s_fast.data.prepare import OUTPUT_FILES, PrepareConfig, prepare
 from t2s_fast.data.spider2 import norm
 from t2s_fast.prompt import render_conversation
 
+pytestmark = pytest.mark.slow  # every test here reads the real `prepare` of Spider 1.0 + 2.0 (a minute)
+
 MAX_LEN = 3072
 
 
@@ -176,7 +178,8 @@ def test_stats_record_reasons_and_percentiles(prepared):
         reasons[d["source"]] += 1
     assert reasons["spider1"] >= 96  # baseball_1 (82) and soccer_1 (14) questions
     for s in stats["shortened"]:
-        assert s["level"] in ("no_sample_values", "gold_tables", "gold_columns", "gold_fields") and s["tokens"] <= MAX_LEN
+        assert s["level"] in ("no_sample_values", "gold_tables", "gold_columns",
+                              "gold_fields") and s["tokens"] <= MAX_LEN
     for fs in stats["files"].values():
         tok = fs["tokens"]
         assert tok["p50"] <= tok["p90"] <= tok["p95"] <= tok["p99"] <= tok["max"]
@@ -188,7 +191,8 @@ def test_eval_prompt_equals_training_prompt_on_the_real_data(prepared, spider1_d
     """For the same question, eval sends the messages prepare wrote (without the answer), in each dialect, wherever
     the whole schema fits both (training may shorten a schema knowing the gold SQL, which eval never reads)."""
     from t2s_fast.evaluate.config import EvalConfig
-    from t2s_fast.evaluate.harness import load_questions, question_messages
+    from t2s_fast.evaluate.generation import question_messages
+    from t2s_fast.evaluate.harness import load_questions
 
     f, stats = prepared["files"], prepared["stats"]
     shortened = {s["id"] for s in stats["shortened"]}

@@ -6,8 +6,8 @@ import pytest
 
 from t2s_fast.data.ddl import parse_ddl
 from t2s_fast.data.example import SourceExample
-from t2s_fast.data.lazy_schema import LazySchema
 from t2s_fast.data.fit import SchemaFitter
+from t2s_fast.data.lazy_schema import LazySchema
 from t2s_fast.data.shorten import DropExample, gold_refs, prune_struct_type
 from t2s_fast.prompt import render_conversation
 from t2s_fast.schema import Column, ForeignKey, Schema, Table
@@ -16,7 +16,8 @@ from t2s_fast.schema import Column, ForeignKey, Schema, Table
 def _huge_schema(n_tables: int = 300, n_cols: int = 25) -> Schema:
     tables = []
     for t in range(n_tables):
-        cols = [Column(f"t{t}_col{c}", "TEXT", samples=[f"value {t}-{c}-{k} with some text" for k in range(3)]) for c in range(n_cols)]
+        cols = [Column(f"t{t}_col{c}", "TEXT",
+                       samples=[f"value {t}-{c}-{k} with some text" for k in range(3)]) for c in range(n_cols)]
         cols[0] = Column("id", "INTEGER", samples=[1, 2, 3])
         fks = [ForeignKey([f"t{t}_col1"], f"table_{t - 1}", ["id"])] if t else []
         tables.append(Table(f"table_{t}", cols, primary_key=["id"], foreign_keys=fks))
@@ -42,7 +43,8 @@ def _n_tokens(tokenizer, messages):
 
 
 def test_huge_schema_is_cut_to_the_gold_tables_and_columns(qwen3_tokenizer):
-    sql = "SELECT T1.t7_col3, COUNT(*) FROM table_7 AS T1 JOIN table_42 AS T2 ON T1.id = T2.t42_col1 GROUP BY T1.t7_col3"
+    sql = ("SELECT T1.t7_col3, COUNT(*) FROM table_7 AS T1 JOIN table_42 AS T2 ON T1.id = T2.t42_col1 "
+           "GROUP BY T1.t7_col3")
     ex = _example(_huge_schema(n_cols=80), sql)
     fitted = _fit(qwen3_tokenizer, ex, 1024)
     user, answer = fitted.messages[1]["content"], fitted.messages[2]["content"]
@@ -92,7 +94,8 @@ def test_gold_refs_wildcards_ctes_and_fallback():
 
 
 def test_prune_struct_type_keeps_named_fields():
-    t = "ARRAY<STRUCT<time INT64, page STRUCT<pagePath STRING, hostname STRING>, product ARRAY<STRUCT<v2ProductName STRING, productSKU STRING>>>>"
+    t = ("ARRAY<STRUCT<time INT64, page STRUCT<pagePath STRING, hostname STRING>, "
+         "product ARRAY<STRUCT<v2ProductName STRING, productSKU STRING>>>>")
     pruned = prune_struct_type(t, frozenset({"page", "pagepath", "time"}))
     assert "pagePath" in pruned and "time" in pruned and "hostname" not in pruned and "product" not in pruned
     assert prune_struct_type("STRING", frozenset()) == "STRING"
@@ -105,7 +108,8 @@ def test_parse_ddl_dialects_and_fallback():
     )
     assert [(c.name, c.type) for c in cols] == [("a", "INT64"), ("s", "STRUCT<x STRING, y ARRAY<INT64>>")]
     assert cols[0].description == "the a"
-    cols, _ = parse_ddl('create or replace TABLE T (\n\t"block_height" NUMBER(38,0),\n\t"h" VARCHAR(16777216)\n);', "snowflake")
+    cols, _ = parse_ddl('create or replace TABLE T (\n\t"block_height" NUMBER(38,0),\n\t"h" VARCHAR(16777216)\n);',
+                        "snowflake")
     assert [c.name for c in cols] == ["block_height", "h"] and cols[1].type == "VARCHAR"  # 16 MiB default dropped
     cols, pk = parse_ddl("CREATE TABLE x (id INTEGER PRIMARY KEY, name TEXT)", "sqlite")
     assert pk == ["id"] and [c.name for c in cols] == ["id", "name"]

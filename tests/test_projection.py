@@ -128,7 +128,8 @@ def test_small_models_are_projected_at_their_own_size():
 
     def expect(shape):
         return projection.expected_tokens_per_s(shape, device_name="NVIDIA H200", device_kind="cuda",
-                                                backend="unsloth", packing=True, checkpointing="off", attention="varlen")
+                                                backend="unsloth", packing=True, checkpointing="off",
+                                                attention="varlen")
 
     for model, source in SMALL_MODEL_REPORTS.items():
         exp = expect(projection.KNOWN_SHAPES[model])
@@ -159,7 +160,7 @@ def test_unrecorded_setup_falls_back_to_the_nearest_and_unknown_devices_say_so(q
 def test_projected_cost_on_cpu_says_the_price_is_the_gpus(capsys, qwen3_8b_shape):
     from t2s_fast.train.budget import RunMeter
     from t2s_fast.train.config import TrainConfig
-    from t2s_fast.train.trainer import _project_cost
+    from t2s_fast.train.trainer import Plan, _project_cost
 
     class Backend:
         name = "hf"
@@ -168,10 +169,12 @@ def test_projected_cost_on_cpu_says_the_price_is_the_gpus(capsys, qwen3_8b_shape
             return 200.0
 
     cfg = TrainConfig(train_file="x", output_dir="y", max_steps=10, max_seq_length=1024, gpu_hourly_usd=3.44)
-    setup = SimpleNamespace(gradient_accumulation_steps=2, gradient_checkpointing="off", attention="sdpa")
+    setup = SimpleNamespace(micro_batch_size=2, gradient_accumulation_steps=2, gradient_checkpointing="off",
+                            attention="sdpa")
     meter = RunMeter(gpu_hourly_usd=3.44)
-    _project_cost(cfg, Backend(), SimpleNamespace(name="cpu", kind="cpu"), qwen3_8b_shape, setup,
-                  SimpleNamespace(mean_tokens=300.0, total_tokens=3000), 2, meter)
+    plan = Plan(backend=Backend(), device=SimpleNamespace(name="cpu", kind="cpu"), shape=qwen3_8b_shape, setup=setup,
+                world_size=1)
+    _project_cost(cfg, plan, SimpleNamespace(mean_tokens=300.0, total_tokens=3000), meter)
     err = capsys.readouterr().err
     assert "the GPU's price (--gpu-hourly-usd), not a CPU's" in err
     assert meter.planned_tokens == 10 * 2 * 2 * 1024 and meter.estimate_tokens_per_s == 200.0

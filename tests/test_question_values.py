@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 from t2s_fast.errors import T2SError
-from t2s_fast.evaluate.harness import build_prompts, question_messages
+from t2s_fast.evaluate.generation import build_prompts, question_messages
 from t2s_fast.evaluate.questions import Question
 from t2s_fast.schema import read_sqlite_schema, render_schema
-from t2s_fast.schema_values import (MAX_VALUE_CHARS, QuestionValueMatcher, make_matcher, match_values,
-                                    read_text_values)
+from t2s_fast.schema_values import MAX_VALUE_CHARS, QuestionValueMatcher, make_matcher, match_values, read_text_values
 
 pytest.importorskip("rapidfuzz")
 
@@ -30,7 +29,8 @@ def make_db(path: Path) -> Path:
         "CREATE TABLE stadium (stadium_id INTEGER PRIMARY KEY, name TEXT, capacity INTEGER);")
     names = ["Joe Sharp", "Timbaland", "Justin Brown", "Rose White", "John Nizinik", "Tribal King", "Ann", "Bo"]
     for i, (name, country) in enumerate(zip(names, COUNTRIES)):
-        conn.execute("INSERT INTO singer VALUES (?, ?, ?, ?, ?)", (i, name, country, LONG if i == 3 else "short", 20 + i))
+        conn.execute("INSERT INTO singer VALUES (?, ?, ?, ?, ?)", (i, name, country, LONG if i == 3 else "short",
+                                                                   20 + i))
     for i, name in enumerate(["Stadium A", "Stadium B", "Stadium C", "Stadium D"]):
         conn.execute("INSERT INTO stadium VALUES (?, ?, ?)", (i, name, 1000 * i))
     conn.commit()

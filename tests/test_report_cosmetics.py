@@ -91,3 +91,35 @@ def test_eval_and_merge_take_the_same_dtype_names(tmp_path, capsys):
         with pytest.raises(SystemExit) as exc:
             main([*cmd, "--dtype", "fp8"])
         assert exc.value.code == 2 and "--dtype 'fp8'" in capsys.readouterr().err
+
+
+def test_a_chart_of_one_database_is_small(figures):
+    report._grouped_bars(["company"], {"base model": [0.025], "demo-lora": [0.55]}, title="t", horizontal=True)
+    width, height = figures[-1].get_size_inches()
+    assert width <= 7 and height <= 2
+    report._grouped_bars([f"db{i}" for i in range(20)], {"a": [0.5] * 20}, title="t", horizontal=True)
+    assert tuple(figures[-1].get_size_inches()) == (9, 0.32 * 20 + 1)  # many databases: as before
+
+
+def test_the_report_names_a_converted_model_by_its_alias():
+    from t2s_fast.evaluate.document import to_html
+
+    rep = {"base_model": "/root/.cache/t2s-fast/models/smollm2-135m-float32", "backend": "hf", "source": "q.jsonl",
+           "decoding": "greedy", "max_new_tokens": 56, "distinct_handling": "d", "timeout_s": 10.0}
+    questions = {"evaluated": 1, "selected": 1, "executable": 1, "missing_databases": [],
+                 "not_executable": {"count": 0, "reasons": {}, "qids": []}}
+    page = to_html(report.Document("t", report.settings_section({"settings": rep, "questions": questions})))
+    assert "Base model: <code>smollm2-135m</code> (converted once to <code>/root/.cache" in page
+
+
+def test_the_speed_line_of_a_resumed_run_keeps_this_session_apart():
+    from t2s_fast.evaluate.document import Document, to_markdown
+
+    timing = {"generated_tokens": 1656, "generation_seconds": 62.245, "tokens_per_s": 26.6,
+              "device": {"device": "cpu (x86_64)"}, "scoring_seconds": 0.1, "wall_seconds_this_session": 29.4,
+              "this_session": {"requests": 40, "tokens": 726, "seconds": 27.7, "tokens_per_s": 26.2, "resumed": 40}}
+    md = to_markdown(Document("t", report.speed_section(timing)))
+    assert "1656 tokens generated in 62.2 s of generation" in md and "summed over this session and the earlier" in md
+    assert "this session: 726 tokens in 27.7 s of generation (26.2 tokens/s); 40 answers came from the earlier" in md
+    fresh = dict(timing, this_session=dict(timing["this_session"], resumed=0))
+    assert "earlier" not in to_markdown(Document("t", report.speed_section(fresh)))

@@ -95,9 +95,8 @@ def test_grpo_trains_from_the_sft_adapter_and_records_each_step(grpo_run):
 
 
 def test_checkpoints_are_what_eval_checkpoints_reads(grpo_run):
-    from t2s_fast.evaluate.checkpoints import checkpoint_adapters
-
     from t2s_fast.adapters import ADAPTER_WEIGHTS, is_adapter_dir
+    from t2s_fast.evaluate.checkpoints import checkpoint_adapters
 
     out, _ = grpo_run
     for step in (1, 2):

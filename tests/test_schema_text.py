@@ -12,7 +12,8 @@ import pytest
 
 from t2s_fast.data.prepare import PrepareConfig, prepare
 from t2s_fast.evaluate.config import EvalConfig
-from t2s_fast.evaluate.harness import load_questions, question_messages
+from t2s_fast.evaluate.generation import question_messages
+from t2s_fast.evaluate.harness import load_questions
 
 QUESTION = "What is the total amount per region?"
 SPIDER2 = {  # instance id -> (database, metadata folder, DDL.csv text, gold SQL)

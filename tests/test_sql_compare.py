@@ -179,7 +179,8 @@ HARDNESS_CASES = [
     ("SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer)", "hard"),
     ("SELECT name FROM singer WHERE age > 20 INTERSECT SELECT name FROM singer WHERE age < 30", "hard"),
     ("SELECT name, age FROM singer WHERE age > 20 INTERSECT SELECT name, age FROM singer WHERE age < 30", "extra"),
-    ("SELECT a, count(*) FROM t JOIN u ON t.x = u.y WHERE b LIKE '%x%' OR c = 1 GROUP BY a ORDER BY count(*) DESC LIMIT 1", "extra"),
+    ("SELECT a, count(*) FROM t JOIN u ON t.x = u.y WHERE b LIKE '%x%' OR c = 1 GROUP BY a ORDER BY count(*) DESC "
+     "LIMIT 1", "extra"),
 ]
 
 

@@ -198,6 +198,7 @@ def _fake_run(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_choosing_on_spider_dev_is_refused(tmp_path, capsys, spider1_dir, data, tiny_qwen3_dir):
     from t2s_fast.evaluate.selection import SPIDER_DEV_DB_IDS, spider_dev_reason
 
@@ -206,7 +207,8 @@ def test_choosing_on_spider_dev_is_refused(tmp_path, capsys, spider1_dir, data, 
     run = _fake_run(tmp_path / "run")
     # eval --checkpoints on Spider dev: the suite, or a questions file on a dev database or with dev ids
     dev_lines = _write_jsonl(tmp_path / "dev_like.jsonl", [{"db_id": "farm", "question": "q", "sql": "SELECT 1"},
-                                                           {"db_id": "concert_singer", "question": "q", "sql": "SELECT 1"}])
+                                                           {"db_id": "concert_singer", "question": "q",
+                                                            "sql": "SELECT 1"}])
     dev_ids = _write_jsonl(tmp_path / "dev_ids.jsonl", [{"id": "dev-0007", "db_id": "farm", "question": "q"}])
     for extra, needle in ((["--spider-dir", str(spider1_dir)], "--suite spider1 --split dev"),
                           (["--suite", "heldout", "--questions", str(dev_lines)], "dev_like.jsonl:2"),
@@ -238,7 +240,8 @@ def test_final_report_is_greedy_then_majority_vote_when_asked(tmp_path, spider1_
     assert (greedy_label, greedy.n_samples, greedy.temperature) == ("greedy", 1, 0.0)
     assert (maj_label, maj.n_samples, maj.temperature) == ("maj@8", 8, 0.7)
     for e in (greedy, maj):
-        assert (e.suite, e.split, e.base_model, list(e.adapters), e.include_base) == ("spider1", "dev", "m", ["v@final"], False)
+        assert (e.suite, e.split, e.base_model, list(e.adapters), e.include_base) == ("spider1", "dev", "m",
+                                                                                      ["v@final"], False)
     assert Path(maj.out_dir) == tmp_path / "final" / "maj8"
     cfg.final = None
     assert final_configs(cfg, {"v@final": str(adapter)}) == []
@@ -280,7 +283,8 @@ def test_variants_from_a_list_and_a_grid(tmp_path):
         names = [v.name for v in expand_variants(cfg)]
         assert len(names) >= 4
         assert not isinstance(cfg.max_eval_loss, str) or cfg.max_eval_loss in names
-    assert load_sweep_config(REPO_ROOT / "configs" / "sweep" / "stage2-replay-from-runbook-0.5b.json").max_eval_loss == "runbook"
+    replay = load_sweep_config(REPO_ROOT / "configs" / "sweep" / "stage2-replay-from-runbook-0.5b.json")
+    assert replay.max_eval_loss == "runbook"
 
     cfg = SweepConfig(out_dir=str(tmp_path), max_cost_usd=5, train={"train_file": "x"},
                       heldout={"questions": "q.jsonl"}, variants=[{"name": "small", "lora_r": 8, "lora_alpha": 16}, {}],
@@ -302,7 +306,7 @@ def test_variants_from_a_list_and_a_grid(tmp_path):
 def test_replay_variants_train_on_prepares_own_mix(tmp_path):
     """A replay_ratio variant gets the stage2_mixed files `prepare --stage2-replay-ratio` would write: the
     Spider 2.0 split plus ratio x as many stage-1 examples, mixed by prepare's own function and seed."""
-    from t2s_fast.data.prepare import MIXED_TRAIN, STAGE1_TRAIN, STAGE1_VALID, S2_TRAIN, S2_VALID, mix_replay
+    from t2s_fast.data.prepare import MIXED_TRAIN, S2_TRAIN, S2_VALID, STAGE1_TRAIN, STAGE1_VALID, mix_replay
     from t2s_fast.sweep.config import SweepConfig, Variant
     from t2s_fast.sweep.plan import train_config
 

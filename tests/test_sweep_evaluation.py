@@ -8,10 +8,12 @@ import json
 import re
 from pathlib import Path
 
-from t2s_fast.sweep.config import SweepConfig, expand_variants
-from t2s_fast.sweep.evaluation import SweepEvaluation, evaluate_and_choose
+import pytest
 from test_eval_repair import GOLD, QUESTIONS, suite  # noqa: F401 - `suite` is a fixture
 from test_generate_vllm import gold_by_question, write_adapter
+
+from t2s_fast.sweep.config import SweepConfig, expand_variants
+from t2s_fast.sweep.evaluation import SweepEvaluation, evaluate_and_choose
 
 
 def _finished_run(folder: Path, r: int) -> str:
@@ -21,6 +23,7 @@ def _finished_run(folder: Path, r: int) -> str:
     return write_adapter(folder / "adapter", r=r)
 
 
+@pytest.mark.slow
 def test_heldout_choice_and_final_share_one_vllm_engine(suite, tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
     golds = {**gold_by_question(spider1_dir), **{QUESTIONS[q]: GOLD[q] for q in QUESTIONS}}
 

@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+from sweep_helpers.fake_train import COST, SIGNAL_SEED, fake_train
 
 from t2s_fast.errors import T2SError
 from t2s_fast.sweep.config import SweepConfig, expand_variants
 from t2s_fast.sweep.report import build_summary, render_markdown
 from t2s_fast.sweep.runner import SweepState, train_all
-from sweep_helpers.fake_train import COST, SIGNAL_SEED, fake_train
 
 
 def _cfg(tmp_path: Path, seconds: dict[str, float], signals: str = "", **over) -> SweepConfig:
@@ -32,6 +32,7 @@ def _ran(cfg: SweepConfig, name: str) -> dict:
     return json.loads((Path(cfg.out_dir) / "runs" / name / "fake.json").read_text())
 
 
+@pytest.mark.slow
 def test_runs_train_side_by_side_each_on_its_gpu_with_its_share_of_the_cap(tmp_path):
     # a is quick, b slow: c starts when a ends, in a's slot and on a's GPU, while b still trains
     cfg = _cfg(tmp_path, {"a": 0.2, "b": 10.0, "c": 0.2}, parallel=2, devices=[0, 1])

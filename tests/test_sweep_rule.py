@@ -143,6 +143,7 @@ def test_unknown_variant_or_bad_number_as_cap_is_refused_before_training(tmp_pat
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_rerun_with_a_new_cap_chooses_again_without_retraining(tmp_path, fake):
     path = _config(tmp_path)
     assert _run(path)["chosen"]["name"] == "a@final"  # no cap: the top EX

@@ -77,6 +77,7 @@ def _labelled_spans(labels, position_ids=None):
 
 
 @pytest.mark.parametrize("packing", [False, True])
+@pytest.mark.slow
 def test_loss_mask_covers_exactly_sql_and_im_end_in_trainer_batches(tmp_path, qwen3_tokenizer, tiny_qwen3_dir, packing):
     """The labels the trainer trains on (dataset preparation + collator of the real SFTTrainer) are -100
     everywhere except the assistant's SQL and the <|im_end|> that ends it."""

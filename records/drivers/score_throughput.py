@@ -55,7 +55,7 @@ def main() -> None:
         for _ in range(args.repeats):
             scorer.clear_gold_cache()
             start = time.perf_counter()
-            scored = score_records(with_db, ScoreConfig(db_root=args.spider_dir, workers=workers))
+            scored = score_records(with_db, ScoreConfig(spider_dir=args.spider_dir, workers=workers))
             times.append(time.perf_counter() - start)
         summary = summarize(scored)
         best = min(times)
@@ -71,7 +71,8 @@ def main() -> None:
                 "errors": summary["errors"],
             }
         )
-        print(f"workers={workers}: {len(with_db)} pairs in {best:.2f} s = {len(with_db) / best:.0f} pairs/s, EX {summary['ex']:.3f}")
+        print(f"workers={workers}: {len(with_db)} pairs in {best:.2f} s = {len(with_db) / best:.0f} pairs/s, EX "
+              f"{summary['ex']:.3f}")
 
     result = {
         "benchmark": "score_throughput",
@@ -89,7 +90,8 @@ def main() -> None:
             "sqlglot": version("sqlglot"),
             "t2s_fast": version("t2s-fast"),
         },
-        "workload": "Spider 1.0 dev, every pair whose database is present, gold vs gold (+ trailing space), cold gold cache",
+        "workload": "Spider 1.0 dev, every pair whose database is present, gold vs gold (+ trailing space), cold gold "
+                    "cache",
         "dev_pairs_total": len(records),
         "dev_pairs_without_database": len(records) - len(with_db),
         "runs": runs,

@@ -53,7 +53,8 @@ def train_cmd(cfg: BenchTrainConfig):
         p = r.get("projected") or {}
         stage = lambda s: f"{p[s]['hours']:.2f} / {p[s]['usd']:.2f}" if p.get(s, {}).get("hours") is not None else "-"  # noqa: E731
         t.add_row(r["label"], r["status"], _fmt(r["trained_tokens_per_s"]), _fmt(r["optimizer_steps_per_s"], ".3f"),
-                  _fmt(r["mfu_4n"] and 100 * r["mfu_4n"], ".1f") + "%", _fmt(r["mfu_4n_plus_attention"] and 100 * r["mfu_4n_plus_attention"], ".1f") + "%",
+                  _fmt(r["mfu_4n"] and 100 * r["mfu_4n"], ".1f") + "%",
+                  _fmt(r["mfu_4n_plus_attention"] and 100 * r["mfu_4n_plus_attention"], ".1f") + "%",
                   _fmt(r["peak_memory_allocated_gib"], ".1f"), _fmt(r["peak_memory_reserved_gib"], ".1f"),
                   stage("stage1"), stage("stage2"))
     for q in result.get("ratios", []):

@@ -55,7 +55,8 @@ def project(tokens_per_s: float | None, tokens_per_epoch: int, *, gpu_hourly_usd
         return {"tokens": tokens, "epochs": epochs, "hours": None, "usd": None}
     hours = tokens / tokens_per_s / 3600.0
     # Significant figures, not fixed decimals: a small projection (a test, a tiny data set) must not round to 0.
-    return {"tokens": tokens, "epochs": epochs, "hours": float(f"{hours:.4g}"), "usd": float(f"{hours * gpu_hourly_usd:.4g}")}
+    return {"tokens": tokens, "epochs": epochs, "hours": float(f"{hours:.4g}"),
+            "usd": float(f"{hours * gpu_hourly_usd:.4g}")}
 
 
 def project_stages(tokens_per_s: float | None, stages: dict[str, StageData], *, gpu_hourly_usd: float,

@@ -30,18 +30,24 @@ log = logging.getLogger(__name__)
 class BenchGenerateConfig:
     model_name: str = field(default="", metadata={"help": "Base model folder (or hub id) to generate with.",
                                                   "required": True})
-    spider_dir: str = field(default="", metadata={"help": "Spider 1.0 folder (dev.json + databases); default ../shared/data/spider1."})
+    spider_dir: str = field(default="",
+                            metadata={"help": "Spider 1.0 folder (dev.json + databases); default "
+                                              "../shared/data/spider1."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer folder (default: the model's)."})
-    adapters: tuple[str, ...] = field(default=(), metadata={"help": "NAME=PATH adapters (repeatable); none = --n-adapters random ones.",
+    adapters: tuple[str, ...] = field(default=(),
+                                      metadata={"help": "NAME=PATH adapters (repeatable); none = --n-adapters random "
+                                                        "ones.",
                                                            "flags": ("--adapter",)})
-    include_base: bool = field(default=False, metadata={"help": "Also answer every question with the base model (no adapter)."})
+    include_base: bool = field(default=False,
+                               metadata={"help": "Also answer every question with the base model (no adapter)."})
     n_adapters: int = field(default=2, metadata={"help": "K random LoRA adapters to create when none are given."})
     n_questions: int = field(default=200, metadata={"help": "N Spider dev questions (every adapter answers each)."})
     max_new_tokens: int = field(default=128, metadata={"help": "Generation cap per request."})
     backends: str = field(default="auto", metadata={"help": "Comma list of vllm,hf; auto = every available one."})
     batch_size: int | None = field(default=None, metadata={"help": "HF backend batch size (default: the engine's)."})
     out_dir: str = field(default="runs/bench", metadata={"help": "Where the result JSON goes."})
-    work_dir: str | None = field(default=None, metadata={"help": "Adapters and per-backend outputs (default: a temp folder)."})
+    work_dir: str | None = field(default=None,
+                                 metadata={"help": "Adapters and per-backend outputs (default: a temp folder)."})
     tag: str | None = field(default=None, metadata={"help": "Suffix of the result file name."})
     timeout_s: float = field(default=1800.0, metadata={"help": "Kill a backend's run after this many seconds."})
 
@@ -58,7 +64,7 @@ def bench_generate(cfg: BenchGenerateConfig) -> dict:
     from t2s_fast import paths
     from t2s_fast.benchmarks import results
     from t2s_fast.benchmarks.subproc import run_child
-    from t2s_fast.evaluate.config import parse_adapter_specs
+    from t2s_fast.evaluate.names import parse_adapter_specs
 
     if not cfg.model_name:
         raise T2SError("--model-name is required")
@@ -71,7 +77,8 @@ def bench_generate(cfg: BenchGenerateConfig) -> dict:
     for backend in available_backends(cfg.backends):
         out_json = work / f"{backend}.json"
         spec = {"backend": backend, "base_model": cfg.model_name, "adapters": adapters, "spider_dir": spider_dir,
-                "tokenizer": cfg.tokenizer, "n_questions": cfg.n_questions, "include_base": cfg.include_base, "max_new_tokens": cfg.max_new_tokens,
+                "tokenizer": cfg.tokenizer, "n_questions": cfg.n_questions, "include_base": cfg.include_base,
+                "max_new_tokens": cfg.max_new_tokens,
                 "batch_size": cfg.batch_size, "out_json": str(out_json)}
         res = run_child([sys.executable, "-m", "t2s_fast.benchmarks.generate_bench", json.dumps(spec)],
                         work / f"{backend}.log", timeout_s=cfg.timeout_s)
@@ -108,7 +115,7 @@ def _random_adapters(cfg: BenchGenerateConfig, work: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- one backend
 def spider_dev_requests(spider_dir: str, tokenizer, adapters: list[str], *, n_questions: int,
                         sample_values: int = 3):
-    from t2s_fast.evaluate.harness import build_prompts
+    from t2s_fast.evaluate.generation import build_prompts
     from t2s_fast.evaluate.questions import load_spider1
     from t2s_fast.generate.base import GenRequest
 
@@ -116,7 +123,8 @@ def spider_dev_requests(spider_dir: str, tokenizer, adapters: list[str], *, n_qu
     questions = qset.questions[:n_questions]
     prompts = build_prompts(questions, tokenizer, sample_values=sample_values)
     order = sorted(questions, key=lambda q: (-len(prompts[q.qid]), q.qid))
-    return [GenRequest(key=f"{a}|{q.qid}|0", adapter=a, prompt=prompts[q.qid]) for q in order for a in adapters], questions
+    return [GenRequest(key=f"{a}|{q.qid}|0", adapter=a,
+                       prompt=prompts[q.qid]) for q in order for a in adapters], questions
 
 
 def run_generation_benchmark(*, backend: str, base_model: str, adapters: dict[str, str], spider_dir: str,
@@ -165,7 +173,8 @@ def run_generation_benchmark(*, backend: str, base_model: str, adapters: dict[st
         "requests_per_s": round(m["requests_per_s"], 3),
         "prompt_plus_generated_tokens_per_s": round((prompt_tokens + m["tokens"]) / m["seconds"], 2),
         "model_load_seconds": round(load_s, 3),
-        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30,
+                                     2) if torch.cuda.is_available() else None,
         "extraction_changed": sum(extract(r.text).changed for r in m["results"]),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})",
         "versions": _versions(),

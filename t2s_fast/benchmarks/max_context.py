@@ -207,7 +207,8 @@ def run_max_context(*, model_name: str, tokenizer: str | None, backends: str, st
     tok = AutoTokenizer.from_pretrained(find_tokenizer_dir(model_name, tokenizer))
     rows = []
     for backend in [b.strip() for b in backends.split(",") if b.strip()]:
-        ckpt = FRUGAL_CHECKPOINTING.get(backend, "auto") if gradient_checkpointing == "frugal" else gradient_checkpointing
+        ckpt = FRUGAL_CHECKPOINTING.get(backend,
+                                        "auto") if gradient_checkpointing == "frugal" else gradient_checkpointing
         settings = ProbeSettings(model_name=model_name, tokenizer=tokenizer, backend=backend,
                                  gradient_checkpointing=ckpt, steps=probe_steps, work_dir=work, timeout_s=timeout_s)
         probe = (probe_factory or subprocess_probe)(settings, tok)

@@ -95,7 +95,8 @@ def summarize_events(kernels: list[tuple[str, float, float]], step_time_s: float
         "idle_s": round(idle, 4),
         "gpu_busy_pct": round(100 * busy / step_time_s, 1) if step_time_s else None,
         "buckets_s": {k: round(v, 4) for k, v in buckets.items()},
-        "buckets_pct_of_step": {k: round(100 * v / step_time_s, 1) if step_time_s else None for k, v in buckets.items()},
+        "buckets_pct_of_step": {k: round(100 * v / step_time_s, 1) if step_time_s else None for k,
+                                v in buckets.items()},
         "kernel_count": len(kernels),
         "top_kernels": [{"name": n[:160], "bucket": classify_kernel(n), "total_s": round(v[0], 4), "count": v[1]}
                         for n, v in top],
@@ -139,7 +140,8 @@ def profile_training(train_args: list[str], *, warmup_steps: int = 2, label: str
                    if a.self_cpu_time_total > 0]
         captured["kernels"], captured["cpu_ops"] = kernels, cpu_ops
 
-    prof = profile(activities=activities, schedule=schedule(wait=max(0, warmup_steps - 1), warmup=1, active=1, repeat=1),
+    prof = profile(activities=activities, schedule=schedule(wait=max(0, warmup_steps - 1), warmup=1, active=1,
+                                                            repeat=1),
                    on_trace_ready=on_trace_ready)
 
     def hook(optimizer, args, kwargs):

@@ -49,7 +49,8 @@ def train_section(items) -> list[str]:
     out = []
     for path, res in items:
         peak = res.get("peak") or {}
-        shared = ([f"**Shared GPU: speed, memory and dollars here are not claims.** {res.get('note_shared_gpu', '')}", ""]
+        shared = ([f"**Shared GPU: speed, memory and dollars here are not claims.** {res.get('note_shared_gpu', '')}",
+                   ""]
                   if not measured_alone(res) else [])
         out += [f"#### {res['device'].get('name')} · {res['date'][:10]} · `{path.name}`", "", *shared,
                 f"{_settings_line(res)}. Measured bf16 matmul peak: "
@@ -66,11 +67,13 @@ def train_section(items) -> list[str]:
                 f"| {r['label']} | {r['backend']} | {setup.get('gradient_checkpointing', '–')} | "
                 f"{setup.get('micro_batch_size', '–')} × {setup.get('gradient_accumulation_steps', '–')} | "
                 f"{setup.get('attention', '–')} | {_num(r['trained_tokens_per_s'])} | "
-                f"{_num(r['optimizer_steps_per_s'], '.3f')} | {_pct(r['mfu_4n'])} | {_pct(r.get('mfu_4n_plus_attention'))} | "
+                f"{_num(r['optimizer_steps_per_s'], '.3f')} | {_pct(r['mfu_4n'])} | "
+                f"{_pct(r.get('mfu_4n_plus_attention'))} | "
                 f"{_num(r['peak_memory_allocated_gib'], '.1f')} | {_num(r['peak_memory_reserved_gib'], '.1f')} | "
                 f"{_stage(r, 'stage1')} | {_stage(r, 'stage2')} | {r['status']} |")
         for q in res.get("ratios") or []:
-            out.append(f"| **{q['label']} / {q['vs']}** | ratio | | | | **{_num(q['tokens_per_s_ratio'], '.2f')}×** | | | | "
+            out.append(f"| **{q['label']} / {q['vs']}** | ratio | | | | **{_num(q['tokens_per_s_ratio'], '.2f')}×** | "
+                       "| | | "
                        f"{_num(q['peak_allocated_ratio'], '.2f')}× | {_num(q['peak_reserved_ratio'], '.2f')}× | | | |")
         out += ["", f"Command: `{res['command']}`", ""]
     return out
@@ -88,7 +91,8 @@ def max_context_section(items) -> list[str]:
 
 
 def generate_section(items) -> list[str]:
-    out = ["| backend | questions × adapters | generated tok/s | wall s | load s | file |", "|---|---|---:|---:|---:|---|"]
+    out = ["| backend | questions × adapters | generated tok/s | wall s | load s | file |",
+           "|---|---|---:|---:|---:|---|"]
     for path, res in items:
         for r in res["rows"]:
             out.append(f"| {r['backend']} | {r.get('questions', '–')} × {r.get('adapters', '–')} | "
@@ -125,18 +129,22 @@ def corrected_profile_row(r: dict) -> dict:
 
 def profile_section(items) -> list[str]:
     out = ["| setting | step s | GPU busy | matmul s | attention s | quantization s | elementwise s | copies s | "
-           "other s | idle (host) s | attention host calls | file |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "other s | idle (host) s | attention host calls | file |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     any_corrected = False
     for path, res in items:
         for r in map(corrected_profile_row, res["rows"]):
             b = r["buckets_s"]
             mark = "*" if r["corrected"] else ""
             any_corrected |= r["corrected"]
-            out.append(f"| {r['label']} | {r['step_time_s']:.3f} | {r.get('gpu_busy_pct', '–')}%{mark} | {b['matmul']:.3f} | "
+            out.append(f"| {r['label']} | {r['step_time_s']:.3f} | {r.get('gpu_busy_pct', '–')}%{mark} | "
+                       f"{b['matmul']:.3f} | "
                        f"{b['attention']:.3f} | {b['quantization']:.3f} | {b['elementwise']:.3f} | {b['copies']:.3f} | "
-                       f"{b['other']:.3f}{mark} | {r['idle_s']:.3f}{mark} | {r.get('attention_host_calls', '–')} | `{path.name}` |")
+                       f"{b['other']:.3f}{mark} | {r['idle_s']:.3f}{mark} | {r.get('attention_host_calls', '–')} | "
+                       f"`{path.name}` |")
     if any_corrected:
-        out += ["", "\\* recorded before the profiler's own step range was excluded from the kernels; corrected here from "
+        out += ["",
+                "\\* recorded before the profiler's own step range was excluded from the kernels; corrected here from "
                 "the file's `top_kernels` (busy = sum of the kernel buckets, see `corrected_profile_row`)."]
     return out + [""]
 
@@ -185,9 +193,11 @@ def where_we_stand(train_items) -> list[str]:
                 if (x[0]["label"], x[0]["vs"]) == (q["label"], q["vs"]) and bool(x[2]["settings"].get("packing"))
                 == bool(res["settings"].get("packing"))]
         if len(same) > 1:
-            out.append(f"  Across the {len(same)} runs with this pair ({'packed' if res['settings'].get('packing') else 'padded'}), "
+            out.append(f"  Across the {len(same)} runs with this pair "
+                       f"({'packed' if res['settings'].get('packing') else 'padded'}), "
                        f"its speed ratio measured {min(same):.2f}×–{max(same):.2f}×"
-                       + (": the speed part is met in some runs only, so treat it as borderline." if min(same) < AIM_SPEEDUP <= max(same) else "."))
+                       + (": the speed part is met in some runs only, so treat it as borderline."
+                          if min(same) < AIM_SPEEDUP <= max(same) else "."))
         if not met:
             fast = [x[0]["label"] for x in pairs if x[0]["tokens_per_s_ratio"] >= AIM_SPEEDUP]
             small = [x[0]["label"] for x in pairs
@@ -210,8 +220,8 @@ def where_we_stand(train_items) -> list[str]:
                    f"{(r.get('setup') or {}).get('gradient_checkpointing')} checkpointing, micro-batch "
                    f"{(r.get('setup') or {}).get('micro_batch_size')}, {(r.get('setup') or {}).get('attention')}): "
                    f"{tps:,.0f} tok/s, MFU {_pct(r['mfu_4n'])} at 4N on {res['device'].get('name')} ({p.name}).")
-        out.append(f"- **Aim 3 (stretch): {AIM_STRETCH_TOKENS_PER_S:,} tok/s ≈ 62% MFU at 4N — "
-                   f"{'MET' if tps >= AIM_STRETCH_TOKENS_PER_S else f'NOT MET ({tps / AIM_STRETCH_TOKENS_PER_S:.0%} of it)'}.**")
+        verdict = "MET" if tps >= AIM_STRETCH_TOKENS_PER_S else f"NOT MET ({tps / AIM_STRETCH_TOKENS_PER_S:.0%} of it)"
+        out.append(f"- **Aim 3 (stretch): {AIM_STRETCH_TOKENS_PER_S:,} tok/s ≈ 62% MFU at 4N — {verdict}.**")
     else:
         out.append("- Aims 2 and 3 (12,000 and 15,000 tok/s packed): no packed GPU result of the automatic setup yet.")
     return out
@@ -261,10 +271,12 @@ def render(results_dir: Path, readme: Path, png: Path) -> str:
     if png_path:
         lines += [f"![trained tokens/s and peak memory]({png_path.relative_to(readme.parent).as_posix()})", ""]
     lines += ["### Training throughput", ""] + (train_section(train) or ["No results yet.", ""])
-    lines += ["### Maximum context (batch size 1)", ""] + (max_context_section(by("max-context")) if by("max-context") else ["No results yet.", ""])
+    lines += ["### Maximum context (batch size 1)",
+              ""] + (max_context_section(by("max-context")) if by("max-context") else ["No results yet.", ""])
     lines += ["### Generation", ""] + (generate_section(by("generate")) if by("generate") else ["No results yet.", ""])
     lines += ["### Scoring", ""] + (score_section(by("score")) if by("score") else ["No results yet.", ""])
-    lines += ["### One-step profiles", ""] + (profile_section(by("profile")) if by("profile") else ["No results yet.", ""])
+    lines += ["### One-step profiles", ""] + (profile_section(by("profile")) if by("profile") else ["No results yet.",
+                                                                                                    ""])
     if by("projection"):
         lines += ["### Cost projection vs measured", ""] + projection_section(by("projection"))
     others = sorted(p.name for p in results_dir.glob("*.json") if p not in {q for q, _ in allres})

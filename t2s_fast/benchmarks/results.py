@@ -134,7 +134,8 @@ def measured_alone(record: dict) -> bool:
 
 def load_results(results_dir: str | Path | None = None, what: str | None = None) -> list[tuple[Path, dict]]:
     """All `t2s-fast bench` result files (oldest first by date, then name). Records other scripts write there
-    (no "schema_version", e.g. an older scoring-throughput script's) are skipped; an invalid bench file raises T2SError."""
+    (no "schema_version", e.g. an older scoring-throughput script's) are skipped; an invalid bench file raises
+    T2SError."""
     results_dir = Path(results_dir or DEFAULT_RESULTS_DIR)
     out = []
     for path in sorted(results_dir.glob("*.json")):

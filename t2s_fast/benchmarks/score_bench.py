@@ -14,7 +14,9 @@ from t2s_fast.errors import T2SError
 
 @dataclass
 class BenchScoreConfig:
-    spider_dir: str = field(default="", metadata={"help": "Spider 1.0 folder (dev.json + databases); default ../shared/data/spider1."})
+    spider_dir: str = field(default="",
+                            metadata={"help": "Spider 1.0 folder (dev.json + databases); default "
+                                              "../shared/data/spider1."})
     workers: tuple[int, ...] = field(default=(1, 2), metadata={"help": "Worker counts to measure (repeatable)."})
     repeats: int = field(default=2, metadata={"help": "Runs per worker count; the best is reported."})
     limit: int | None = field(default=None, metadata={"help": "Only the first N pairs (default: all)."})
@@ -40,7 +42,7 @@ def bench_score(cfg: BenchScoreConfig) -> dict:
         for _ in range(max(1, cfg.repeats)):
             scorer.clear_gold_cache()
             t0 = time.perf_counter()
-            scored = scorer.score_records(records, scorer.ScoreConfig(db_root=spider_dir, workers=workers))
+            scored = scorer.score_records(records, scorer.ScoreConfig(spider_dir=spider_dir, workers=workers))
             times.append(time.perf_counter() - t0)
         best = min(times)
         summary = scorer.summarize(scored)

@@ -63,6 +63,7 @@ def finish_child(proc: subprocess.Popen, t0: float, fh, log_path: Path, timeout_
     return ChildResult(returncode=rc, wall_s=time.time() - t0, log_path=log_path, oom=rc != 0 and is_oom(text))
 
 
-def run_child(cmd: list[str], log_path: Path, *, timeout_s: float | None = None, env: dict | None = None) -> ChildResult:
+def run_child(cmd: list[str], log_path: Path, *, timeout_s: float | None = None,
+              env: dict | None = None) -> ChildResult:
     proc, t0, fh = start_child(cmd, log_path, env)
     return finish_child(proc, t0, fh, log_path, timeout_s)

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BenchTrainConfig:
-    model_name: str = _f("", "Hub id, local model folder, or a config.json (random-init model of that shape).", required=True)
+    model_name: str = _f("", "Hub id, local model folder, or a config.json (random-init model of that shape).",
+                         required=True)
     data: str = _f("", "Prepared stage-1 chat JSONL (`t2s-fast prepare`); a seeded sample of it is trained on.",
                     required=True)
     tokenizer: str | None = _f(None, "Tokenizer folder (default: the model's).")
@@ -38,7 +39,8 @@ class BenchTrainConfig:
     variants: tuple[str, ...] = _f((), "Extra rows: 'LABEL=BACKEND --train-flag value ...' (repeatable).",
                                    flags=("--variant",))
     max_seq_length: int = _f(3072, "--max-seq-length of every run.")
-    per_device_train_batch_size: int | None = _f(2, "Micro-batch (packed rows with --packing); 0 = let autotune choose.")
+    per_device_train_batch_size: int | None = _f(2,
+                                                 "Micro-batch (packed rows with --packing); 0 = let autotune choose.")
     gradient_accumulation_steps: int | None = _f(16, "Accumulation; 0 = let autotune choose.")
     steps: int = _f(4, "Measured optimizer steps (after the warm-up steps).")
     warmup_steps: int = _f(2, "Optimizer steps run first and not measured.")
@@ -46,7 +48,9 @@ class BenchTrainConfig:
     gradient_checkpointing: str = _f("auto", "auto|off|plain|unsloth, passed to every run (variants may override).")
     attention: str = _f("auto", "auto|sdpa|sdpa-no-cudnn|varlen|eager, passed to every run (variants may override).")
     max_examples: int = _f(2000, "Seeded random sample of the data file to train on (0 = all).")
-    stage2_data: str | None = _f(None, "Stage-2 train JSONL for the cost projection (default: stage2_mixed_train.jsonl beside --data).")
+    stage2_data: str | None = _f(None,
+                                 "Stage-2 train JSONL for the cost projection (default: stage2_mixed_train.jsonl "
+                                 "beside --data).")
     gpu_hourly_usd: float = _f(3.44, "Price of one GPU hour for the projected cost.")
     seed: int = _f(3407, "Seed of the data sample and of every run.")
     out_dir: str = _f("runs/bench", "Where the result JSON goes.")
@@ -140,9 +144,9 @@ def load_model_config(model_name: str) -> dict:
 
 
 def measure_peak_in_subprocess(n: int, log_path: Path) -> dict | None:
-    from t2s_fast.benchmarks.subproc import run_child
-
     import sys
+
+    from t2s_fast.benchmarks.subproc import run_child
 
     res = run_child([sys.executable, "-m", "t2s_fast.benchmarks.peak", str(n)], log_path, timeout_s=300)
     if not res.ok:
@@ -188,10 +192,10 @@ def _ratio(a, b):
 
 def bench_train(cfg: BenchTrainConfig) -> dict:
     """Run every variant, write the result JSON and return it (with its path under "path")."""
-    from t2s_fast.train import flops
     from t2s_fast.benchmarks import results
     from t2s_fast.benchmarks.subproc import finish_child, start_child, t2s_command
     from t2s_fast.models import find_tokenizer_dir
+    from t2s_fast.train import flops
 
     cfg.validate()
     variants = parse_variants(cfg.backends, cfg.variants)
@@ -228,9 +232,9 @@ def bench_train(cfg: BenchTrainConfig) -> dict:
 def _variant_row(cfg: BenchTrainConfig, v: Variant, args: list[str], res, run_dir: Path, shape, sample_lengths,
                  peak, stages) -> dict:
     """One variant's row: its status, the steady-state figures of its log, MFU, memory and projected cost."""
-    from t2s_fast.train import flops
     from t2s_fast.benchmarks import cost
     from t2s_fast.jsonl import read_json, read_jsonl
+    from t2s_fast.train import flops
 
     row = {"label": v.label, "backend": v.backend, "train_args": args, "returncode": res.returncode,
            "wall_s": round(res.wall_s, 1), "log": str(res.log_path)}
@@ -275,13 +279,14 @@ def _ratios_to_hf(rows: list[dict]) -> list[dict]:
 
 def _write_bench_result(cfg: BenchTrainConfig, variants, rows, device, shape, sample_lengths, stages, peak,
                         n_examples: int) -> dict:
-    from t2s_fast.train import flops
     from t2s_fast.benchmarks import cost, results
+    from t2s_fast.train import flops
 
     fl = flops.flops_per_token(shape, sample_lengths)
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("out_dir", "work_dir")}
     settings.update({"variants_resolved": [asdict(v) for v in variants], "sampled_examples": n_examples,
-                     "sample_mean_tokens": round(sum(sample_lengths) / len(sample_lengths), 1) if sample_lengths else None,
+                     "sample_mean_tokens": (round(sum(sample_lengths) / len(sample_lengths), 1)
+                                            if sample_lengths else None),
                      "runbook_epochs": cost.RUNBOOK_EPOCHS})
     result = results.make_result(
         "train", settings=settings, rows=rows, device=_device_from_runs(device, rows), ratios=_ratios_to_hf(rows),

@@ -2,9 +2,9 @@
 
 Every example goes through the one prompt builder (``t2s_fast.prompt.build_messages``) with its schema text
 from ``t2s_fast.data.schema_text.schema_text`` (which eval and infer call too); its length is the token count
-of the whole conversation rendered with the Qwen3 chat template (thinking disabled), i.e. what training sees. Schemas that would push
-an example past ``max_seq_length`` are shortened (``t2s_fast.data.shorten``); the question and the gold SQL
-never are.
+of the whole conversation rendered with the Qwen3 chat template (thinking disabled), i.e. what training sees.
+Schemas that would push an example past ``max_seq_length`` are shortened (``t2s_fast.data.shorten``); the
+question and the gold SQL never are.
 
 Validation splits hold out whole databases (seeded), so validation measures generalisation to unseen
 schemas. Nothing is written until every input has been read and checked; the outputs are written into a
@@ -44,16 +44,31 @@ OUTPUT_FILES = (STAGE1_TRAIN, STAGE1_VALID, MIXED_TRAIN, MIXED_VALID, S2_TRAIN, 
 
 @dataclass
 class PrepareConfig:
-    spider_dir: Path = field(metadata={"help": "Spider 1.0 folder (train_spider.json, train_others.json, tables.json, database/)."})
+    spider_dir: Path = field(metadata={"help": "Spider 1.0 folder (train_spider.json, train_others.json, tables.json, "
+                                               "database/)."})
     out_dir: Path = field(metadata={"help": "Where the six JSONL files and prepare_stats.json are written."})
-    spider2_dir: Path | None = field(default=None, metadata={"help": "Spider 2.0 folder (spider2-lite/, spider2-snow/); without it only the stage-1 files are written."})
-    valid_fraction: float = field(default=0.1, metadata={"help": "Share of examples held out for validation, as whole databases."})
+    spider2_dir: Path | None = field(default=None,
+                                     metadata={"help": "Spider 2.0 folder (spider2-lite/, spider2-snow/); without it "
+                                                       "only the stage-1 files are written."})
+    valid_fraction: float = field(default=0.1,
+                                  metadata={"help": "Share of examples held out for validation, as whole databases."})
     seed: int = field(default=0, metadata={"help": "Seed of the database hold-out and of the replay sample."})
     sample_values: int = field(default=3, metadata={"help": "Distinct sample values shown per column (0: none)."})
-    max_seq_length: int = field(default=3072, metadata={"help": "No rendered conversation (prompt + SQL) is longer than this many tokens; schemas are shortened to fit."})
-    tokenizer: str = field(default="Qwen/Qwen3-8B", metadata={"help": "Tokenizer folder or hub id used to measure lengths (the training model's). Offline, pass a local folder (e.g. ../shared/assets/qwen3-tokenizer)."})
-    stage2_replay_ratio: float = field(default=1.0, metadata={"help": "Stage-1 examples replayed in stage2_mixed per Spider 2.0 example (1.0: as many as there are Spider 2.0 examples; 0: none)."})
-    question_values: int = field(default=0, metadata={"help": "Question-matched database values shown per column beside the sample values (0: off; SQLite databases only; see t2s_fast.schema_values). Use the same value at eval and infer."})
+    max_seq_length: int = field(default=3072,
+                                metadata={"help": "No rendered conversation (prompt + SQL) is longer than this many "
+                                                  "tokens; schemas are shortened to fit."})
+    tokenizer: str = field(default="Qwen/Qwen3-8B",
+                           metadata={"help": "Tokenizer folder or hub id used to measure lengths (the training "
+                                             "model's). Offline, pass a local folder (e.g. "
+                                             "../shared/assets/qwen3-tokenizer)."})
+    stage2_replay_ratio: float = field(default=1.0,
+                                       metadata={"help": "Stage-1 examples replayed in stage2_mixed per Spider 2.0 "
+                                                         "example (1.0: as many as there are Spider 2.0 examples; 0: "
+                                                         "none)."})
+    question_values: int = field(default=0,
+                                 metadata={"help": "Question-matched database values shown per column beside the "
+                                                   "sample values (0: off; SQLite databases only; see "
+                                                   "t2s_fast.schema_values). Use the same value at eval and infer."})
 
     def __post_init__(self):
         self.spider_dir = Path(self.spider_dir)
@@ -71,7 +86,8 @@ class PrepareConfig:
             raise T2SError(f"--stage2-replay-ratio must be 0 or more, got {self.stage2_replay_ratio}")
 
 
-def split_by_database(rows: list, fraction: float, seed: int, *, group=lambda row: row[0].group) -> tuple[list, list, list[str]]:
+def split_by_database(rows: list, fraction: float, seed: int, *, group=lambda row: row[0].group) -> tuple[list, list,
+                                                                                                          list[str]]:
     """Hold out whole databases (the ``group`` of each example) until about ``fraction`` of the examples
     are in validation. Deterministic for a seed; at least one database stays in training."""
     examples = rows
@@ -179,7 +195,8 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
     t0 = time.perf_counter()
     tokenizer = load_tokenizer(cfg.tokenizer)  # first: a tokenizer that cannot load fails before a minute of reading
     s1_examples, dropped, s1_info = load_spider1(cfg.spider_dir, sample_values=cfg.sample_values)
-    log(f"Spider 1.0: {len(s1_examples)} examples on {s1_info['databases_read']} databases ({time.perf_counter() - t0:.1f}s)")
+    log(f"Spider 1.0: {len(s1_examples)} examples on {s1_info['databases_read']} databases "
+        f"({time.perf_counter() - t0:.1f}s)")
     s2_examples: list[SourceExample] = []
     s2_info: dict = {}
     if cfg.spider2_dir is not None:
@@ -192,16 +209,19 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
     matcher = make_matcher(cfg.question_values)
     fitter = SchemaFitter(tokenizer, cfg.max_seq_length, question_values=matcher)
     s1_kept, s1_short = _fit_all(fitter, s1_examples, dropped)
-    log(f"Spider 1.0 rendered and measured: {len(s1_kept)} kept, {len(s1_short)} shortened ({time.perf_counter() - t0:.1f}s)")
+    log(f"Spider 1.0 rendered and measured: {len(s1_kept)} kept, {len(s1_short)} shortened "
+        f"({time.perf_counter() - t0:.1f}s)")
     s2_kept, s2_short = _fit_all(fitter, s2_examples, dropped)
     if cfg.spider2_dir is not None:
-        log(f"Spider 2.0 rendered and measured: {len(s2_kept)} kept, {len(s2_short)} shortened ({time.perf_counter() - t0:.1f}s)")
+        log(f"Spider 2.0 rendered and measured: {len(s2_kept)} kept, {len(s2_short)} shortened "
+            f"({time.perf_counter() - t0:.1f}s)")
 
     s1_train, s1_valid, s1_held = split_by_database(s1_kept, cfg.valid_fraction, cfg.seed) if s1_kept else ([], [], [])
     outputs: dict[str, list[tuple[SourceExample, Fitted]]] = {STAGE1_TRAIN: s1_train, STAGE1_VALID: s1_valid}
     splits = {"stage1_valid_databases": s1_held}
     if cfg.spider2_dir is not None:
-        s2_train, s2_valid, s2_held = split_by_database(s2_kept, cfg.valid_fraction, cfg.seed) if s2_kept else ([], [], [])
+        s2_train, s2_valid, s2_held = split_by_database(s2_kept, cfg.valid_fraction, cfg.seed) if s2_kept else ([], [],
+                                                                                                                [])
         mixed_train, mixed_valid, replay = mix_replay(s2_train, s2_valid, s1_train, s1_valid,
                                                       cfg.stage2_replay_ratio, cfg.seed)
         outputs.update({MIXED_TRAIN: mixed_train, MIXED_VALID: mixed_valid, S2_TRAIN: s2_train, S2_VALID: s2_valid})

@@ -22,8 +22,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from t2s_fast.data.lazy_schema import LazySchema
-from t2s_fast.data.shorten import (LEVELS, DropExample, GoldRefs, column_keeper, gold_refs, prune_struct_type,
-                                   used_entries)
+from t2s_fast.data.shorten import (
+    LEVELS,
+    DropExample,
+    GoldRefs,
+    column_keeper,
+    gold_refs,
+    prune_struct_type,
+    used_entries,
+)
 from t2s_fast.schema import Schema, render_schema
 
 CHARS_PER_TOKEN = 3.0  # the estimate without a tokenizer: conservative for CREATE TABLE text with Qwen's tokenizer

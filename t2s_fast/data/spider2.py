@@ -39,7 +39,7 @@ from pathlib import Path
 from t2s_fast.data.ddl import clean_type, parse_ddl
 from t2s_fast.data.example import Dropped, SourceExample
 from t2s_fast.data.lazy_schema import LazySchema, SchemaEntry
-from t2s_fast.dialects import dialect_of  # the dialect rules (importable from here as before)
+from t2s_fast.dialects import dialect_of
 from t2s_fast.errors import T2SError
 from t2s_fast.jsonl import read_jsonl
 from t2s_fast.schema import Column, Table
@@ -77,7 +77,8 @@ class _Raw:
         if self.ddl:
             return len(self.ddl) + len(self.description or "")
         m = self.meta or {}
-        return sum(len(str(n)) + len(str(t)) + 6 for n, t in zip(m.get("column_names") or [], m.get("column_types") or []))
+        return sum(len(str(n)) + len(str(t)) + 6 for n, t in zip(m.get("column_names") or [],
+                                                                 m.get("column_types") or []))
 
 
 def _read_ddl_csv(path: Path) -> list[dict]:
@@ -93,7 +94,8 @@ def _read_ddl_csv(path: Path) -> list[dict]:
                 if not row:
                     continue
                 if len(row) != len(header):
-                    raise T2SError(f"{path}: row ending at line {reader.line_num}: {len(row)} fields, header has {len(header)}")
+                    raise T2SError(f"{path}: row ending at line {reader.line_num}: {len(row)} fields, header has "
+                                   f"{len(header)}")
                 rows.append(dict(zip(header, row)))
             return rows
     except csv.Error as exc:
@@ -188,7 +190,8 @@ def _family_note(shorts: list[str], rep: str) -> str:
     return f"{len(shorts)} date-sharded tables with identical columns ({listed}); shown once as {rep}"
 
 
-def entries_for_folder(folder: Path, *, dialect: str, qualifier: str, upper_tables: bool, k: int, notes: dict) -> list[SchemaEntry]:
+def entries_for_folder(folder: Path, *, dialect: str, qualifier: str, upper_tables: bool, k: int,
+                       notes: dict) -> list[SchemaEntry]:
     """Schema entries of one metadata folder. ``qualifier`` prefixes table names (``project.dataset``,
     ``DB.SCHEMA`` or empty for SQLite)."""
     raws = _scan_folder(folder, "sqlite" if folder.parts[-2] == "sqlite" else dialect, notes)
@@ -196,7 +199,8 @@ def entries_for_folder(folder: Path, *, dialect: str, qualifier: str, upper_tabl
     families: dict[tuple[str, str], list[_Raw]] = {}
     order: list[tuple[str, str]] = []
     for raw in raws:
-        key = (_SHARD_DIGITS.sub("#", raw.short), raw.body_key()) if _SHARD_DIGITS.search(raw.short) else (raw.short, "")
+        key = (_SHARD_DIGITS.sub("#", raw.short), raw.body_key()) if _SHARD_DIGITS.search(raw.short) else (raw.short,
+                                                                                                           "")
         if key not in families:
             families[key] = []
             order.append(key)
@@ -213,12 +217,14 @@ def entries_for_folder(folder: Path, *, dialect: str, qualifier: str, upper_tabl
             shorts = [m.short for m in members]
             description = _family_note(shorts, short)
             match.update(s.lower() for s in shorts)
-            notes.setdefault("collapsed_shard_families", {})[f"{folder}/{_SHARD_DIGITS.sub('*', rep.short)}"] = len(members)
+            notes.setdefault("collapsed_shard_families",
+                             {})[f"{folder}/{_SHARD_DIGITS.sub('*', rep.short)}"] = len(members)
         entries.append(
             SchemaEntry(
                 name=display,
                 est_chars=rep.est_chars() + len(description or ""),
-                loader=(lambda rep=rep, display=display, description=description: _build_table(rep, display, k, description)),
+                loader=(lambda rep=rep, display=display, description=description: _build_table(rep, display, k,
+                                                                                               description)),
                 match_names=frozenset(match),
             )
         )
@@ -301,7 +307,8 @@ class SchemaResolver:
                     qualifier = f"{sub.parent.name}.{sub.name}"
                 else:
                     qualifier = ""
-                entries += entries_for_folder(sub, dialect=dialect, qualifier=qualifier, upper_tables=sf_local, k=self.k, notes=self.notes)
+                entries += entries_for_folder(sub, dialect=dialect, qualifier=qualifier, upper_tables=sf_local,
+                                              k=self.k, notes=self.notes)
             self._cache[cache_key] = LazySchema(db_id=q.db, entries=entries)
         schema = self._cache[cache_key]
         return schema if schema.entries else None
@@ -337,7 +344,8 @@ def load_spider2(spider2_dir: str | Path, *, sample_values: int = 3) -> tuple[li
         iid = row["instance_id"]
         lite_ids.add(iid)
         if iid in lite_gold:
-            questions.append(Spider2Question(iid, row["db"], row["question"], row.get("external_knowledge"), lite_gold[iid], "lite"))
+            questions.append(Spider2Question(iid, row["db"], row["question"], row.get("external_knowledge"),
+                                             lite_gold[iid], "lite"))
     info: dict = {
         "lite_questions": len(lite_rows),
         "lite_gold_files": len(lite_gold),
@@ -356,9 +364,12 @@ def load_spider2(spider2_dir: str | Path, *, sample_values: int = 3) -> tuple[li
                 continue
             twin = lite_by_id.get(iid)
             if twin is not None and norm(twin.db) == norm(row["db_id"]):
-                dropped.append(Dropped(f"snow:{iid}", "spider2", row["db_id"], f"duplicate of Spider2-lite {iid} (same question and database); the lite gold SQL is kept"))
+                dropped.append(Dropped(f"snow:{iid}", "spider2", row["db_id"],
+                                       f"duplicate of Spider2-lite {iid} (same question and database); the lite gold "
+                                       "SQL is kept"))
                 continue
-            questions.append(Spider2Question(iid if twin is None else f"snow:{iid}", row["db_id"], row["instruction"], row.get("external_knowledge"), snow_gold[iid], "snow"))
+            questions.append(Spider2Question(iid if twin is None else f"snow:{iid}", row["db_id"], row["instruction"],
+                                             row.get("external_knowledge"), snow_gold[iid], "snow"))
     else:
         info["snow"] = f"{snow_dir} not present: Spider2-snow questions not used"
 
@@ -374,7 +385,8 @@ def load_spider2(spider2_dir: str | Path, *, sample_values: int = 3) -> tuple[li
             continue
         schema = resolver.schema_for(q, dialect)
         if schema is None:
-            dropped.append(Dropped(q.id, "spider2", q.db, f"no schema metadata for database {q.db!r} ({dialect}) in {resolver.root}"))
+            dropped.append(Dropped(q.id, "spider2", q.db,
+                                   f"no schema metadata for database {q.db!r} ({dialect}) in {resolver.root}"))
             continue
         ek_text, available = external_knowledge_for(spider2_dir, q.external_knowledge)
         if not available:

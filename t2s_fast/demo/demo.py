@@ -88,7 +88,8 @@ def _clear_previous(out: Path) -> None:
     entries = {p.name for p in out.iterdir()}
     ours = {"data", "train", "eval", SUMMARY_FILE, ".t2s_model_cache"}
     if entries and not (entries <= ours and (SUMMARY_FILE in entries or "data" in entries)):
-        raise T2SError(f"--out-dir {out}: holds files that are not a previous demo ({', '.join(sorted(entries - ours))}); "
+        raise T2SError(f"--out-dir {out}: holds files that are not a previous demo "
+                       f"({', '.join(sorted(entries - ours))}); "
                        "choose another folder")
     for name in ("data", "train", "eval", SUMMARY_FILE):
         p = out / name
@@ -131,10 +132,10 @@ def _ex(report: dict, name: str) -> float | None:
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every step and return the summary (also written to OUT_DIR/demo_summary.json)."""
     from t2s_fast.adapters import is_adapter_dir
-    from t2s_fast.models import resolve_model
     from t2s_fast.demo.synthetic_db import write_demo_data
     from t2s_fast.evaluate.harness import evaluate
     from t2s_fast.jsonl import write_json
+    from t2s_fast.models import resolve_model
     from t2s_fast.train.trainer import train
 
     cfg.validate()
@@ -173,9 +174,11 @@ def run_demo(cfg: DemoConfig) -> dict:
         "ex_after": ex_after,
         "ex_gain_points": round(100 * (ex_after - ex_before), 1) if None not in (ex_before, ex_after) else None,
         "by_template_kind": _by_template_kind(eval_dir / "scored.jsonl", data.heldout_file),
-        "train": {"steps": run_info.get("global_step"), "examples_seen": (run_info.get("global_step") or 0) * cfg.batch_size,
+        "train": {"steps": run_info.get("global_step"),
+                  "examples_seen": (run_info.get("global_step") or 0) * cfg.batch_size,
                   "first_loss": run_info.get("first_loss"), "final_loss": run_info.get("final_loss"),
-                  "trained_tokens_per_s": run_info.get("trained_tokens_per_s"), "stop_reason": run_info.get("stop_reason"),
+                  "trained_tokens_per_s": run_info.get("trained_tokens_per_s"),
+                  "stop_reason": run_info.get("stop_reason"),
                   "adapter": str(adapter_dir), "loss_plot": str(out / "train" / "loss.png")},
         "step_seconds": timer.seconds,
         "total_seconds": round(time.perf_counter() - t_all, 1),
@@ -219,7 +222,8 @@ def format_summary(summary: dict) -> str:
         f"EX before        {pct(summary['ex_before'])}   (untrained model)",
         f"EX after         {pct(summary['ex_after'])}   (LoRA, {summary['train']['steps']} steps, "
         f"{summary['train']['examples_seen']} examples)",
-        f"gain             {summary['ex_gain_points']:+.1f} points" if summary["ex_gain_points"] is not None else "gain n/a",
+        (f"gain             {summary['ex_gain_points']:+.1f} points" if summary["ex_gain_points"] is not None
+         else "gain n/a"),
         "wall time        " + ", ".join(f"{k} {v:.0f}s" for k, v in summary["step_seconds"].items())
         + f"; total {summary['total_seconds']:.0f}s",
         f"report           {summary['report']['markdown']}",

@@ -153,7 +153,7 @@ def build_database(path: str | Path, *, seed: int = 0) -> Database:
     for i, name in enumerate(DEPARTMENTS, start=1):
         departments.append({"dept_id": i, "name": name, "city": CITIES[(i - 1) % len(CITIES)] if i <= len(CITIES)
                             else rng.choice(CITIES), "budget": rng.randrange(200, 2000) * 1000})
-    people = [f"{f} {l}" for f in FIRST_NAMES for l in LAST_NAMES]
+    people = [f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES]
     rng.shuffle(people)
     employees = []
     for i, name in enumerate(people[: 12 * len(DEPARTMENTS)], start=1):
@@ -233,7 +233,8 @@ def generate_examples(db: Database, *, n_train: int, n_heldout: int, seed: int =
         while len(out) < count:
             attempts += 1
             if misses > 2000:  # the templates and value pools hold no more distinct questions
-                raise T2SError(f"could not generate {count} distinct {split} questions (only {len(out)}); ask for fewer")
+                raise T2SError(f"could not generate {count} distinct {split} questions (only {len(out)}); "
+                               "ask for fewer")
             # Training cycles through its templates so each is equally represented.
             template = templates_for[attempts % len(templates_for)] if split == "train" else rng.choice(templates_for)
             ex = _instantiate(template, pools, split, rng, start + len(out))

@@ -62,9 +62,8 @@ def run_arm(cfg: AblationConfig, label: str, ecfg: EvalConfig, engine: LazyEngin
 def ablate(cfg: AblationConfig, *, on_arm_done=None) -> dict:
     """Run (or resume) every arm in one engine, choose per group on the held-out set, run the final report,
     and write ablation.json/md/png. ``on_arm_done(name)`` is called after each arm (tests, progress)."""
-    from t2s_fast.evaluate.ablation_report import choose, paired_choices, run_row, write_ablation
-
     from t2s_fast import distributed
+    from t2s_fast.evaluate.ablation_report import choose, paired_choices, run_row, write_ablation
 
     if distributed.is_distributed():
         raise T2SError("ablate runs in one process (its one engine spreads over GPUs itself: tensor_parallel_size / "

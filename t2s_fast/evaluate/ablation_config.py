@@ -29,8 +29,12 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 @dataclass
 class AblationConfig:
+    FILE_SECTIONS = {"eval": (EvalConfig, ()), "arms": (EvalConfig, ARM_EXTRA), "final": (EvalConfig, ("groups",))}
+
     out_dir: str = _f("", "Ablation folder: arms/<arm>/ (one eval run each), final/<arm>/, ablation.json/md/png.")
-    eval: dict = _f({}, "EvalConfig fields shared by every arm: base_model, adapters (NAME=PATH list), backend, "
+    eval: dict = _f({},
+                    "EvalConfig settings shared by every arm, keyed by eval's flags: base_model, adapter (NAME=PATH "
+                    "list), backend, "
                         "suite (default heldout; Spider dev is refused), questions, workers, vllm_cache_dir, "
                         "repair (eval's default, auto, unless set: \"none\" keeps a baseline arm greedy; an arm's "
                         "own repair overrides it), ...", cli="file")

@@ -140,35 +140,21 @@ def _cells(r: dict) -> tuple[str, str, str]:
     return ex, loss, cost
 
 
-def checkpoints_markdown(report: dict) -> list[str]:
+def checkpoints_section(report: dict) -> list:
+    """The checkpoints chosen among: EX and eval loss per checkpoint, the best one, and the chart of both."""
+    from t2s_fast.evaluate.document import Bold, Cell, Code, Figure, Heading, Paragraph, Table
+
     section = report.get("checkpoints")
     if not section:
         return []
-    out = ["", "## Checkpoints", "",
-           f"Chosen on `{section['chosen_on']['source']}` ({section['chosen_on']['suite']}): "
-           f"best **{section['best']}** ({section['rule']}).", "",
-           "| adapter | step | EX | n | eval loss | $ at step |", "|---|---|---|---|---|---|"]
+    rows = []
     for r in section["rows"]:
         ex, loss, cost = _cells(r)
         mark = " (best)" if r["name"] == section["best"] else ""
-        out.append(f"| {r['name']}{mark} | {r['step']} | {ex} | {r['n']} | {loss} | {cost} |")
-    return out
-
-
-def checkpoints_html(report: dict) -> str:
-    import html
-
-    section = report.get("checkpoints")
-    if not section:
-        return ""
-    rows = ""
-    for r in section["rows"]:
-        ex, loss, cost = _cells(r)
-        best = " (best)" if r["name"] == section["best"] else ""
-        rows += (f"<tr><td>{html.escape(r['name'])}{best}</td><td class='num'>{r['step']}</td><td class='num'>{ex}</td>"
-                 f"<td class='num'>{r['n']}</td><td class='num'>{loss}</td><td class='num'>{cost}</td></tr>")
-    return (f"<h2>Checkpoints</h2><p>Chosen on <code>{html.escape(section['chosen_on']['source'])}</code>: best "
-            f"<b>{html.escape(str(section['best']))}</b> ({html.escape(section['rule'])}).</p><table><tr><th>adapter"
-            f"</th><th>step</th><th>EX</th><th>n</th><th>eval loss</th><th>$ at step</th></tr>{rows}</table>"
-            f"<img class='plot' id='plot-checkpoints' alt='EX and eval loss by step' "
-            f"src='data:image/png;base64,{plot_checkpoints(section)}'>")
+        rows.append([f"{r['name']}{mark}", *(Cell(str(v), num=True) for v in (r["step"], ex, r["n"], loss, cost))])
+    return [Heading("Checkpoints"),
+            Paragraph(["Chosen on ", Code(section["chosen_on"]["source"]), f" ({section['chosen_on']['suite']}): best ",
+                       Bold(str(section["best"])), f" ({section['rule']})."]),
+            Table(["adapter", "step", "EX", "n", "eval loss", "$ at step"], rows),
+            Figure("EX and eval loss by step", "plot-checkpoints", lambda: plot_checkpoints(section),
+                   heading=False)]

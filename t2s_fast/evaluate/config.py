@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from t2s_fast.dtypes import HELP as DTYPE_HELP
 from t2s_fast.dtypes import normalize_dtype
 from t2s_fast.errors import T2SError
-from t2s_fast.evaluate.names import parse_adapter_specs  # noqa: F401 - importable from here as before
+from t2s_fast.evaluate.names import parse_adapter_specs
 from t2s_fast.sql.scorer import check_workers_timeout
 
 SUITES = ("spider1", "spider2-lite", "jsonl", "heldout")
@@ -23,35 +23,44 @@ MAX_REPAIR_K = 999
 
 @dataclass
 class EvalConfig:
-    base_model: str | None = field(default=None, metadata={"help": "Base model: hub id, local folder, packaged real model (qwen2.5-coder-0.5b, "
+    base_model: str | None = field(default=None,
+                                   metadata={"help": "Base model: hub id, local folder, packaged real model "
+                                                     "(qwen2.5-coder-0.5b, "
                                               "qwen2.5-coder-1.5b, smollm2-135m), .gguf file, or a config.json "
                                               "(random-init model)."})
     out_dir: str | None = field(default=None, metadata={"help": "Run folder: predictions.jsonl, run_settings.json and "
                                                                 "the reports."})
     adapters: dict[str, str] = field(default_factory=dict,
-                                     metadata={"help": "LoRA adapters to evaluate, NAME -> folder (--adapter NAME=PATH).",
+                                     metadata={"help": "LoRA adapters to evaluate, NAME -> folder (--adapter "
+                                                       "NAME=PATH).",
                                                "flags": ("--adapter",), "metavar": "NAME=PATH"})
     include_base: bool = field(default=False, metadata={"help": "Also score the base model without any adapter (alone: "
                                                                "--include-base with no --adapter)."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer folder/id (default: the model's)."})
-    suite: str = field(default="spider1", metadata={"help": "spider1 (Spider 1.0 dev), spider2-lite, jsonl (--questions), or "
-                                                        "heldout (--questions stage1_valid.jsonl from `prepare`, scored "
+    suite: str = field(default="spider1",
+                       metadata={"help": "spider1 (Spider 1.0 dev), spider2-lite, jsonl (--questions), or "
+                                                        "heldout (--questions stage1_valid.jsonl from `prepare`, "
+                                                        "scored "
                                                         "on its own Spider training databases: the set to choose on).",
                                                         "choices": SUITES})
-    spider_dir: str | None = field(default=None, metadata={"help": "Spider 1.0 folder (dev.json, tables.json, database/) "
+    spider_dir: str | None = field(default=None,
+                                   metadata={"help": "Spider 1.0 folder (dev.json, tables.json, database/) "
                                                                    "or, for spider2-lite, the Spider 2.0 folder."})
     split: str = field(default="dev", metadata={"help": "Which split file to read (<split>.json)."})
-    questions: str | None = field(default=None, metadata={"help": "For --suite jsonl: prepared-format JSONL "
-                                                                  "(db_id, question, sql, dialect, optional messages)."})
-    db_root: str | None = field(default=None, metadata={"help": "For --suite jsonl: folder of <db_id>/<db_id>.sqlite files."})
+    questions: str | None = field(default=None, metadata={
+        "help": "For --suite jsonl: prepared-format JSONL (db_id, question, sql, dialect, optional messages)."})
+    db_root: str | None = field(default=None,
+                                metadata={"help": "For --suite jsonl: folder of <db_id>/<db_id>.sqlite files."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions (after --db)."})
-    dbs: list[str] = field(default_factory=list, metadata={"help": "Only questions on these databases (repeatable --db).",
+    dbs: list[str] = field(default_factory=list,
+                           metadata={"help": "Only questions on these databases (repeatable --db).",
                                                            "flags": ("--db",), "metavar": "DB_ID"})
     backend: str = field(default="auto", metadata={"help": "auto (vLLM if installed and a GPU is present), vllm or hf.",
                                                     "choices": ("auto", "vllm", "hf")})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest generated SQL, in tokens."})
     batch_size: int | None = field(default=None, metadata={"help": "HF backend: prompts per generate call "
-                                                                   "(default 64 on GPU, 8 on CPU); vLLM schedules its own."})
+                                                                   "(default 64 on GPU, 8 on CPU); vLLM schedules its "
+                                                                   "own."})
     workers: int = field(default=2, metadata={"help": "Processes executing SQL while scoring (0 = in this process)."})
     timeout: float = field(default=30.0, metadata={"help": "Seconds allowed per executed query (> 0)."})
     n_samples: int = field(default=1, metadata={"help": "Samples per question; >1 = self-consistency (majority vote "
@@ -89,17 +98,22 @@ class EvalConfig:
     repair_k: int = field(default=8, metadata={"help": "Completions generated per failing prediction by --repair."})
     repair_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the repair pass "
                                                                      "(0 = greedy, only with --repair-k 1)."})
-    checkpoints: str | None = field(default=None, metadata={"help": "A `t2s-fast train` output folder: every checkpoint "
-                                                                    "(step-N) and its final adapter (final) are evaluated "
-                                                                    "in one engine, plotted against the eval loss, and the "
-                                                                    "best by EX is named. Refuses Spider dev. Train with "
+    checkpoints: str | None = field(default=None,
+                                    metadata={"help": "A `t2s-fast train` output folder: every checkpoint "
+                                                                    "(step-N) and its final adapter (final) are "
+                                                                    "evaluated "
+                                                                    "in one engine, plotted against the eval loss, "
+                                                                    "and the "
+                                                                    "best by EX is named. Refuses Spider dev. Train "
+                                                                    "with "
                                                                     "--save-total-limit 0 to keep every checkpoint.",
                                                                     "metavar": "RUN_DIR"})
     enforce_eager: bool = field(default=False, metadata={"help": "vLLM: no torch.compile and no CUDA graphs (faster "
                                                                  "engine start, slower generation)."})
     vllm_cache_dir: str | None = field(default=None, metadata={"help": "vLLM: keep its compile cache here (sets "
                                                                        "VLLM_CACHE_ROOT), so later engines of the same "
-                                                                       "model and settings reuse its torch.compile artifacts."})
+                                                                       "model and settings reuse its torch.compile "
+                                                                       "artifacts."})
 
     def __post_init__(self):
         if self.checkpoints:

@@ -115,10 +115,18 @@ def generate_predictions(cfg: EvalConfig, store: PredictionStore, requests: list
     pending = order_for_backend(generator, pending, cfg.adapter_names)  # HF: adapter by adapter
     step = generator.batch_size or len(pending)
     by_key = {r.key: r for r in pending}
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     try:
-        with Progress(TextColumn("[bold]generate[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        with Progress(TextColumn("[bold]generate[/]"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]}"),
                       TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as progress:
             task = progress.add_task("generate", total=len(pending), rate="")
             for batch_index, i in enumerate(range(0, len(pending), step)):

@@ -2,8 +2,7 @@
 
 The steps are separate functions so benchmarks, the repair pass and tests can call one of them:
 `build_prompts` and `generate_predictions` (`evaluate/generation.py`), `choose_predictions` and
-`score_predictions` (`evaluate/scoring.py`), and `evaluate` here, which runs them all. They stay importable from
-here too.
+`score_predictions` (`evaluate/scoring.py`), and `evaluate` here, which runs them all.
 """
 
 from __future__ import annotations
@@ -18,15 +17,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from t2s_fast.adapters import adapter_fingerprint
 from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.config import EvalConfig
-from t2s_fast.adapters import adapter_fingerprint
+from t2s_fast.evaluate.generation import (
+    build_prompts,
+    gen_settings,
+    generate_predictions,
+    open_generator,
+    plan_requests,
+)
 from t2s_fast.evaluate.predictions import PredictionStore, text_sha
 from t2s_fast.evaluate.questions import QuestionSet, load_heldout, load_jsonl, load_spider1, load_spider2_lite
-from t2s_fast.evaluate.generation import (  # noqa: F401 - the harness's steps, importable from here as before
-    _request_seed, build_prompts, gen_settings, generate_predictions, open_generator, plan_requests, question_messages)
-from t2s_fast.evaluate.scoring import (  # noqa: F401
-    NOT_EXECUTABLE, _execute_samples, _vote, choose_predictions, score_predictions)
+from t2s_fast.evaluate.scoring import choose_predictions, score_predictions
 from t2s_fast.generate.base import select_backend
 
 log = logging.getLogger(__name__)
@@ -228,6 +231,7 @@ def _timing(cfg: EvalConfig, store: PredictionStore, gen_stats: dict, score_seco
         "wall_seconds_this_session": round(wall, 3),
         # All adapters share one engine and its batches: each adapter's rate is the engine's rate.
         "per_adapter": {a: {"generated_tokens": per_adapter.get(a, 0), "tokens_per_s": round(rate, 2),
-                            "generation_seconds_share": round(seconds * per_adapter.get(a, 0) / tokens, 3) if tokens else 0.0}
+                            "generation_seconds_share": round(seconds * per_adapter.get(a, 0) / tokens,
+                                                              3) if tokens else 0.0}
                         for a in cfg.adapter_names},
     }

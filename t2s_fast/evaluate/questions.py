@@ -83,7 +83,8 @@ def jsonl_question_id(rec: dict, lineno: int) -> str:
     return str(rec.get("id") or rec.get("instance_id") or f"line-{lineno:05d}")
 
 
-def load_jsonl(questions_file: str | Path, db_root: str | Path | None, *, dbs: list[str], limit: int | None) -> QuestionSet:
+def load_jsonl(questions_file: str | Path, db_root: str | Path | None, *, dbs: list[str],
+               limit: int | None) -> QuestionSet:
     """Prepared-format lines: db_id, question, sql, dialect (default sqlite), optional id and messages."""
     path = Path(questions_file)
     rows = list(iter_numbered_jsonl(path, required=("db_id", "question")))  # file line numbers, blanks counted
@@ -102,7 +103,8 @@ def load_jsonl(questions_file: str | Path, db_root: str | Path | None, *, dbs: l
         if dialect != "sqlite":
             reason = f"{dialect} SQL cannot be executed locally"
         elif db_path is None or not db_path.is_file():
-            reason = "no local SQLite database (pass --db-root)" if root is None else f"database file missing: {db_path}"
+            reason = ("no local SQLite database (pass --db-root)" if root is None
+                      else f"database file missing: {db_path}")
         if messages is None and (db_path is None or not db_path.is_file()):
             skipped.append({"qid": qid, "db_id": rec["db_id"], "reason": f"no messages and {reason}"})
             continue

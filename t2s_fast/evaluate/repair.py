@@ -100,14 +100,14 @@ def check_repair_records(store, strategy: str, temperature: float, requests: lis
 def choose_repairs(cfg, failing: list, store) -> dict[tuple[str, str], tuple[dict | None, dict]]:
     """{(adapter, qid): (the sample that replaces the prediction or None, vote)}: all candidates of all failing
     predictions run through one executor pool; the harness's self-consistency vote picks among those that run."""
-    from t2s_fast.evaluate.scoring import _execute_samples, _vote
+    from t2s_fast.evaluate.scoring import choose_by_vote, execute_question_samples
 
     groups = [(q, [store.records[repair_key(cfg.repair, adapter, q.qid, k)] for k in range(cfg.repair_k)])
               for adapter, q, _rec in failing]
     out = {}
-    executed = _execute_samples(cfg, groups) if groups else []
+    executed = execute_question_samples(cfg, groups) if groups else []
     for (adapter, q, _rec), (_q, samples), results in zip(failing, groups, executed):
-        pick, vote = _vote(samples, results)
+        pick, vote = choose_by_vote(samples, results)
         out[(adapter, q.qid)] = (pick if vote["valid"] else None, vote)
     return out
 

@@ -8,13 +8,28 @@ is a function of the predictions.
 
 from __future__ import annotations
 
-import html
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from t2s_fast.errors import T2SError
-from t2s_fast.evaluate.names import display_name  # noqa: F401 - importable from here as before
+from t2s_fast.evaluate.document import (
+    Bold,
+    Bullets,
+    Cell,
+    Code,
+    Document,
+    Figure,
+    Heading,
+    Note,
+    Paragraph,
+    QuestionList,
+    Table,
+    to_html,
+    to_markdown,
+)
+from t2s_fast.evaluate.names import display_name
 from t2s_fast.evaluate.plots import _png
+from t2s_fast.gguf_models import source_label
 from t2s_fast.jsonl import atomic_open, read_json, write_json
 
 REPORT_VERSION = 1
@@ -53,7 +68,7 @@ def report_title(cfg) -> str:
     if cfg.suite == "spider1":
         return f"t2s-fast evaluation: spider1 {cfg.split}"
     if cfg.suite == "jsonl":
-        return f"t2s-fast evaluation: {Path(cfg.questions).name}" if cfg.questions else "t2s-fast evaluation: held-out set"
+        return f"t2s-fast evaluation: {Path(cfg.questions).name if cfg.questions else 'held-out set'}"
     return f"t2s-fast evaluation: {cfg.suite}"
 
 
@@ -134,8 +149,8 @@ def _settings(cfg, qset, backend: str) -> dict:
         "max_new_tokens": cfg.max_new_tokens,
         "decoding": "greedy" if cfg.temperature <= 0 else f"sampling, temperature {cfg.temperature}",
         "n_samples": cfg.n_samples,
-        "self_consistency": (f"majority vote over the execution results of {cfg.n_samples} samples "
-                             "(invalid SQL does not vote; ties go to the earliest sample)") if cfg.n_samples > 1 else None,
+        "self_consistency": (f"majority vote over the execution results of {cfg.n_samples} samples (invalid SQL "
+                             "does not vote; ties go to the earliest sample)") if cfg.n_samples > 1 else None,
         "sample_values": cfg.sample_values,
         "repair": cfg.repair,  # the strategy that ran (--repair auto resolved); its figures under report["repair"]
         "distinct_handling": (SPIDER2_TEXT if cfg.suite == "spider2-lite" else DISTINCT_TEXT[bool(cfg.keep_distinct)]),
@@ -189,7 +204,10 @@ def _grouped_bars(categories: list[str], series: dict[str, list], *, title: str,
     n_series = max(1, len(series))
     width = 0.8 / n_series
     if horizontal:
-        fig, ax = plt.subplots(figsize=(9, max(3.0, 0.32 * len(categories) * max(1, n_series * 0.6) + 1)))
+        few = len(categories) <= 2  # one or two databases: a small chart, not two bars a third of the page tall
+        floor = 1.2 + 0.6 * len(categories) if few else 3.0
+        fig, ax = plt.subplots(figsize=(7 if few else 9, max(floor, 0.32 * len(categories) * max(1,
+                                                                                                 n_series * 0.6) + 1)))
     else:
         fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(categories) * max(1, n_series * 0.5)), 4))
     for i, (label, values) in enumerate(series.items()):
@@ -237,224 +255,151 @@ def plot_by_database(report: dict) -> str:
     return _grouped_bars(dbs, series, title="Execution accuracy per database", horizontal=True)
 
 
-# ---------------------------------------------------------------- markdown
-def _md_escape(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(report: dict) -> str:
-    s, q, adapters = report["settings"], report["questions"], report["adapters"]
-    levels = [h for h in HARDNESS_ORDER if any(h in a["by_hardness"] for a in adapters.values())]
-    out = [f"# {report['title']}", ""]
-    out += [f"- Base model: `{s['base_model']}`; backend: {s['backend']}"
-            + (f" ({s['engine']})" if s.get("engine") else ""),
-            f"- Questions: {q['evaluated']} evaluated of {q['selected']} selected from `{s['source']}`; "
-            f"{q['executable']} executable here",
-            f"- Decoding: {s['decoding']}, max {s['max_new_tokens']} new tokens"
-            + (f"; {s['self_consistency']}" if s.get("self_consistency") else ""),
-            f"- Scoring: {s['distinct_handling']}; timeout {s['timeout_s']} s per query", ""]
-    if q["missing_databases"]:
-        out.append("**Missing databases** (their questions were skipped): "
-                   + ", ".join(f"{m['db_id']} ({m['questions']} questions)" for m in q["missing_databases"]))
-        out.append("")
-    if q["not_executable"]["count"]:
-        out.append(f"**Not executable here: {q['not_executable']['count']} questions.** "
-                   + "; ".join(f"{reason} ({n})" for reason, n in q["not_executable"]["reasons"].items()))
-        out.append("They have predictions but no execution accuracy.")
-        out.append("")
-    out += ["## Execution accuracy", "",
-            "| model | EX | correct / n | " + " | ".join(levels) + " | extraction changed SQL | tokens/answer |",
-            "|---|---|---|" + "---|" * len(levels) + "---|---|"]
-    for a in adapters.values():
-        hard = " | ".join(f"{_pct(a['by_hardness'].get(h, {}).get('ex'))} ({a['by_hardness'].get(h, {}).get('n', 0)})"
-                          for h in levels)
-        ext = a["extraction"]
-        out.append(f"| {_md_escape(a['display_name'])} | **{_pct(a['ex'])}** | {a['correct']} / {a['n']} | "
-                   + (hard + " | " if levels else "")
-                   + f"{ext['changed']} / {ext['n']} ({_pct(ext['rate'])}) | "
-                   + (f"{a['mean_generated_tokens']:.1f}" if a["mean_generated_tokens"] is not None else "n/a") + " |")
-    finishes = sorted({k for a in adapters.values() for k in a.get("finish", {})})
-    if finishes:
-        out += ["", "How the scored completions ended (stop: end of turn; length: ran to the token limit; "
-                "repetition: the repetition guard ended a loop):", "",
-                "| model | " + " | ".join(finishes) + " |", "|---|" + "---|" * len(finishes)]
-        out += [f"| {_md_escape(a['display_name'])} | " + " | ".join(str(a.get("finish", {}).get(k, 0)) for k in finishes)
-                + " |" for a in adapters.values()]
-    out += ["", "## Errors by kind", "", "| model | " + " | ".join(_error_kinds(report)) + " |",
-            "|---|" + "---|" * len(_error_kinds(report))]
-    for a in adapters.values():
-        out.append(f"| {_md_escape(a['display_name'])} | "
-                   + " | ".join(str(a["errors"].get(k, 0)) for k in _error_kinds(report)) + " |")
-    dbs = sorted({db for a in adapters.values() for db in a["by_database"]})
-    if dbs:
-        out += ["", "## EX per database", "", "| database | " + " | ".join(_md_escape(a["display_name"])
-                                                                            for a in adapters.values()) + " |",
-                "|---|" + "---|" * len(adapters)]
-        for db in dbs:
-            cells = []
-            for a in adapters.values():
-                d = a["by_database"].get(db)
-                cells.append(f"{_pct(d['ex'])} ({d['n']})" if d else "-")
-            out.append(f"| {db} | " + " | ".join(cells) + " |")
-    out += repair_markdown(report.get("repair"))
-    from t2s_fast.evaluate.checkpoints import checkpoints_markdown
-
-    out += checkpoints_markdown(report)
-    t = report.get("timing")
-    if t:
-        out += ["", "## Speed", "",
-                f"- {t['generated_tokens']} tokens generated in {t['generation_seconds']:.1f} s "
-                f"({t['tokens_per_s']:.1f} tokens/s, all adapters in one engine) on {t['device'].get('device', '?')}",
-                f"- scoring {t['scoring_seconds']:.1f} s; this session's wall time {t['wall_seconds_this_session']:.1f} s"]
-    d = report["disagreements"]
-    out += ["", f"## Questions where the models disagree ({d['count']}"
-                + (f", first {d['shown']} shown" if d["shown"] < d["count"] else "") + ")", ""]
-    for row in d["rows"][:50]:
-        out.append(f"- `{row['qid']}` ({row['db_id']}, {row.get('hardness')}): {_md_escape(row['question'])}")
-        out.append(f"  - gold: `{_md_escape(row.get('gold'))}`")
-        for name, res in row["results"].items():
-            mark = "✓" if res["match"] else "✗"
-            out.append(f"  - {mark} {display_name(name)}: `{_md_escape(res['sql'])}`")
-    if len(d["rows"]) > 50:
-        out.append(f"- ... {len(d['rows']) - 50} more in report.html / report.json")
-    return "\n".join(out) + "\n"
-
-
-def repair_markdown(repair: dict | None) -> list[str]:
-    """The `--repair` section: EX before and after, counts, and the extra generation it cost."""
-    if not repair:
-        return []
-    out = ["", f"## Repair of failing SQL ({repair['strategy']}, k={repair['k']}, temperature {repair['temperature']})", "",
-           f"Predictions that did not execute ({', '.join(repair['repairable_error_kinds'])}) got {repair['k']} more "
-           "completions each; among those that execute the majority vote picks one, which replaces the prediction "
-           "and is scored by the same rules.", "",
-           "| model | EX before | EX after | failing | now execute | now correct | extra tokens | extra generation s |",
-           "|---|---|---|---|---|---|---|---|"]
-    for a in repair["adapters"].values():
-        out.append(f"| {_md_escape(a['display_name'])} | {_pct(a['ex_before'])} | **{_pct(a['ex_after'])}** | "
-                   f"{a['failing']} | {a['repaired']} | {a['fixed']} | {a['extra_tokens']} | "
-                   f"{a['extra_generation_seconds_share']:.1f} |")
-    out += ["", f"- repair pass: {repair['generated_tokens']} tokens in {repair['generation_seconds']:.1f} s of generation; "
-                f"executing candidates and re-scoring {repair['execute_and_rescore_seconds_this_session']:.1f} s this session"]
-    return out
-
-
-def repair_html(repair: dict | None) -> list[str]:
-    """The `--repair` section of report.html (the same figures as ``repair_markdown``)."""
-    if not repair:
-        return []
-    out = [f"<h2>Repair of failing SQL ({_e(repair['strategy'])}, k={repair['k']}, temperature "
-           f"{repair['temperature']})</h2><table><tr><th>model</th><th>EX before</th><th>EX after</th><th>failing</th>"
-           "<th>now execute</th><th>now correct</th><th>extra tokens</th><th>extra generation s</th></tr>"]
-    for a in repair["adapters"].values():
-        out.append(f"<tr><td>{_e(a['display_name'])}</td><td class='num'>{_pct(a['ex_before'])}</td>"
-                   f"<td class='num'><b>{_pct(a['ex_after'])}</b></td>"
-                   + "".join(f"<td class='num'>{a[k]}</td>" for k in ("failing", "repaired", "fixed", "extra_tokens"))
-                   + f"<td class='num'>{a['extra_generation_seconds_share']:.1f}</td></tr>")
-    out.append("</table>")
-    return out
+# ---------------------------------------------------------------- sections
+def _levels(adapters: dict) -> list[str]:
+    return [h for h in HARDNESS_ORDER if any(h in a["by_hardness"] for a in adapters.values())]
 
 
 def _error_kinds(report: dict) -> list[str]:
     return sorted({k for a in report["adapters"].values() for k in a["errors"]}) or ["none"]
 
 
-# ---------------------------------------------------------------- html
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-h1{font-size:1.6em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
-th{background:#f3f3f3} td.num{text-align:right} .ok{background:#e6f4ea} .bad{background:#fce8e6}
-code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em} pre{white-space:pre-wrap;margin:0}
-.note{background:#fff8e1;border:1px solid #f0d080;padding:.6em 1em;border-radius:4px}
-img.plot{max-width:100%;border:1px solid #eee}
-"""
+def settings_section(report: dict) -> list:
+    s, q = report["settings"], report["questions"]
+    engine = f" ({s['engine']})" if s.get("engine") else ""
+    consistency = f"; {s['self_consistency']}" if s.get("self_consistency") else ""
+    label = source_label(s["base_model"])
+    converted = [" (converted once to ", Code(s["base_model"]), ")"] if label != s["base_model"] else []
+    blocks: list = [Bullets([
+        ["Base model: ", Code(label), *converted, f"; backend: {s['backend']}{engine}"],
+        [f"Questions: {q['evaluated']} evaluated of {q['selected']} selected from ", Code(s["source"]),
+         f"; {q['executable']} executable here"],
+        f"Decoding: {s['decoding']}, max {s['max_new_tokens']} new tokens{consistency}",
+        f"Scoring: {s['distinct_handling']}; timeout {s['timeout_s']} s per query"])]
+    notes = []
+    if q["missing_databases"]:
+        notes.append([[Bold("Missing databases"), " (their questions were skipped): "
+                       + ", ".join(f"{m['db_id']} ({m['questions']} questions)" for m in q["missing_databases"])]])
+    if q["not_executable"]["count"]:
+        notes.append([[Bold(f"Not executable here: {q['not_executable']['count']} questions."), " "
+                       + "; ".join(f"{reason} ({n})" for reason, n in q["not_executable"]["reasons"].items())],
+                      "They have predictions but no execution accuracy."])
+    if notes:
+        blocks.append(Note(notes))
+    return blocks
 
 
-def _e(text) -> str:
-    return html.escape("" if text is None else str(text))
+def accuracy_section(report: dict) -> list:
+    adapters = report["adapters"]
+    levels = _levels(adapters)
+    rows = []
+    for a in adapters.values():
+        hard = [Cell(f"{_pct(a['by_hardness'].get(h, {}).get('ex'))} ({a['by_hardness'].get(h, {}).get('n', 0)})",
+                     num=True) for h in levels]
+        ext, mean = a["extraction"], a["mean_generated_tokens"]
+        rows.append([a["display_name"], Cell(Bold(_pct(a["ex"])), num=True), Cell(f"{a['correct']} / {a['n']}",
+                                                                                  num=True),
+                     *hard, Cell(f"{ext['changed']} / {ext['n']} ({_pct(ext['rate'])})", num=True),
+                     Cell("n/a" if mean is None else f"{mean:.1f}", num=True)])
+    blocks: list = [Heading("Execution accuracy"),
+                    Table(["model", "EX", "correct / n", *levels, "extraction changed SQL", "tokens/answer"], rows)]
+    finishes = sorted({k for a in adapters.values() for k in a.get("finish", {})})
+    if finishes:
+        blocks.append(Table(
+            ["model", *finishes],
+            [[a["display_name"], *(Cell(str(a.get("finish", {}).get(k, 0)), num=True) for k in finishes)]
+             for a in adapters.values()],
+            caption="How the scored completions ended (stop: end of turn; length: ran to the token limit; "
+                    "repetition: the repetition guard ended a loop):"))
+    kinds = _error_kinds(report)
+    blocks += [Heading("Errors by kind"),
+               Table(["model", *kinds], [[a["display_name"], *(Cell(str(a["errors"].get(k, 0)), num=True)
+                                                               for k in kinds)] for a in adapters.values()])]
+    return blocks
+
+
+def figures_section(report: dict) -> list:
+    """EX by hardness (a chart only: its figures are in the accuracy table) and EX per database."""
+    adapters = report["adapters"]
+    blocks: list = []
+    if any(a["n"] for a in adapters.values()):
+        blocks.append(Figure("EX by hardness", "plot-hardness", lambda: plot_by_hardness(report)))
+    dbs = sorted({db for a in adapters.values() for db in a["by_database"]})
+    if dbs:
+        rows = []
+        for db in dbs:
+            cells = []
+            for a in adapters.values():
+                d = a["by_database"].get(db)
+                cells.append(Cell(f"{_pct(d['ex'])} ({d['n']})" if d else "-", num=True))
+            rows.append([db, *cells])
+        table = Table(["database", *(a["display_name"] for a in adapters.values())], rows)
+        blocks.append(Figure("EX per database", "plot-database", lambda: plot_by_database(report), table=table))
+    return blocks
+
+
+def repair_section(repair: dict | None) -> list:
+    """The `--repair` section: EX before and after, counts, and the extra generation it cost."""
+    if not repair:
+        return []
+    rows = [[a["display_name"], Cell(_pct(a["ex_before"]), num=True), Cell(Bold(_pct(a["ex_after"])), num=True),
+             *(Cell(str(a[k]), num=True) for k in ("failing", "repaired", "fixed", "extra_tokens")),
+             Cell(f"{a['extra_generation_seconds_share']:.1f}", num=True)] for a in repair["adapters"].values()]
+    return [
+        Heading(f"Repair of failing SQL ({repair['strategy']}, k={repair['k']}, temperature {repair['temperature']})"),
+        Paragraph(f"Predictions that did not execute ({', '.join(repair['repairable_error_kinds'])}) got {repair['k']} "
+                  "more completions each; among those that execute the majority vote picks one, which replaces the "
+                  "prediction and is scored by the same rules."),
+        Table(["model", "EX before", "EX after", "failing", "now execute", "now correct", "extra tokens",
+               "extra generation s"], rows),
+        Bullets([f"repair pass: {repair['generated_tokens']} tokens in {repair['generation_seconds']:.1f} s of "
+                 f"generation; executing candidates and re-scoring "
+                 f"{repair['execute_and_rescore_seconds_this_session']:.1f} s this session"])]
+
+
+def speed_section(t: dict | None) -> list:
+    """Generation speed over every answer, and this session's apart when it resumed answers from an earlier one
+    (a resumed run's generation seconds add up several sessions; its wall time is this session's only)."""
+    if not t:
+        return []
+    session = t.get("this_session") or {}
+    resumed = session.get("resumed") or 0
+    over = ", summed over this session and the earlier one(s) it resumed" if resumed else ""
+    items: list = [[f"{t['generated_tokens']} tokens generated in {t['generation_seconds']:.1f} s of generation (",
+                    Bold(f"{t['tokens_per_s']:.1f} tokens/s"),
+                    f", all adapters in one engine) on {t['device'].get('device', '?')}{over}"]]
+    if resumed:
+        items.append(f"this session: {session.get('tokens', 0)} tokens in {session.get('seconds', 0.0):.1f} s of "
+                     f"generation ({session.get('tokens_per_s', 0.0):.1f} tokens/s); {resumed} answers came from "
+                     "the earlier session(s)")
+    items.append(f"scoring {t['scoring_seconds']:.1f} s; this session's wall time "
+                 f"{t['wall_seconds_this_session']:.1f} s")
+    return [Heading("Speed"), Bullets(items)]
+
+
+def disagreements_section(report: dict) -> list:
+    d = report["disagreements"]
+    shown = f", first {d['shown']} shown" if d["shown"] < d["count"] else ""
+    columns = [(name, a["display_name"]) for name, a in report["adapters"].items()]
+    return [Heading(f"Questions where the models disagree ({d['count']}{shown})"), QuestionList(d["rows"], columns)]
+
+
+def report_document(report: dict) -> Document:
+    """report.json as sections: what report.md and report.html both show."""
+    from t2s_fast.evaluate.checkpoints import checkpoints_section
+
+    return Document(report["title"], [
+        *settings_section(report), *accuracy_section(report), *figures_section(report),
+        *repair_section(report.get("repair")), *checkpoints_section(report), *speed_section(report.get("timing")),
+        *disagreements_section(report)])
+
+
+def render_markdown(report: dict) -> str:
+    return to_markdown(report_document(report))
 
 
 def render_html(report: dict, *, plots: bool = True) -> str:
-    s, q, adapters = report["settings"], report["questions"], report["adapters"]
-    levels = [h for h in HARDNESS_ORDER if any(h in a["by_hardness"] for a in adapters.values())]
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(report['title'])}</title>"
-             f"<style>{CSS}</style></head><body>", f"<h1>{_e(report['title'])}</h1>", "<ul>",
-             f"<li>Base model: <code>{_e(s['base_model'])}</code>; backend: {_e(s['backend'])}</li>",
-             f"<li>Questions: {q['evaluated']} evaluated of {q['selected']} selected from <code>{_e(s['source'])}</code>; "
-             f"{q['executable']} executable here</li>",
-             f"<li>Decoding: {_e(s['decoding'])}, max {s['max_new_tokens']} new tokens"
-             + (f"; {_e(s['self_consistency'])}" if s.get("self_consistency") else "") + "</li>",
-             f"<li>Scoring: {_e(s['distinct_handling'])}; timeout {s['timeout_s']} s per query</li></ul>"]
-    notes = []
-    if q["missing_databases"]:
-        notes.append("Missing databases (questions skipped): " + ", ".join(
-            f"{_e(m['db_id'])} ({m['questions']})" for m in q["missing_databases"]))
-    if q["not_executable"]["count"]:
-        notes.append(f"<b>{q['not_executable']['count']} questions cannot be executed here</b>: " + "; ".join(
-            f"{_e(r)} ({n})" for r, n in q["not_executable"]["reasons"].items())
-            + ". They have predictions but no execution accuracy.")
-    if notes:
-        parts.append("<div class='note'>" + "<br>".join(notes) + "</div>")
-    parts += ["<h2>Execution accuracy</h2><table><tr><th>model</th><th>EX</th><th>correct / n</th>"
-              + "".join(f"<th>{h}</th>" for h in levels) + "<th>extraction changed SQL</th><th>tokens / answer</th></tr>"]
-    for a in adapters.values():
-        ext = a["extraction"]
-        mean = "" if a["mean_generated_tokens"] is None else f"{a['mean_generated_tokens']:.1f}"
-        parts.append(f"<tr><td>{_e(a['display_name'])}</td><td class='num'><b>{_pct(a['ex'])}</b></td>"
-                     f"<td class='num'>{a['correct']} / {a['n']}</td>"
-                     + "".join(f"<td class='num'>{_pct(a['by_hardness'].get(h, {}).get('ex'))} "
-                               f"({a['by_hardness'].get(h, {}).get('n', 0)})</td>" for h in levels)
-                     + f"<td class='num'>{ext['changed']} / {ext['n']} ({_pct(ext['rate'])})</td>"
-                     + f"<td class='num'>{mean}</td></tr>")
-    parts.append("</table>")
-    kinds = _error_kinds(report)
-    parts.append("<h2>Errors by kind</h2><table><tr><th>model</th>" + "".join(f"<th>{_e(k)}</th>" for k in kinds) + "</tr>")
-    for a in adapters.values():
-        parts.append(f"<tr><td>{_e(a['display_name'])}</td>"
-                     + "".join(f"<td class='num'>{a['errors'].get(k, 0)}</td>" for k in kinds) + "</tr>")
-    parts.append("</table>")
-    has_scores = any(a["n"] for a in adapters.values())
-    if plots and has_scores:
-        parts.append("<h2>EX by hardness</h2>")
-        parts.append(f"<img class='plot' id='plot-hardness' alt='EX by hardness' src='data:image/png;base64,{plot_by_hardness(report)}'>")
-        if any(a["by_database"] for a in adapters.values()):
-            parts.append("<h2>EX per database</h2>")
-            parts.append(f"<img class='plot' id='plot-database' alt='EX per database' src='data:image/png;base64,{plot_by_database(report)}'>")
-    parts += repair_html(report.get("repair"))
-    if plots:
-        from t2s_fast.evaluate.checkpoints import checkpoints_html
-
-        parts.append(checkpoints_html(report))
-    t = report.get("timing")
-    if t:
-        parts.append(f"<h2>Speed</h2><p>{t['generated_tokens']} tokens generated in {t['generation_seconds']:.1f} s "
-                     f"(<b>{t['tokens_per_s']:.1f} tokens/s</b>, all adapters in one engine) on "
-                     f"{_e(t['device'].get('device', '?'))}; scoring {t['scoring_seconds']:.1f} s.</p>")
-    d = report["disagreements"]
-    names = list(adapters)
-    parts.append(f"<h2>Questions where the models disagree ({d['count']}"
-                 + (f", first {d['shown']} shown" if d["shown"] < d["count"] else "") + ")</h2>")
-    if d["rows"]:
-        parts.append("<table><tr><th>question</th><th>gold</th>"
-                     + "".join(f"<th>{_e(adapters[n]['display_name'])}</th>" for n in names) + "</tr>")
-        for row in d["rows"]:
-            cells = []
-            for n in names:
-                res = row["results"].get(n)
-                if res is None:
-                    cells.append("<td></td>")
-                    continue
-                cls = "ok" if res["match"] else "bad"
-                mark = "✓ match" if res["match"] else ("✗ " + (res.get("error_kind") or "wrong result"))
-                cells.append(f"<td class='{cls}'><b>{_e(mark)}</b><pre>{_e(res['sql'])}</pre></td>")
-            parts.append(f"<tr><td><code>{_e(row['qid'])}</code> {_e(row['db_id'])} ({_e(row.get('hardness'))})<br>"
-                         f"{_e(row['question'])}</td><td><pre>{_e(row.get('gold'))}</pre></td>" + "".join(cells) + "</tr>")
-        parts.append("</table>")
-    else:
-        parts.append("<p>None.</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return to_html(report_document(report), plots=plots)
 
 
 def write_reports(out_dir: str | Path, report: dict) -> dict[str, Path]:
@@ -491,31 +436,26 @@ def comparison(run_dirs: list[str | Path]) -> dict:
     return {"runs": [str(r) for r in run_dirs], "rows": rows}
 
 
-def render_comparison(comp: dict) -> tuple[str, str]:
+def comparison_document(comp: dict) -> Document:
     levels = [h for h in HARDNESS_ORDER if any(h in r["by_hardness"] for r in comp["rows"])]
-    md = ["# t2s-fast: evaluation runs compared", "",
-          "| run | model | EX | n | " + " | ".join(levels) + " | tokens/s |", "|---|---|---|---|" + "---|" * len(levels) + "---|"]
-    for r in comp["rows"]:
-        md.append(f"| {_md_escape(r['run'])} | {_md_escape(r['model'])} | **{_pct(r['ex'])}** | {r['n']} | "
-                  + "".join(f"{_pct(r['by_hardness'].get(h))} | " for h in levels)
-                  + (f"{r['tokens_per_s']:.1f}" if r["tokens_per_s"] else "n/a") + " |")
+    rows = [[r["run"], r["model"], Cell(Bold(_pct(r["ex"])), num=True), Cell(str(r["n"]), num=True),
+             *(Cell(_pct(r["by_hardness"].get(h)), num=True) for h in levels),
+             Cell(f"{r['tokens_per_s']:.1f}" if r["tokens_per_s"] else "n/a", num=True)] for r in comp["rows"]]
     labels = [f"{Path(r['run']).name}: {r['model']}" for r in comp["rows"]]
-    img = _grouped_bars(["all"] + levels, {lab: [r["ex"]] + [r["by_hardness"].get(h) for h in levels]
-                                          for lab, r in zip(labels, comp["rows"])},
-                        title="Execution accuracy, runs compared")
-    def rate(r) -> str:
-        return f"{r['tokens_per_s']:.1f}" if r["tokens_per_s"] else ""
 
-    rows_html = "".join(
-        f"<tr><td>{_e(r['run'])}</td><td>{_e(r['model'])}</td><td class='num'><b>{_pct(r['ex'])}</b></td><td class='num'>{r['n']}</td>"
-        + "".join(f"<td class='num'>{_pct(r['by_hardness'].get(h))}</td>" for h in levels)
-        + f"<td class='num'>{rate(r)}</td></tr>"
-        for r in comp["rows"])
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>t2s-fast comparison</title><style>{CSS}</style>"
-            f"</head><body><h1>Evaluation runs compared</h1><table><tr><th>run</th><th>model</th><th>EX</th><th>n</th>"
-            + "".join(f"<th>{h}</th>" for h in levels) + f"<th>tokens/s</th></tr>{rows_html}</table>"
-            f"<img class='plot' id='plot-compare' src='data:image/png;base64,{img}'></body></html>")
-    return "\n".join(md) + "\n", page
+    def plot() -> str:
+        return _grouped_bars(["all"] + levels, {lab: [r["ex"]] + [r["by_hardness"].get(h) for h in levels]
+                                               for lab, r in zip(labels, comp["rows"])},
+                             title="Execution accuracy, runs compared")
+
+    return Document("t2s-fast: evaluation runs compared", [
+        Table(["run", "model", "EX", "n", *levels, "tokens/s"], rows),
+        Figure("EX, runs compared", "plot-compare", plot, heading=False)])
+
+
+def render_comparison(comp: dict) -> tuple[str, str]:
+    doc = comparison_document(comp)
+    return to_markdown(doc), to_html(doc)
 
 
 def report_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> dict[str, Path]:

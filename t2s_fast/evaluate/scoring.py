@@ -35,13 +35,13 @@ def majority(results: list) -> tuple[int, dict]:
     return best[1][0], {"valid": sum(len(g[1]) for g in groups), "votes": len(best[1]), "groups": len(groups)}
 
 
-def _vote(samples: list[dict], results: list) -> tuple[dict, dict]:
+def choose_by_vote(samples: list[dict], results: list) -> tuple[dict, dict]:
     """The sample ``majority`` chooses among ``samples`` (their execution results in ``results``), and the vote."""
     index, vote = majority(results)
     return samples[index], vote
 
 
-def _execute_samples(cfg: EvalConfig, voting: list[tuple[Question, list[dict]]]) -> list[list]:
+def execute_question_samples(cfg: EvalConfig, voting: list[tuple[Question, list[dict]]]) -> list[list]:
     """``execute_samples`` over each voting question's database, with the run's --workers, --timeout and
     --keep-distinct."""
     return execute_samples([(q.db_path, samples) for q, samples in voting], workers=cfg.workers,
@@ -57,7 +57,7 @@ def execute_samples(groups: list[tuple[Path, list[dict]]], *, workers: int, time
     from t2s_fast.sql.executor import run_jobs
     from t2s_fast.sql.scorer import ScoreConfig, prepare_pred
 
-    score_cfg = ScoreConfig(db_root=Path("."), workers=workers, timeout_s=timeout_s, keep_distinct=keep_distinct)
+    score_cfg = ScoreConfig(spider_dir=Path("."), workers=workers, timeout=timeout_s, keep_distinct=keep_distinct)
     jobs, where = [], []
     for gi, (db_path, samples) in enumerate(groups):
         for si, sample in enumerate(samples):
@@ -73,7 +73,8 @@ def execute_samples(groups: list[tuple[Path, list[dict]]], *, workers: int, time
 
 
 
-def choose_predictions(cfg: EvalConfig, questions: list[Question], store: PredictionStore) -> dict[tuple[str, str], dict]:
+def choose_predictions(cfg: EvalConfig, questions: list[Question], store: PredictionStore) -> dict[tuple[str, str],
+                                                                                                   dict]:
     """{(adapter, qid): the prediction to score} (the majority-vote sample with --n-samples > 1)."""
     chosen, voting, keys = {}, [], []
     for q in questions:
@@ -84,8 +85,8 @@ def choose_predictions(cfg: EvalConfig, questions: list[Question], store: Predic
             else:
                 voting.append((q, samples))
                 keys.append((adapter, q.qid))
-    for key, (q, samples), results in zip(keys, voting, _execute_samples(cfg, voting) if voting else []):
-        pick, vote = _vote(samples, results)
+    for key, (q, samples), results in zip(keys, voting, execute_question_samples(cfg, voting) if voting else []):
+        pick, vote = choose_by_vote(samples, results)
         chosen[key] = dict(pick, vote=vote)
     return chosen
 
@@ -113,7 +114,8 @@ def score_predictions(cfg: EvalConfig, questions: list[Question], chosen: dict[t
     for q, rec in executable:
         by_root[q.db_path.parent.parent].append(rec)
     for root, recs in by_root.items():
-        scfg = ScoreConfig(db_root=str(root), workers=cfg.workers, timeout_s=cfg.timeout, keep_distinct=cfg.keep_distinct)
+        scfg = ScoreConfig(spider_dir=str(root), workers=cfg.workers, timeout=cfg.timeout,
+                           keep_distinct=cfg.keep_distinct)
         scored.extend(score_records(recs, scfg))
     for q, rec in others:
         if q.extra.get("scorer") is not None and not q.not_executable:

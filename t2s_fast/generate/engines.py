@@ -14,7 +14,7 @@ def make_generator(backend: str, *, base_model: str, adapters: dict[str, str], t
     """Build the engine for ``backend`` ('auto', 'vllm' or 'hf') with every adapter loaded once."""
     backend = select_backend(backend)
     if backend == "vllm":
-        from t2s_fast.generate.vllm import VLLMGenerator, VLLMDataParallel
+        from t2s_fast.generate.vllm import VLLMDataParallel, VLLMGenerator
 
         if engine_kwargs.get("data_parallel_size", 1) > 1:
             return VLLMDataParallel(base_model=base_model, adapters=adapters, tokenizer_dir=tokenizer_dir,

@@ -62,6 +62,20 @@ class _RepetitionStop:
         return done
 
 
+class _Progress:
+    """A stopping criterion that never stops: it reports the tokens generated so far to ``callback`` (a progress
+    bar), for long generations on a CPU."""
+
+    def __init__(self, callback, prompt_len: int):
+        self.callback, self.prompt_len = callback, prompt_len
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        self.callback(input_ids.shape[1] - self.prompt_len)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
 class HFGenerator:
     name = "hf"
     # PEFT's mixed-adapter forward (adapter_names=) splits every LoRA layer's batch per adapter; batches of one
@@ -105,6 +119,7 @@ class HFGenerator:
         self.model = model.eval()
         self.stop_ids = stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
         self.seed = seed
+        self.progress = None  # callable(tokens generated so far in this batch): set it to watch a long generation
 
     def generate(self, requests: list[GenRequest], settings: GenSettings) -> list[GenResult]:
         import torch
@@ -120,10 +135,14 @@ class HFGenerator:
                                  add_special_tokens=False).to(self.device)
             kwargs = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=self.stop_ids,
                           pad_token_id=self.tokenizer.pad_token_id)
-            guard = None
+            guard, criteria = None, []
             if settings.repetition_guard is not None:
                 guard = _RepetitionStop(settings.repetition_guard, enc["input_ids"].shape[1])
-                kwargs["stopping_criteria"] = StoppingCriteriaList([guard])
+                criteria.append(guard)
+            if self.progress is not None:
+                criteria.append(_Progress(self.progress, enc["input_ids"].shape[1]))
+            if criteria:
+                kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
             if settings.greedy:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             else:

@@ -54,7 +54,8 @@ def make_random_lora_adapter(base_model: str | Path, out_dir: str | Path, *, r: 
             tensors[key] = torch.randn(shape, generator=gen) * b_std
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.to(torch.bfloat16 if getattr(config, "dtype", None) in (torch.bfloat16, "bfloat16") else torch.float32).contiguous()
+    save_file({k: v.to(torch.bfloat16 if getattr(config, "dtype", None) in (torch.bfloat16,
+                                                                            "bfloat16") else torch.float32).contiguous()
                for k, v in tensors.items()}, str(out / "adapter_model.safetensors"))
     lora_cfg.base_model_name_or_path = str(base_model)
     lora_cfg.save_pretrained(str(out))

@@ -111,7 +111,8 @@ class VLLMGenerator:
                              enforce_eager=bool(enforce_eager))
         if self.adapters:
             max_rank = max(adapter_rank(n, p) for n, p in self.adapters.items())
-            engine_kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=round_lora_rank(max_rank))
+            engine_kwargs.update(enable_lora=True, max_loras=len(self.adapters),
+                                 max_lora_rank=round_lora_rank(max_rank))
         log.info("vLLM engine: %s", engine_kwargs)
         from vllm import LLM
 

@@ -98,9 +98,9 @@ def load_policy(cfg: RLConfig, engine: str, model_path: str, tokenizer_dir: str)
 
 
 def _load_unsloth(cfg: RLConfig, model_path: str, tokenizer_dir: str):
-    from unsloth import FastLanguageModel
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
+    from unsloth import FastLanguageModel
 
     from t2s_fast.adapters import ADAPTER_WEIGHTS, read_adapter_config
 

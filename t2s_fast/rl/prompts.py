@@ -95,12 +95,13 @@ def finished_pass(cfg: RLConfig) -> dict | None:
 
 def sample_pass_counts(cfg: RLConfig, rows: list[dict]) -> tuple[list[dict], dict]:
     """K samples of the starting adapter per prompt, scored: [{id, db_id, gold, messages, correct, samples}]."""
+    from transformers import AutoTokenizer
+
     from t2s_fast.generate.base import GenRequest, GenSettings
     from t2s_fast.generate.engines import make_generator
     from t2s_fast.models import find_tokenizer_dir, resolve_model
     from t2s_fast.prompt import render_prompt
     from t2s_fast.rl.reward import ExecutionReward
-    from transformers import AutoTokenizer
 
     model_path = resolve_model(cfg.model_name).path
     tokenizer_dir = find_tokenizer_dir(model_path, cfg.tokenizer)

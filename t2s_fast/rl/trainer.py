@@ -13,7 +13,8 @@ Output directory (the layout of a `t2s-fast train` run, so `eval --checkpoints` 
   every one) and, once complete, the marker ``t2s_checkpoint_complete``;
 - ``train_log.jsonl``: per optimizer step: loss, reward, reward_std, frac_reward_zero_std, completion_length,
   clipped_ratio, match_rate, start_match_rate (the filter pass's pass rate of the step's prompts: what
-  match_rate is while the policy is still the starting adapter), fail_rate, generation_s, reward_s, train_s, step_time_s, elapsed_s, cost_usd;
+  match_rate is while the policy is still the starting adapter), fail_rate, generation_s, reward_s, train_s,
+  step_time_s, elapsed_s, cost_usd;
 - ``rl_curves.png``: reward, loss, zero-variance share and completion length against the step;
 - ``run.json``: settings, the filter's summary, engine, versions, device, steps, timing per step (median
   generation / reward / training seconds), peak GPU memory, dollars (resumed sessions included), stop reason.
@@ -115,12 +116,13 @@ def _build(cfg: RLConfig, engine: str, meter, kept: list[dict], mixins: tuple) -
     from t2s_fast.rl.engines import PlainLogprobs, grpo_args, load_policy, on_gpu, trainer_base, triton_available
 
     base_cls = trainer_base(engine)  # before anything imports trl: Unsloth patches it on import
+    from t2s_fast.models import model_cache_dir, training_source
     from t2s_fast.rl.callbacks import RLProgress, RLStepLog, StepClock, timed_trainer_class
     from t2s_fast.rl.reward import ExecutionReward
     from t2s_fast.train.callbacks import BudgetGuard, SignalGuard
-    from t2s_fast.train.trainer import resolve_model_source
 
-    source = resolve_model_source(cfg, "cuda" if on_gpu() else "cpu")  # aliases, GGUF, random-init shapes
+    source = training_source(cfg.model_name, cfg.tokenizer, device_kind="cuda" if on_gpu() else "cpu",
+                             cache_dir=model_cache_dir(cfg.output_dir))  # aliases, GGUF, random-init shapes
     model_path = source.model_path
     model, tokenizer = load_policy(cfg, engine, model_path, source.tokenizer_path)
     if tokenizer.pad_token is None:
@@ -182,18 +184,17 @@ def _median(rows: list[dict], key: str) -> float | None:
 
 
 def _write_run_json(cfg: RLConfig, run: dict, wall_s: float) -> dict:
-    from t2s_fast.jsonl import read_jsonl, write_json
-    from t2s_fast.runinfo import device_info, git_revision, package_versions, peak_gpu_memory
+    from t2s_fast.jsonl import read_jsonl
+    from t2s_fast.runinfo import device_info, peak_gpu_memory, write_run_json
 
     m, state, out = run["meter"], run["trainer"].state, run["out"]
     rows = read_jsonl(out / "train_log.jsonl", tolerate_torn_tail=True) if (out / "train_log.jsonl").is_file() else []
     steps = [r for r in rows if r.get("reward") is not None]
     info = {
-        "command": " ".join(sys.argv), "started_at": run["started_at"],
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "stop_reason": m.stop_reason,
+        "started_at": run["started_at"], "stop_reason": m.stop_reason,
         "stage": "rl", "method": "grpo", "config": cfg.to_dict(), "engine": run["engine"],
         "model": {"source": cfg.model_name, "path": run["model_path"], "adapter_path": cfg.adapter_path},
-        "filter": run["filter"], "versions": package_versions(), "git": git_revision(), "device": device_info(),
+        "filter": run["filter"], "device": device_info(),
         "world_size": 1, "resumed_from": run["resume_from"], "global_step": state.global_step,
         "max_steps": state.max_steps, "epoch": state.epoch,
         "completions_per_step": cfg.completions_per_step,
@@ -209,5 +210,4 @@ def _write_run_json(cfg: RLConfig, run: dict, wall_s: float) -> dict:
         "max_cost_usd": cfg.max_cost_usd, "gpu_hourly_usd": cfg.gpu_hourly_usd,
         "adapter_dir": str(out / "adapter") if (out / "adapter").is_dir() else None,
     }
-    write_json(out / "run.json", info)
-    return info
+    return write_run_json(out, info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import click
 
 from t2s_fast.cli_options import options_from
@@ -44,8 +45,8 @@ def score_command(files: ScoreFileConfig, cfg: ScoreConfig):
     if out_path and not out_path.parent.exists():
         out_path.parent.mkdir(parents=True)
         click.echo(f"created folder {out_path.parent} for --out", err=True)
-    summary = score_file(files.pred, out_path, cfg, progress=not files.as_json)
-    if files.as_json:
+    summary = score_file(files.pred, out_path, cfg, progress=not files.json)
+    if files.json:
         click.echo(json.dumps(summary))
     else:
         render_summary(summary)

@@ -42,11 +42,10 @@ from collections.abc import Sequence
 from itertools import product
 from pathlib import Path
 
+import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Tokenizer, TokenType
-
-import sqlglot
 
 # ---------------------------------------------------------------------------------------------------------
 # Spider 1.0 (test-suite-sql-eval exec_eval.py)
@@ -236,7 +235,8 @@ def spider2_match_multi(
         cols = condition_cols
         if cols and all(isinstance(c, list) for c in cols):  # [[...]] written for a single gold
             cols = cols[0]
-        return spider2_results_match(gold_tables[0], pred_table, condition_cols=cols or None, ignore_order=ignore_order, abs_tol=abs_tol)
+        return spider2_results_match(gold_tables[0], pred_table, condition_cols=cols or None,
+                                     ignore_order=ignore_order, abs_tol=abs_tol)
     if condition_cols in ([], [[]], [None], None):
         per_gold = [[] for _ in gold_tables]
     elif not all(isinstance(c, list) for c in condition_cols):
@@ -244,7 +244,8 @@ def spider2_match_multi(
     else:
         per_gold = list(condition_cols) + [[]] * (len(gold_tables) - len(condition_cols))
     return any(
-        spider2_results_match(gold, pred_table, condition_cols=per_gold[i] or None, ignore_order=ignore_order, abs_tol=abs_tol)
+        spider2_results_match(gold, pred_table, condition_cols=per_gold[i] or None, ignore_order=ignore_order,
+                              abs_tol=abs_tol)
         for i, gold in enumerate(gold_tables)
     )
 

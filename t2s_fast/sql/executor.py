@@ -234,12 +234,14 @@ def _worker_loop(limits: dict) -> None:
             return
         index, db_path, sql = job
         result = execute_query(
-            db_path, sql, timeout_s=limits["timeout_s"], max_rows=limits["max_rows"], max_result_bytes=limits["max_result_bytes"]
+            db_path, sql, timeout_s=limits["timeout_s"], max_rows=limits["max_rows"],
+            max_result_bytes=limits["max_result_bytes"]
         )
         try:
             _write_frame(stdout, (index, result))
         except (pickle.PicklingError, TypeError, ValueError) as exc:
-            _write_frame(stdout, (index, ExecResult.failure("runtime", f"cannot return the result: {exc}", result.elapsed_s)))
+            _write_frame(stdout, (index, ExecResult.failure("runtime", f"cannot return the result: {exc}",
+                                                            result.elapsed_s)))
 
 
 @dataclass
@@ -387,7 +389,8 @@ class ExecutorPool:
                     except (EOFError, OSError, pickle.UnpicklingError):
                         code = worker.process.poll()
                         replace(slot)
-                        finish(index, ExecResult.failure("runtime", f"the query crashed its worker process (exit code {code})"))
+                        finish(index, ExecResult.failure("runtime",
+                                                         f"the query crashed its worker process (exit code {code})"))
                         continue
                     crashes_in_a_row = 0
                     worker.job = None
@@ -396,11 +399,14 @@ class ExecutorPool:
                     elapsed = time.monotonic() - worker.started
                     self._kill(worker)
                     self._pool[slot] = self._spawn()
-                    finish(index, ExecResult.failure("timeout", f"query ran longer than {self.timeout_s:g} s (worker killed)", elapsed))
+                    finish(index, ExecResult.failure("timeout",
+                                                     f"query ran longer than {self.timeout_s:g} s (worker killed)",
+                                                     elapsed))
         return results  # type: ignore[return-value]
 
 
-def run_jobs(jobs: list[tuple[str | os.PathLike, str]], *, workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs) -> list[ExecResult]:
+def run_jobs(jobs: list[tuple[str | os.PathLike, str]], *, workers: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S,
+             **kwargs) -> list[ExecResult]:
     """One-shot helper: ``ExecutorPool(workers, timeout_s, **kwargs).run(jobs)``."""
     with ExecutorPool(workers=workers, timeout_s=timeout_s, **kwargs) as pool:
         return pool.run(jobs)

@@ -98,7 +98,8 @@ def _n_subquery_values(leaf: exp.Expression) -> int:
         values = [pred.args.get("low"), pred.args.get("high")]
     elif isinstance(pred, exp.Binary):
         values = [pred.expression]
-    return sum(1 for v in values if v is not None and isinstance(_unparen(v), (exp.Subquery, exp.Select, exp.SetOperation)))
+    return sum(1 for v in values if v is not None and isinstance(_unparen(v), (exp.Subquery, exp.Select,
+                                                                               exp.SetOperation)))
 
 
 def _leftmost(node: exp.Expression) -> exp.Expression:

@@ -32,25 +32,29 @@ GOLD_ERROR = "gold_error"  # the gold query itself failed: a data problem, repor
 
 @dataclass
 class ScoreConfig:
-    db_root: Path = field(metadata={"help": "Spider folder or its database/ subfolder (<db_id>/<db_id>.sqlite).",
-                                    "flags": ("--spider-dir",)})
-    workers: int = field(default=2, metadata={"help": "Worker processes running queries (0 = in this process, not crash-proof)."})
-    timeout_s: float = field(default=30.0, metadata={"help": "Wall-clock limit per query, seconds.",
-                                                     "flags": ("--timeout",)})
-    keep_distinct: bool = field(default=False, metadata={"help": "Keep DISTINCT (the official evaluator strips it from both queries)."})
-    pred_dialect: str = field(default="sqlite", metadata={"help": "sqlglot dialect of the predictions; transpiled to SQLite when different."})
+    spider_dir: Path = field(metadata={"help": "Spider folder or its database/ subfolder (<db_id>/<db_id>.sqlite)."})
+    workers: int = field(default=2,
+                         metadata={"help": "Worker processes running queries (0 = in this process, not crash-proof)."})
+    timeout: float = field(default=30.0, metadata={"help": "Wall-clock limit per query, seconds."})
+    keep_distinct: bool = field(default=False, metadata={
+        "help": "Keep DISTINCT (the official evaluator strips it from both queries)."})
+    pred_dialect: str = field(default="sqlite",
+                              metadata={"help": "sqlglot dialect of the predictions; transpiled to SQLite when "
+                                                "different."})
     max_rows: int = field(default=DEFAULT_MAX_ROWS, metadata={"help": "Rows fetched per query at most."})
-    max_result_bytes: int = field(default=DEFAULT_MAX_RESULT_BYTES, metadata={"help": "Estimated result bytes per query at most."})
+    max_result_bytes: int = field(default=DEFAULT_MAX_RESULT_BYTES,
+                                  metadata={"help": "Estimated result bytes per query at most."})
     use_gold_cache: bool = field(default=True, metadata={"help": "Reuse gold results across calls in this process.",
                                                          "cli": False})
 
     def __post_init__(self):
-        self.db_root = Path(self.db_root)
-        check_workers_timeout(self.workers, self.timeout_s)
+        self.spider_dir = Path(self.spider_dir)
+        check_workers_timeout(self.workers, self.timeout)
         try:
             sqlglot.Dialect.get_or_raise(self.pred_dialect)
         except (ValueError, SqlglotError):
-            raise T2SError(f"unknown SQL dialect {self.pred_dialect!r} for --pred-dialect (sqlglot names: sqlite, bigquery, snowflake, postgres, mysql, ...)") from None
+            raise T2SError(f"unknown SQL dialect {self.pred_dialect!r} for --pred-dialect (sqlglot names: sqlite, "
+                           "bigquery, snowflake, postgres, mysql, ...)") from None
 
 
 def check_workers_timeout(workers: int, timeout_s: float) -> None:
@@ -68,8 +72,7 @@ class ScoreFileConfig:
     pred: Path = field(metadata={"help": "JSONL with db_id, gold and pred per line."})
     out: Path | None = field(default=None, metadata={"help": "Write the scored lines here (JSONL); a missing folder "
                                                              "is created (and said so)."})
-    as_json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table.",
-                                                   "flags": ("--json",)})
+    json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table."})
 
 
 def resolve_db_root(db_root: str | os.PathLike) -> Path:
@@ -141,7 +144,7 @@ def score_records(records: list[dict], cfg: ScoreConfig, progress: bool = False)
     ``hardness`` added (plus ``truncated`` when the prediction's result hit the row/byte cap)."""
     for i, rec in enumerate(records):
         _check_record(i, rec)
-    db_root = resolve_db_root(cfg.db_root)
+    db_root = resolve_db_root(cfg.spider_dir)
 
     plans = []  # per record: (db_path, gold_sql, pred_sql, pred_error)
     jobs: dict[tuple[str, str], int] = {}  # unique (db, sql) -> job index
@@ -175,9 +178,11 @@ def score_records(records: list[dict], cfg: ScoreConfig, progress: bool = False)
             if cfg.use_gold_cache and gold_res is not None and gold_res.ok and not gold_res.truncated:
                 _GOLD_CACHE[key] = gold_res
             if gold_res is None or not gold_res.ok:
-                kind, message = GOLD_ERROR, f"the gold query failed ({gold_res.error_text() if gold_res else 'not run'})"
+                failure = gold_res.error_text() if gold_res else "not run"
+                kind, message = GOLD_ERROR, f"the gold query failed ({failure})"
             elif gold_res.truncated:
-                kind, message = GOLD_ERROR, f"the gold result is too large to compare ({gold_res.error}); raise max_rows"
+                kind = GOLD_ERROR
+                message = f"the gold result is too large to compare ({gold_res.error}); raise max_rows"
             elif pred_error is not None:
                 kind, message = "parse", pred_error
             else:
@@ -187,7 +192,8 @@ def score_records(records: list[dict], cfg: ScoreConfig, progress: bool = False)
                 elif pred_res.truncated:
                     truncated = True  # more rows than the (complete) gold result: wrong, not an error
                 else:
-                    match = spider1_results_match(gold_res.rows, pred_res.rows, order_matters=gold_has_order_by(gold_sql))
+                    match = spider1_results_match(gold_res.rows, pred_res.rows,
+                                                  order_matters=gold_has_order_by(gold_sql))
         out["exec_match"] = bool(match)
         out["error_kind"] = kind
         out["error"] = None if kind is None else f"{kind}: {message}"
@@ -200,13 +206,15 @@ def score_records(records: list[dict], cfg: ScoreConfig, progress: bool = False)
 def _run_jobs(jobs: list[tuple[str, str]], cfg: ScoreConfig, progress: bool) -> list[ExecResult]:
     if not jobs:
         return []
-    pool = ExecutorPool(workers=cfg.workers, timeout_s=cfg.timeout_s, max_rows=cfg.max_rows, max_result_bytes=cfg.max_result_bytes)
+    pool = ExecutorPool(workers=cfg.workers, timeout_s=cfg.timeout, max_rows=cfg.max_rows,
+                        max_result_bytes=cfg.max_result_bytes)
     with pool:
         if not progress:
             return pool.run(jobs)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        columns = (TextColumn("executing queries"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+        columns = (TextColumn("executing queries"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
         with Progress(*columns, transient=True) as bar:
             task = bar.add_task("run", total=len(jobs), rate="")
 
@@ -233,7 +241,8 @@ def summarize(scored: list[dict]) -> dict:
     by_hardness = {}
     for level in levels:
         group = [r for r in counted if r.get("hardness") == level]
-        by_hardness[level] = {"n": len(group), "ex": (sum(r["exec_match"] for r in group) / len(group)) if group else None}
+        by_hardness[level] = {"n": len(group),
+                              "ex": (sum(r["exec_match"] for r in group) / len(group)) if group else None}
     errors = Counter(r["error_kind"] for r in scored if r.get("error_kind"))
     return {
         "ex": (sum(r["exec_match"] for r in counted) / n) if n else None,
@@ -247,10 +256,13 @@ def summarize(scored: list[dict]) -> dict:
     }
 
 
-def score_file(pred_path: str | os.PathLike, out_path: str | os.PathLike | None, cfg: ScoreConfig, progress: bool = False) -> dict:
+def score_file(pred_path: str | os.PathLike, out_path: str | os.PathLike | None, cfg: ScoreConfig,
+               progress: bool = False) -> dict:
     """Score a JSONL of {db_id, gold, pred, ...}; write the scored lines atomically to ``out_path``."""
     pred_path = Path(pred_path)
     numbered = list(iter_numbered_jsonl(pred_path, required=("db_id", "gold", "pred")))
+    if not numbered:
+        raise T2SError(f"{pred_path}: no predictions in the file (one JSON object per line: db_id, gold, pred)")
     for i, (lineno, rec) in enumerate(numbered):
         try:
             _check_record(i, rec)

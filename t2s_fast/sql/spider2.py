@@ -28,7 +28,8 @@ class Spider2EvalSetting:
 def find_eval_suite(spider2_dir: str | Path) -> Path:
     """The ``evaluation_suite/gold`` folder from the Spider2 root, ``spider2-lite`` or the gold folder itself."""
     base = Path(spider2_dir)
-    for cand in (base, base / "gold", base / "evaluation_suite" / "gold", base / "spider2-lite" / "evaluation_suite" / "gold"):
+    for cand in (base, base / "gold", base / "evaluation_suite" / "gold",
+                 base / "spider2-lite" / "evaluation_suite" / "gold"):
         if (cand / "spider2lite_eval.jsonl").is_file():
             return cand
     raise T2SError(f"{base}: no spider2lite_eval.jsonl found (expected spider2-lite/evaluation_suite/gold under it)")

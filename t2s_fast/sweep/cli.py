@@ -60,7 +60,8 @@ def sweep_command(cfg: SweepConfig, run: SweepRun):
         click.echo(f"interrupted; state in {summary['state']}; run the same command again to continue", err=True)
         sys.exit(143)
     chosen = summary.get("chosen")
-    click.echo(f"chosen: {chosen['name'] if chosen else 'none'}; report: {cfg.out_dir}/sweep.md, sweep.json, ex_vs_cost.png")
+    click.echo(f"chosen: {chosen['name'] if chosen else 'none'}; report: {cfg.out_dir}/sweep.md, sweep.json, "
+               "ex_vs_cost.png")
     for label, f in (summary.get("final") or {}).items():
         ex = "n/a" if f["ex"] is None else f"{100 * f['ex']:.1f}%"
         click.echo(f"{f['suite']} {f.get('split') or ''} {label}: EX {ex} ({f['correct']}/{f['n']})")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from t2s_fast.configs import setting as _f
 from t2s_fast.errors import T2SError
+from t2s_fast.evaluate.config import EvalConfig
 
 # TrainConfig fields the sweep sets itself
 SWEEP_OWNED = ("output_dir", "resume", "max_cost_usd")
@@ -28,6 +29,8 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no '.': PEFT refuses it
 
 @dataclass
 class SweepConfig:
+    FILE_SECTIONS = {"heldout": (EvalConfig, ()), "eval": (EvalConfig, ()), "final": (EvalConfig, ())}
+
     out_dir: str = _f("", "Sweep folder: sweep_state.json, runs/<variant>/, eval/heldout/, final/, sweep.json/md, "
                           "ex_vs_cost.png.")
     max_cost_usd: float = _f(0.0, "One dollar cap for all the sweep's training: each run gets what is left as its own "
@@ -65,7 +68,8 @@ class SweepConfig:
                       choices=("auto", "process", "none"))
     parallel: int = _f(1, "Train this many variants at once, each in its own process (needs isolate process, or "
                           "auto on a GPU). A small model leaves most of a big GPU idle: on an H200, three 0.5B runs "
-                          "side by side trained at 40k tok/s each (121k in all) against 75k for one alone. Each run's budget is its share "
+                          "side by side trained at 40k tok/s each (121k in all) against 75k for one alone. Each run's "
+                          "budget is its share "
                           "of what is left of the cap; each run's dollars count the whole GPU for its wall time, so "
                           "with runs side by side their sum overstates the rented time (sweep.md gives both).")
     devices: tuple[int, ...] | None = _f(None, "GPU indices to spread the parallel runs over (comma-separated; a "
@@ -103,7 +107,8 @@ class SweepConfig:
                            "cannot (use auto or process)")
         if self.devices is not None:  # ints from the file or the flag; strings once validated (idempotent)
             if not self.devices or not all(str(d).isdigit() and not isinstance(d, bool) for d in self.devices):
-                raise T2SError(f"{where}: devices {list(self.devices)!r}: give GPU indices, e.g. [0, 1] (--devices 0,1)")
+                raise T2SError(f"{where}: devices {list(self.devices)!r}: give GPU indices, e.g. [0, 1] "
+                               "(--devices 0,1)")
             self.devices = [str(d) for d in self.devices]  # as CUDA_VISIBLE_DEVICES takes them
         return self
 

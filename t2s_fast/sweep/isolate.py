@@ -83,7 +83,8 @@ class Child:
 @contextmanager
 def forwarding(on_signal):
     """SIGTERM and SIGINT call on_signal(signum) (e.g. pass them on to the children) while inside."""
-    previous = {sig: signal.signal(sig, lambda signum, frame: on_signal(signum)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, lambda signum, frame: on_signal(signum)) for sig in (signal.SIGTERM,
+                                                                                             signal.SIGINT)}
     try:
         yield
     finally:

@@ -9,7 +9,6 @@ from t2s_fast.jsonl import atomic_open, write_json
 from t2s_fast.sweep.rule import RULE
 
 
-
 def _eval_gpus(cfg) -> int:
     return int(cfg.eval.get("tensor_parallel_size", 1)) * int(cfg.eval.get("data_parallel_size", 1))
 
@@ -160,7 +159,8 @@ def plot_ex_vs_cost(s: dict, png: Path) -> Path:
         ax.plot(last["cost_usd"], 100 * last["ex"], "s", ms=8, color=line.get_color())
     c = s.get("chosen")
     if c and c.get("cost_usd") is not None and c.get("ex") is not None:
-        ax.plot(c["cost_usd"], 100 * c["ex"], "*", ms=16, color="gold", markeredgecolor="black", label=f"chosen: {c['name']}")
+        ax.plot(c["cost_usd"], 100 * c["ex"], "*", ms=16, color="gold", markeredgecolor="black",
+                label=f"chosen: {c['name']}")
     ax.set_xlabel("training dollars (to that checkpoint)")
     ax.set_ylabel("held-out EX (%)")
     ax.set_title("Sweep: held-out execution accuracy against cost (square = final adapter)")

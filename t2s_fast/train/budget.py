@@ -131,7 +131,8 @@ class RunMeter:
         spent_s = self.elapsed_s()
         hours = (spent_s + tokens / (tokens_per_s * self.world_size)) / 3600
         cost = hours * self.gpu_hourly_usd * self.world_size
-        self.projected_cost_usd, self.estimate_tokens_per_s, self.planned_tokens = round(cost, 4), round(tokens_per_s, 1), tokens
+        self.projected_cost_usd, self.estimate_tokens_per_s, self.planned_tokens = round(cost, 4), round(tokens_per_s,
+                                                                                                         1), tokens
         return spent_s, hours, cost
 
     def should_stop_for_budget(self, step: int, eval_due: bool) -> bool:

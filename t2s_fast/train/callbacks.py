@@ -1,7 +1,8 @@
-"""Trainer callbacks: the per-step log, the budget guard, graceful stop on SIGTERM/SIGINT, and the progress bar.
+"""Trainer callbacks and pieces: the per-step log, the budget guard, graceful stop on SIGTERM/SIGINT, the progress bar,
+and the pieces the run's trainer class is built from (`trainer_class`: token count, CPU distributed resume, the loss).
 
 They report to the run's one `RunMeter` (t2s_fast/train/budget.py) and ask it for the decisions: what a step,
-an evaluation or a save took, the tokens of the real batches (counted by `counting_trainer_class`), whether
+an evaluation or a save took, the tokens of the real batches (counted by the trainer piece `CountTokens`), whether
 to stop before the budget or for a signal. The meter alone owns the time, token and dollar figures.
 """
 
@@ -22,95 +23,58 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DONE = "t2s_checkpoint_complete"
 
 
-def _trl_fused_loss_available() -> bool:
-    import torch
+class CountTokens:
+    """Trainer piece: counts the non-padding tokens of every micro-batch it trains on, for the run's meter:
+    attention_mask.sum() for padded batches; for padding-free (flattened) batches every position is a real token."""
 
-    try:
-        from trl.trainer import utils as trl_utils
-    except ImportError:
-        return False
-    return torch.cuda.is_available() and getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None
+    meter: RunMeter
 
-
-def _labelled_positions_loss(trainer, model, inputs, return_outputs, num_items_in_batch):
-    """Cross-entropy on the labelled (SQL) positions only, projecting just those hidden states through the LM head.
-
-    Why: TRL 1.15's SFTTrainer always computes its loss through a fused LM head whose kernel is Triton
-    (trl/kernels/chunked_logprob.py), which cannot run without a GPU; and the model's own loss would build
-    logits for every position over Qwen3's 151k-token vocabulary, which dominates a small CPU model's step.
-    This is the same quantity as TRL's: sum of -log p(label) over labelled tokens divided by
-    num_items_in_batch (the labelled tokens of the whole accumulated step), or their mean otherwise.
-    """
-    import torch.nn.functional as F
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-
-    labels = inputs["labels"]
-    model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "seq_lengths")}
-    # Positions whose next token is labelled in any row; `logits_to_keep` (an index tensor) makes the model
-    # project only those through the LM head. The call goes through `model` itself, so a DDP wrapper sees
-    # the forward it needs to all-reduce the gradients.
-    keep = (labels[:, 1:] != -100).any(dim=0).nonzero().flatten()
-    logits = model(**model_inputs, use_cache=False, logits_to_keep=keep).logits.float()
-    targets = labels[:, keep + 1]
-    mask = targets != -100
-    loss_sum = F.cross_entropy(logits[mask], targets[mask], reduction="sum")
-    if num_items_in_batch is not None and getattr(trainer, "model_accepts_loss_kwargs", False):
-        loss = loss_sum / num_items_in_batch
-        # num_items_in_batch counts the labelled tokens of ALL processes and DDP averages gradients over
-        # them, so scale back up by the process count, as Trainer.compute_loss does (transformers trainer.py).
-        if getattr(trainer.args, "average_tokens_across_devices", False) and trainer.accelerator.num_processes > 1:
-            loss = loss * trainer.accelerator.num_processes
-    else:
-        loss = loss_sum / mask.sum().clamp(min=1)
-    return (loss, CausalLMOutputWithPast(loss=loss)) if return_outputs else loss
+    def training_step(self, model, inputs, *args, **kwargs):
+        ids = inputs.get("input_ids")
+        if "attention_mask" in inputs and inputs["attention_mask"] is not None:
+            n = int(inputs["attention_mask"].sum().item())
+        elif ids is not None:
+            n = int(ids.numel())
+        else:
+            n = 0
+        labels = inputs.get("labels")
+        self.meter.count_batch(n, int((labels != -100).sum().item()) if labels is not None else 0)
+        return super().training_step(model, inputs, *args, **kwargs)
 
 
-def counting_trainer_class(base_cls, meter: RunMeter):
-    """A subclass of the SFTTrainer in use (TRL's or Unsloth's patched one) that counts the non-padding
-    tokens of every micro-batch it trains on: attention_mask.sum() for padded batches; for padding-free
-    (flattened) batches every position is a real token."""
+class CpuDistributedResume:
+    """Trainer piece: resume the optimizer of a multi-process CPU run.
 
-    fused_ok = _trl_fused_loss_available()
+    transformers maps the optimizer state to args.device when world_size > 1; under multi-CPU DDP that is
+    "cpu:0", which torch.load cannot restore to (the CPU tests of a distributed resume). For that one call only,
+    torch.load is given map_location "cpu"; on a GPU or a single process nothing changes."""
 
-    class CountingTrainer(base_cls):
-        if not fused_ok:
-            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-                return _labelled_positions_loss(self, model, inputs, return_outputs, num_items_in_batch)
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        import torch
 
-        def _load_optimizer_and_scheduler(self, checkpoint):
-            # transformers maps the optimizer state to args.device when world_size > 1; under multi-CPU DDP
-            # that is "cpu:0", which torch.load cannot restore to (CPU tests of a distributed resume).
-            import torch
+        if checkpoint is None or self.args.world_size <= 1 or self.args.device.type != "cpu":
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        original = torch.load
 
-            if checkpoint is None or self.args.world_size <= 1 or self.args.device.type != "cpu":
-                return super()._load_optimizer_and_scheduler(checkpoint)
-            original = torch.load
+        def load_on_cpu(*a, **kw):
+            if kw.get("map_location") is not None:
+                kw["map_location"] = "cpu"
+            return original(*a, **kw)
 
-            def load_on_cpu(*a, **kw):
-                if kw.get("map_location") is not None:
-                    kw["map_location"] = "cpu"
-                return original(*a, **kw)
+        torch.load = load_on_cpu
+        try:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        finally:
+            torch.load = original
 
-            torch.load = load_on_cpu
-            try:
-                return super()._load_optimizer_and_scheduler(checkpoint)
-            finally:
-                torch.load = original
 
-        def training_step(self, model, inputs, *args, **kwargs):
-            ids = inputs.get("input_ids")
-            if "attention_mask" in inputs and inputs["attention_mask"] is not None:
-                n = int(inputs["attention_mask"].sum().item())
-            elif ids is not None:
-                n = int(ids.numel())
-            else:
-                n = 0
-            labels = inputs.get("labels")
-            meter.count_batch(n, int((labels != -100).sum().item()) if labels is not None else 0)
-            return super().training_step(model, inputs, *args, **kwargs)
+def trainer_class(base_cls, meter: RunMeter) -> type:
+    """The SFTTrainer in use (TRL's or Unsloth's patched one) with the run's pieces: the loss where TRL's fused
+    kernel cannot run (train/loss.py, logged), the token count, and the CPU distributed resume."""
+    from t2s_fast.train.loss import loss_pieces
 
-    CountingTrainer.__name__ = f"Counting{base_cls.__name__}"
-    return CountingTrainer
+    pieces = (*loss_pieces(), CountTokens, CpuDistributedResume)
+    return type(f"T2S{base_cls.__name__}", (*pieces, base_cls), {"meter": meter})
 
 
 class StepLogCallback(TrainerCallback):

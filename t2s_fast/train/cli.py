@@ -44,7 +44,19 @@ def train_command(cfg: TrainConfig):
                    f"{info['trained_tokens_per_s'] or 0:,.0f} tok/s, ${info['cost_usd']:.4f}; "
                    f"adapter: {info['adapter_dir']}", err=True)
     if info["stop_reason"] == "interrupted":
-        sys.exit(143)  # 128 + SIGTERM: a checkpoint and the adapter were saved; --resume continues
+        # a checkpoint and the adapter were saved; --resume continues. 128 + the signal: 130 for Ctrl-C (SIGINT),
+        # 143 for SIGTERM, as a shell reports a process the signal ended
+        sys.exit(interrupted_exit_code(info.get("stop_signal")))
+
+
+def interrupted_exit_code(signal_name: str | None) -> int:
+    """128 + the signal's number (SIGINT 130, SIGTERM 143); SIGTERM's when the record names none."""
+    import signal
+
+    try:
+        return 128 + signal.Signals[signal_name].value
+    except KeyError:
+        return 128 + signal.SIGTERM.value
 
 
 @click.command("infer", context_settings={"show_default": True})

@@ -25,7 +25,8 @@ from collections.abc import Iterable
 
 from t2s_fast.train.autotune import ModelShape
 
-FORMULA_4N = "4N per trained token (QLoRA: forward 2N + activation-gradient backward 2N; frozen base gets no weight gradients)"
+FORMULA_4N = ("4N per trained token (QLoRA: forward 2N + activation-gradient backward 2N; frozen base gets no weight "
+              "gradients)")
 FORMULA_ATTENTION = "12 x L x d_attn x c_mean per trained token (QK^T and AV, forward + 2x backward; c = attended keys)"
 
 

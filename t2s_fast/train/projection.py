@@ -15,15 +15,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from t2s_fast.train.flops import matmul_flops_per_token, tokens_per_s_at_mfu
 from t2s_fast.train.autotune import ModelShape
+from t2s_fast.train.flops import matmul_flops_per_token, tokens_per_s_at_mfu
 from t2s_fast.train.throughputs import MEASURED_PEAK_TFLOPS, THROUGHPUTS
 
 SMALL_MODEL_PARAMS = 2e9  # below: the small-model band; at or above: the 8B-shape bands
 
 
 def _qwen25(hidden: int, intermediate: int, layers: int, heads: int, head_dim: int) -> ModelShape:
-    return ModelShape.from_config({"hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
+    return ModelShape.from_config({"hidden_size": hidden, "intermediate_size": intermediate,
+                                   "num_hidden_layers": layers,
                                    "vocab_size": 151936, "num_attention_heads": heads, "num_key_value_heads": 2,
                                    "head_dim": head_dim, "tie_word_embeddings": True})
 
@@ -92,7 +93,8 @@ def _bands() -> tuple[Band, ...]:
 BANDS = _bands()
 
 
-def find_band(backend: str, packing: bool, checkpointing: str, attention: str, n_params: int) -> tuple[Band | None, str]:
+def find_band(backend: str, packing: bool, checkpointing: str, attention: str, n_params: int) -> tuple[Band | None,
+                                                                                                       str]:
     """The band of this setup: exact, else the same backend/packing/checkpointing, else the slowest band of the
     same backend and packing (conservative). Returns (band, how it matched)."""
     small = n_params < SMALL_MODEL_PARAMS

@@ -20,22 +20,35 @@ Output directory (stable: `bench` and the docs read it):
   / ``peak_gpu_memory_reserved_gib``, ``wall_time_s`` (this session) and ``elapsed_s_total``, ``cost_usd``
   (total, resumed sessions included), ``projected_cost_usd``, ``final_loss``, ``final_eval_loss``,
   ``resumed_from``, ``stop_reason`` (``completed`` | ``budget`` | ``interrupted`` | ``oom`` | ``aborted``),
+  ``stop_signal`` (SIGINT or SIGTERM when interrupted: `train` exits 130 or 143),
   ``command``, ``started_at``, ``finished_at``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from t2s_fast import distributed
 from t2s_fast.errors import T2SError
+from t2s_fast.models import ModelSource, model_cache_dir, training_source
+from t2s_fast.runinfo import write_run_json
 from t2s_fast.train.config import TrainConfig
+
+if TYPE_CHECKING:  # the heavy types, for the annotations only
+    from transformers import PreTrainedTokenizerBase, Trainer
+
+    from t2s_fast.train.autotune import DeviceInfo, ModelShape, TrainSetup
+    from t2s_fast.train.backends.base import Backend, Loaded
+    from t2s_fast.train.budget import RunMeter
+    from t2s_fast.train.callbacks import SignalGuard
+    from t2s_fast.train.data import TokenizedData
 
 log = logging.getLogger(__name__)
 
@@ -45,44 +58,10 @@ OOM_HELP = ("CUDA ran out of memory. Fixes, in the runbook's order: a shorter --
 
 
 # ---------------------------------------------------------------------------------------------- model source
-def model_cache_dir(cfg: TrainConfig) -> Path:
-    return Path(os.environ.get("T2S_MODEL_CACHE") or Path(cfg.output_dir).resolve().parent / ".t2s_model_cache")
-
-
-def resolve_model_source(cfg: TrainConfig, device_kind: str):
-    """Hub id / local folder as is; a packaged alias or `.gguf` file becomes its cached safetensors folder (bf16
-    on a GPU); a config.json becomes a random-init model folder (cached beside the run, reused by stage 2) so
-    that Unsloth and bitsandbytes can load it like any checkpoint."""
-    from t2s_fast.models import (find_tokenizer_dir, is_config_file, is_gguf_source, materialize_random_init,
-                                  random_init_folder, resolve_model)
-    from t2s_fast.train.backends.base import ModelSource
-
-    name = cfg.model_name
-    if is_gguf_source(name):
-        from t2s_fast import distributed
-
-        with distributed.main_process_first():  # one rank converts; the others find the folder complete
-            resolved = resolve_model(name, dtype="bfloat16" if device_kind == "cuda" else "float32")
-        log.info("--model-name %s: %s, at %s", name, resolved.label, resolved.path)
-        return ModelSource(model_path=resolved.path, tokenizer_path=str(cfg.tokenizer or resolved.path))
-    if is_config_file(name):
-        tok = find_tokenizer_dir(name, cfg.tokenizer)
-        dtype = "bfloat16" if device_kind == "cuda" else "float32"
-        folder = random_init_folder(name, model_cache_dir(cfg), dtype)
-        log.warning("--model-name %s is a config file: training a RANDOM-INIT model of that shape (benchmarks and "
-                    "tests only), materialized at %s", name, folder)
-        from t2s_fast import distributed
-
-        with distributed.main_process_first():  # one writer; the other ranks then find it complete
-            path = materialize_random_init(name, folder, tokenizer=tok, dtype=dtype)
-        return ModelSource(model_path=str(path), tokenizer_path=str(cfg.tokenizer or path), random_init=True,
-                           config_file=str(name))
-    p = Path(name)
-    if (p.suffix == ".json" or "/" in name and (name.startswith((".", "/")))) and not p.exists():
-        raise T2SError(f"--model-name {name}: no such file or folder")
-    if p.is_dir() and not (p / "config.json").is_file():
-        raise T2SError(f"--model-name {name}: folder has no config.json (not a transformers model folder)")
-    return ModelSource(model_path=str(name), tokenizer_path=find_tokenizer_dir(name, cfg.tokenizer))
+def resolve_model_source(cfg: TrainConfig, device_kind: str) -> ModelSource:
+    """--model-name (and --tokenizer) as the folders the backend loads (`models.training_source`)."""
+    return training_source(cfg.model_name, cfg.tokenizer, device_kind=device_kind,
+                           cache_dir=model_cache_dir(cfg.output_dir))
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -105,22 +84,53 @@ def last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------------------------- the run
 @dataclass
+class Data:
+    train: TokenizedData
+    eval: TokenizedData | None
+
+
+@dataclass
+class Plan:
+    """How the run trains: the backend, the device, the model's shape, the chosen setup and the process count."""
+
+    backend: Backend
+    device: DeviceInfo
+    shape: ModelShape
+    setup: TrainSetup
+    world_size: int
+
+
+@dataclass
 class Run:
     cfg: TrainConfig
     out: Path
-    backend: object
-    source: object
-    setup: object
-    train_data: object
-    eval_data: object | None
-    trainer: object
-    tokenizer: object
-    meter: object
-    signal_guard: object
+    plan: Plan
+    source: ModelSource
+    data: Data
+    trainer: Trainer
+    tokenizer: PreTrainedTokenizerBase
+    meter: RunMeter
+    signal_guard: SignalGuard
     resume_from: str | None
-    load_notes: list = field(default_factory=list)
+    load_notes: list[str] = field(default_factory=list)
     started_at: str = ""
-    device: dict = field(default_factory=dict)
+    device: dict = field(default_factory=dict)  # runinfo.device_info(), for run.json
+
+    @property
+    def backend(self) -> Backend:
+        return self.plan.backend
+
+    @property
+    def setup(self) -> TrainSetup:
+        return self.plan.setup
+
+    @property
+    def train_data(self) -> TokenizedData:
+        return self.data.train
+
+    @property
+    def eval_data(self) -> TokenizedData | None:
+        return self.data.eval
 
 
 def prepare_run(cfg: TrainConfig) -> Run:
@@ -132,12 +142,10 @@ def prepare_run(cfg: TrainConfig) -> Run:
 
     backend = get_backend(cfg.backend)
     backend.setup_process()  # before trl/transformers/peft (Unsloth patches them on import)
-    from t2s_fast import distributed
     from t2s_fast.runinfo import device_info
     from t2s_fast.train.autotune import DeviceInfo
     from t2s_fast.train.budget import RunMeter
 
-    world_size = distributed.world_size()
     if distributed.is_distributed():
         distributed.state()  # join the process group now (TrainingArguments reuses it): rank 0 writes shared files
     out = Path(cfg.output_dir)
@@ -145,23 +153,22 @@ def prepare_run(cfg: TrainConfig) -> Run:
     _check_inputs(cfg)
     device = DeviceInfo.detect()
     source = resolve_model_source(cfg, device.kind)
-    train_data, eval_data = _load_data(cfg, source)
-    shape, setup = _choose_setup(cfg, backend, device, source, train_data, world_size)
+    data = _load_data(cfg, source)
+    plan = _plan(cfg, backend, device, source, data.train)
 
     from transformers import set_seed
 
     set_seed(cfg.seed)  # the new adapter's init (LoRA A) comes from this: same --seed, same start, on every rank
-    loaded = _load_model(backend, cfg, setup, source)
-    meter = RunMeter(gpu_hourly_usd=cfg.gpu_hourly_usd, world_size=world_size, max_cost_usd=cfg.max_cost_usd, t0=t0)
+    loaded = _load_model(cfg, plan, source)
+    meter = RunMeter(gpu_hourly_usd=cfg.gpu_hourly_usd, world_size=plan.world_size, max_cost_usd=cfg.max_cost_usd,
+                     t0=t0)
     _carry_over_log(cfg, out, resume_from, meter)
-    trainer, signal_guard = _build_trainer(cfg, backend, setup, device, loaded, train_data, eval_data, meter)
+    trainer, signal_guard = _build_trainer(cfg, plan, loaded, data, meter)
     if distributed.is_main():
-        # With packing, TRL's batch size (and autotune's micro-batch) counts packed rows of max_seq_length tokens.
-        _project_cost(cfg, backend, device, shape, setup, train_data, setup.micro_batch_size, meter)
-    return Run(cfg=cfg, out=out, backend=backend, source=source, setup=setup, train_data=train_data,
-               eval_data=eval_data, trainer=trainer, tokenizer=loaded.tokenizer, meter=meter,
-               signal_guard=signal_guard, resume_from=resume_from, load_notes=loaded.notes, started_at=started_at,
-               device=device_info())
+        _project_cost(cfg, plan, data.train, meter)
+    return Run(cfg=cfg, out=out, plan=plan, source=source, data=data, trainer=trainer, tokenizer=loaded.tokenizer,
+               meter=meter, signal_guard=signal_guard, resume_from=resume_from, load_notes=loaded.notes,
+               started_at=started_at, device=device_info())
 
 
 def _resume_point(cfg: TrainConfig, out: Path) -> str | None:
@@ -169,7 +176,8 @@ def _resume_point(cfg: TrainConfig, out: Path) -> str | None:
     ckpt_dir = out / "checkpoints"
     if not cfg.resume:
         if (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (out / "run.json").is_file():
-            raise T2SError(f"{out} already holds a training run; pass --resume to continue it, or choose a new --output-dir")
+            raise T2SError(f"{out} already holds a training run; pass --resume to continue it, or choose a new "
+                           "--output-dir")
         return None
     ckpt = last_complete_checkpoint(ckpt_dir)
     if ckpt is None:
@@ -189,8 +197,8 @@ def _check_inputs(cfg: TrainConfig) -> None:
         read_adapter_config(cfg.adapter_path)
 
 
-def _load_data(cfg: TrainConfig, source):
-    """(train data, eval data or None), tokenized with the run's tokenizer and length-filtered."""
+def _load_data(cfg: TrainConfig, source: ModelSource) -> Data:
+    """The train data and the eval data (or None), tokenized with the run's tokenizer and length-filtered."""
     from transformers import AutoTokenizer
 
     from t2s_fast.train.data import load_tokenized
@@ -202,17 +210,18 @@ def _load_data(cfg: TrainConfig, source):
     train_data = load_tokenized(cfg.train_file, tokenizer, cfg.max_seq_length, what="train")
     eval_data = load_tokenized(cfg.eval_file, tokenizer, cfg.max_seq_length, what="eval") if cfg.eval_file else None
     log.info("train data: %s", train_data.summary())
-    return train_data, eval_data
+    return Data(train_data, eval_data)
 
 
-def _choose_setup(cfg: TrainConfig, backend, device, source, train_data, world_size: int):
-    """(model shape, TrainSetup): the automatic setup for this model, data and GPU, or the flags as given, with
-    the accumulation that --global-batch-size asks for; the global batch is announced on stderr."""
+def _plan(cfg: TrainConfig, backend: Backend, device: DeviceInfo, source: ModelSource,
+          train_data: TokenizedData) -> Plan:
+    """The automatic setup for this model, data and GPU, or the flags as given, with the accumulation that
+    --global-batch-size asks for; the global batch is announced on stderr."""
     from transformers import AutoConfig
 
-    from t2s_fast import distributed
     from t2s_fast.train.autotune import ModelShape, choose_setup
 
+    world_size = distributed.world_size()
     try:
         model_config = AutoConfig.from_pretrained(source.model_path)
     except (OSError, ValueError) as exc:
@@ -235,14 +244,15 @@ def _choose_setup(cfg: TrainConfig, backend, device, source, train_data, world_s
     _apply_global_batch_size(cfg, setup, train_data, world_size)
     global_batch = setup.micro_batch_size * setup.gradient_accumulation_steps * world_size
     msg = (f"global batch = {setup.micro_batch_size} per device x {setup.gradient_accumulation_steps} accumulation x "
-           f"{world_size} process(es) = {global_batch}{' packed rows' if cfg.packing else ' examples'} per optimizer step")
+           f"{world_size} process(es) = {global_batch}{' packed rows' if cfg.packing else ' examples'} per optimizer "
+           "step")
     if distributed.is_main():
         print(msg, file=sys.stderr)
     log.info("training setup: %s", setup.to_dict())
-    return shape, setup
+    return Plan(backend=backend, device=device, shape=shape, setup=setup, world_size=world_size)
 
 
-def _apply_global_batch_size(cfg: TrainConfig, setup, train_data, world_size: int) -> None:
+def _apply_global_batch_size(cfg: TrainConfig, setup: TrainSetup, train_data: TokenizedData, world_size: int) -> None:
     """--global-batch-size sets the accumulation. It counts examples; with packing a micro-batch counts packed
     rows of max_seq_length tokens, so the examples become about as many tokens' worth of rows (as the
     automatic setup does)."""
@@ -253,21 +263,21 @@ def _apply_global_batch_size(cfg: TrainConfig, setup, train_data, world_size: in
 
         rows = packed_rows_for(cfg.per_process_batch(world_size), train_data.mean_tokens, cfg.max_seq_length)
         setup.gradient_accumulation_steps = max(1, round(rows / setup.micro_batch_size))
-        setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} examples on {world_size} process(es), packed: "
+        setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} examples on {world_size} process(es), "
+                             "packed: "
                              f"~{rows} rows of {cfg.max_seq_length} tokens per process (mean example "
-                             f"{train_data.mean_tokens:.0f} tokens) -> accumulation {setup.gradient_accumulation_steps}")
+                             f"{train_data.mean_tokens:.0f} tokens) -> accumulation "
+                             f"{setup.gradient_accumulation_steps}")
     else:
         setup.gradient_accumulation_steps = cfg.accumulation_for(setup.micro_batch_size, world_size)
         setup.reasons.append(f"--global-batch-size {cfg.global_batch_size} on {world_size} process(es): accumulation "
                              f"{setup.gradient_accumulation_steps}")
 
 
-def _carry_over_log(cfg: TrainConfig, out: Path, resume_from: str | None, meter) -> None:
+def _carry_over_log(cfg: TrainConfig, out: Path, resume_from: str | None, meter: RunMeter) -> None:
     """--resume: the meter counts the money (and tokens) the earlier session(s) spent; rank 0 then cuts
     train_log.jsonl back to the checkpoint (later steps are redone), or, with no checkpoint to resume from, keeps
     the earlier log aside for the record. Without --resume, an old log goes."""
-    from t2s_fast import distributed
-
     log_path = out / "train_log.jsonl"
     kept_log = None
     if resume_from:
@@ -297,28 +307,31 @@ def _carry_over_log(cfg: TrainConfig, out: Path, resume_from: str | None, meter)
             log_path.unlink()
 
 
-def _build_trainer(cfg: TrainConfig, backend, setup, device, loaded, train_data, eval_data, meter):
+def _build_trainer(cfg: TrainConfig, plan: Plan, loaded: Loaded, data: Data,
+                   meter: RunMeter) -> tuple[Trainer, SignalGuard]:
     """(the SFTTrainer with the run's callbacks, the signal guard that run_training installs)."""
     from transformers import PrinterCallback
     from transformers import ProgressCallback as HFProgress
 
-    from t2s_fast import distributed
-    from t2s_fast.train.callbacks import (AgreeOnStop, BudgetGuard, ProgressCallback, SignalGuard, StepLogCallback,
-                                          counting_trainer_class)
+    from t2s_fast.train.callbacks import (
+        AgreeOnStop,
+        BudgetGuard,
+        ProgressCallback,
+        SignalGuard,
+        StepLogCallback,
+        trainer_class,
+    )
 
-    out = Path(cfg.output_dir)
-    sft_args = _sft_config(cfg, setup, backend, out / "checkpoints", setup.micro_batch_size, eval_data is not None,
-                           device.kind)
     signal_guard = SignalGuard(meter)
-    callbacks = [StepLogCallback(meter, out / "train_log.jsonl"), BudgetGuard(meter), signal_guard]
+    callbacks = [StepLogCallback(meter, Path(cfg.output_dir) / "train_log.jsonl"), BudgetGuard(meter), signal_guard]
     if distributed.is_distributed():
         callbacks.append(AgreeOnStop(meter))  # after every callback that may decide to stop
     if distributed.is_main():
         callbacks.append(ProgressCallback(meter))
-    trainer_cls = counting_trainer_class(backend.trainer_class(), meter)
-    trainer = trainer_cls(model=loaded.model, args=sft_args, train_dataset=train_data.dataset,
-                          eval_dataset=eval_data.dataset if eval_data else None, processing_class=loaded.tokenizer,
-                          callbacks=callbacks)
+    trainer_cls = trainer_class(plan.backend.trainer_class(), meter)
+    trainer = trainer_cls(model=loaded.model, args=_sft_config(cfg, plan, has_eval=data.eval is not None),
+                          train_dataset=data.train.dataset, eval_dataset=data.eval.dataset if data.eval else None,
+                          processing_class=loaded.tokenizer, callbacks=callbacks)
     for cb in (PrinterCallback, HFProgress):
         trainer.remove_callback(cb)
     _check_loss_mask(trainer)
@@ -339,18 +352,22 @@ def _check_loss_mask(trainer) -> None:
         raise RuntimeError("internal: the first training example's labels are not masked to the answer")
 
 
-def _load_model(backend, cfg, setup, source):
+def _load_model(cfg: TrainConfig, plan: Plan, source: ModelSource) -> Loaded:
     import torch
 
     try:
-        return backend.load(cfg, setup, source)
+        return plan.backend.load(cfg, plan.setup, source)
     except torch.OutOfMemoryError:
         raise T2SError("loading the model: " + OOM_HELP) from None
 
 
-def _sft_config(cfg, setup, backend, ckpt_dir, rows_per_micro, has_eval, device_kind):
+def _sft_config(cfg: TrainConfig, plan: Plan, *, has_eval: bool):
+    """TRL's SFTConfig for this run: checkpoints under output_dir/checkpoints, the plan's micro-batch (packed rows
+    with packing) and accumulation, the backend's overrides."""
     from trl import SFTConfig
 
+    setup, rows_per_micro, device_kind = plan.setup, plan.setup.micro_batch_size, plan.device.kind
+    ckpt_dir = Path(cfg.output_dir) / "checkpoints"
     padding_free = cfg.padding_free if cfg.padding_free is not None else cfg.packing
     optim = cfg.optim if cfg.optim != "auto" else ("adamw_8bit" if device_kind == "cuda" else "adamw_torch")
     kwargs = dict(
@@ -362,7 +379,8 @@ def _sft_config(cfg, setup, backend, ckpt_dir, rows_per_micro, has_eval, device_
         max_grad_norm=cfg.max_grad_norm, optim=optim, seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, eval_strategy="steps" if has_eval else "no",
-        eval_steps=cfg.eval_steps if has_eval else None, report_to=[] if cfg.report_to in ("none", "") else cfg.report_to,
+        eval_steps=cfg.eval_steps if has_eval else None, report_to=[] if cfg.report_to in ("none",
+                                                                                           "") else cfg.report_to,
         prediction_loss_only=True, disable_tqdm=True, dataloader_num_workers=cfg.dataloader_num_workers,
         # Data: pre-tokenized input_ids + completion_mask; TRL builds labels (-100 on the prompt) from the mask.
         completion_only_loss=True, max_length=cfg.max_seq_length, packing=cfg.packing, packing_strategy="bfd",
@@ -370,25 +388,28 @@ def _sft_config(cfg, setup, backend, ckpt_dir, rows_per_micro, has_eval, device_
     )
     if device_kind != "cuda":
         kwargs["use_cpu"] = True
-    kwargs.update(backend.sft_overrides(cfg, setup))
+    kwargs.update(plan.backend.sft_overrides(cfg, setup))
     if "overwrite_output_dir" not in SFTConfig.__dataclass_fields__:
         kwargs.pop("overwrite_output_dir")
     return SFTConfig(**kwargs)
 
 
-def _project_cost(cfg, backend, device, shape, setup, train_data, rows_per_micro, meter):
+def _project_cost(cfg: TrainConfig, plan: Plan, train_data: TokenizedData, meter: RunMeter) -> None:
     """Before training: planned tokens / the tokens/s expected from FLOPs, the GPU's peak and the setup's measured
     efficiency (t2s_fast/train/projection.py) -> hours -> dollars, plus the time already spent loading; warn
-    over budget."""
+    over budget. With packing, TRL's batch size (and autotune's micro-batch) counts packed rows of max_seq_length
+    tokens."""
     from t2s_fast.train.projection import expected_tokens_per_s
 
+    backend, device, setup = plan.backend, plan.device, plan.setup
+    rows_per_micro = setup.micro_batch_size
     if cfg.max_steps > 0:
         per_step = rows_per_micro * setup.gradient_accumulation_steps * meter.world_size
         # a packed row is (nearly) max_seq_length tokens; a padded micro-batch holds examples of mean length
         tokens = int(cfg.max_steps * per_step * (cfg.max_seq_length if cfg.packing else train_data.mean_tokens))
     else:
         tokens = int(cfg.num_train_epochs * train_data.total_tokens)
-    exp = expected_tokens_per_s(shape, device_name=device.name, device_kind=device.kind, backend=backend.name,
+    exp = expected_tokens_per_s(plan.shape, device_name=device.name, device_kind=device.kind, backend=backend.name,
                                 packing=cfg.packing, checkpointing=setup.gradient_checkpointing,
                                 attention=setup.attention)
     tps = exp.tokens_per_s or backend.default_tokens_per_s(device.kind)
@@ -397,12 +418,20 @@ def _project_cost(cfg, backend, device, shape, setup, train_data, rows_per_micro
     price = (f"${cfg.gpu_hourly_usd}/h x {meter.world_size} GPU(s)" if device.kind == "cuda" else
              f"${cfg.gpu_hourly_usd}/h: the GPU's price (--gpu-hourly-usd), not a CPU's; this run is on the CPU")
     print(f"projected cost: {tokens:,} tokens at ~{tps:,.0f} tok/s per GPU ({basis}; refined once steps are "
-          f"measured) + {spent_s:.0f} s already spent loading = {hours:.2f} h x {price} = ${cost:.2f}", file=sys.stderr)
+          f"measured) + {spent_text(spent_s, meter.prior_elapsed_s)} = {hours:.2f} h x {price} = ${cost:.2f}",
+          file=sys.stderr)
     if cfg.max_cost_usd is not None and cost > cfg.max_cost_usd:
         log.warning("projected cost $%.2f exceeds --max-cost-usd %.2f: the budget guard will stop the run early "
                     "(the adapter is saved)", cost, cfg.max_cost_usd)
         print(f"WARNING: projected ${cost:.2f} > --max-cost-usd {cfg.max_cost_usd}; the run will stop early",
               file=sys.stderr)
+
+
+def spent_text(spent_s: float, prior_s: float) -> str:
+    """The time already paid for, in words: this session's loading, and on a resume the earlier sessions' time
+    apart (it is not loading)."""
+    loading = f"{spent_s - prior_s:.0f} s already spent loading"
+    return f"{loading} + {prior_s:.0f} s of the earlier session(s)" if prior_s > 0 else loading
 
 
 def run_training(run: Run) -> dict:
@@ -434,8 +463,6 @@ def _train_and_save(run: Run) -> dict:
         meter.end("aborted")
         _write_run_json(run, time.time() - session_t0)
         raise
-    from t2s_fast import distributed
-
     main = distributed.is_main()  # only rank 0 writes the adapter, the plot and run.json (DDP: same weights)
     if main and error is None and trainer.state.global_step > 0:
         save_adapter(trainer.model, run.tokenizer, run.out / "adapter")
@@ -443,7 +470,8 @@ def _train_and_save(run: Run) -> dict:
 
     if main:
         plot_loss(run.out / "train_log.jsonl", run.out / "loss.png",
-                  title=f"{Path(run.cfg.model_name).name} ({run.backend.name}) {'stage 2' if run.cfg.adapter_path else 'stage 1'}")
+                  title=f"{Path(run.cfg.model_name).name} ({run.backend.name}) "
+                        f"{'stage 2' if run.cfg.adapter_path else 'stage 1'}")
     info = _write_run_json(run, time.time() - session_t0)
     distributed.barrier()  # the others return once the adapter and run.json are in place
     if error is not None:
@@ -452,8 +480,6 @@ def _train_and_save(run: Run) -> dict:
 
 
 def _agreed(flag: bool) -> bool:
-    from t2s_fast import distributed
-
     if not distributed.is_distributed():
         return flag
     return distributed.all_sum([1.0 if (flag and distributed.is_main()) else 0.0])[0] > 0  # rank 0 decides
@@ -478,19 +504,20 @@ def save_adapter(model, tokenizer, dest: Path) -> Path:
 
 
 def _write_run_json(run: Run, wall_s: float) -> dict:
-    from t2s_fast.jsonl import read_jsonl, write_json
-    from t2s_fast.runinfo import git_revision, package_versions, peak_gpu_memory
+    """run.json (the module docstring lists its keys), through the one writer (`runinfo.write_run_json`)."""
+    from t2s_fast.jsonl import read_jsonl
+    from t2s_fast.runinfo import peak_gpu_memory
 
     m, state = run.meter, run.trainer.state
-    rows = read_jsonl(run.out / "train_log.jsonl", tolerate_torn_tail=True) if (run.out / "train_log.jsonl").is_file() else []
+    rows = read_jsonl(run.out / "train_log.jsonl",
+                      tolerate_torn_tail=True) if (run.out / "train_log.jsonl").is_file() else []
     losses = [r["loss"] for r in rows if r.get("loss") is not None]
     evals = [r["eval_loss"] for r in rows if r.get("eval_loss") is not None]
     tps = m.steady_tokens_per_s()
     info = {
-        "command": " ".join(sys.argv),
         "started_at": run.started_at,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "stop_reason": m.stop_reason,
+        "stop_signal": m.signal_name,
         "config": run.cfg.to_dict(),
         "backend": run.backend.name,
         "setup": run.setup.to_dict(),
@@ -502,8 +529,6 @@ def _write_run_json(run: Run, wall_s: float) -> dict:
         "model": {"source": run.cfg.model_name, "path": run.source.model_path, "random_init": run.source.random_init,
                   "adapter_path": run.cfg.adapter_path, "load_notes": run.load_notes},
         "data": {"train": run.train_data.summary(), "eval": run.eval_data.summary() if run.eval_data else None},
-        "versions": package_versions(),
-        "git": git_revision(),
         "device": run.device,
         "world_size": m.world_size,
         "global_batch": run.trainer.args.per_device_train_batch_size * run.trainer.args.gradient_accumulation_steps
@@ -530,11 +555,7 @@ def _write_run_json(run: Run, wall_s: float) -> dict:
         "final_eval_loss": evals[-1] if evals else None,
         "adapter_dir": str(run.out / "adapter") if (run.out / "adapter").is_dir() else None,
     }
-    from t2s_fast import distributed
-
-    if distributed.is_main():
-        write_json(run.out / "run.json", info)
-    return info
+    return write_run_json(run.out, info)
 
 
 def train(cfg: TrainConfig) -> dict:

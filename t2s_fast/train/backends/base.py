@@ -10,13 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-
-@dataclass
-class ModelSource:
-    model_path: str  # a local folder or a hub id
-    tokenizer_path: str
-    random_init: bool = False
-    config_file: str | None = None
+from t2s_fast.models import ModelSource
 
 
 @dataclass

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from t2s_fast.train.backends.base import Backend, Loaded, ModelSource, apply_attention_policy, lora_config
+from t2s_fast.models import ModelSource
+from t2s_fast.train.backends.base import Backend, Loaded, apply_attention_policy, lora_config
 
 log = logging.getLogger(__name__)
 

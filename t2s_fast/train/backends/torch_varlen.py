@@ -33,7 +33,8 @@ def torch_varlen_attn():
         return None
     if "window_size" not in inspect.signature(varlen_attn).parameters:
         return None
-    if not torch.cuda.is_available() or not getattr(torch.backends.cuda, "is_flash_attention_available", lambda: True)():
+    if not torch.cuda.is_available() or not getattr(torch.backends.cuda, "is_flash_attention_available",
+                                                    lambda: True)():
         return None
     return varlen_attn
 

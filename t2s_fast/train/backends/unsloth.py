@@ -18,7 +18,8 @@ import logging
 import os
 
 from t2s_fast.errors import T2SError
-from t2s_fast.train.backends.base import Backend, Loaded, ModelSource, apply_attention_policy, gc_flag
+from t2s_fast.models import ModelSource
+from t2s_fast.train.backends.base import Backend, Loaded, apply_attention_policy, gc_flag
 
 log = logging.getLogger(__name__)
 

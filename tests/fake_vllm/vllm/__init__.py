@@ -57,7 +57,8 @@ class LLM:
         dtype = kwargs.get("dtype", "auto")
         if dtype is None or not isinstance(dtype, str) and type(dtype).__name__ != "dtype":
             raise ValueError(f"dtype {dtype!r} is not a valid vLLM dtype")
-        self.kwargs = dict(model=model, enable_lora=enable_lora, max_loras=max_loras, max_lora_rank=max_lora_rank, **kwargs)
+        self.kwargs = dict(model=model, enable_lora=enable_lora, max_loras=max_loras, max_lora_rank=max_lora_rank,
+                           **kwargs)
         CALLS["engines"].append(self.kwargs)
         # what the engine's child process would inherit (vLLM reads VLLM_* settings from the environment)
         CALLS["env"].append({k: v for k, v in os.environ.items() if k.startswith("VLLM_")})

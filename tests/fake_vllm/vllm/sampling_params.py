@@ -13,7 +13,8 @@ class RepetitionDetectionParams:
 
     def __post_init__(self):
         if self.max_pattern_size < 0 or self.min_pattern_size < 0 or self.min_pattern_size > self.max_pattern_size:
-            raise ValueError("max_pattern_size, min_pattern_size must be >=0, with min_pattern_size <= max_pattern_size")
+            raise ValueError("max_pattern_size, min_pattern_size must be >=0, with min_pattern_size <= "
+                             "max_pattern_size")
         if self.max_pattern_size > 0 and self.min_count < 2:
             raise ValueError("min_count must be >= 2")
 
