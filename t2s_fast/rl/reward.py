@@ -48,7 +48,7 @@ class ExecutionReward:
 
     def __post_init__(self):
         self.__name__ = "execution_reward"  # TRL names a reward function's metrics by its __name__
-        self._cfg = ScoreConfig(db_root=self.db_root, workers=self.workers, timeout_s=self.timeout_s)
+        self._cfg = ScoreConfig(spider_dir=self.db_root, workers=self.workers, timeout=self.timeout_s)
 
     def score(self, completions: list, gold: list[str], db_id: list[str]) -> list[dict]:
         records = [{"db_id": d, "gold": g, "pred": extract_sql(completion_text(c))}
