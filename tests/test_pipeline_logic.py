@@ -150,7 +150,7 @@ def test_the_rl_stage_refuses_an_unknown_key_and_explains_a_missing_module(tmp_p
     from t2s_fast.errors import T2SError
 
     stand_ins.install(monkeypatch, rl=True)
-    with pytest.raises(T2SError, match=r"run.yaml: stage3: unknown key\(s\) 'max_step'"):
+    with pytest.raises(T2SError, match=r"run.yaml: stage3: unknown key 'max_step' \(did you mean 'max_steps'\?\)"):
         _cfg(tmp_path, stages={"stage3": True}, stage3={"max_step": 3}).validate()
     monkeypatch.delitem(__import__("sys").modules, "t2s_fast.rl.config")
     monkeypatch.setitem(__import__("sys").modules, "t2s_fast.rl.config", None)  # not in this build
