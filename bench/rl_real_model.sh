@@ -10,7 +10,8 @@
 # MODEL: an alias (qwen2.5-coder-0.5b) or a model folder; DATA_DIR holds spider1/ (with database/);
 # PREPARED_DIR holds `t2s-fast prepare`'s stage1_train.jsonl and stage1_valid.jsonl. Settings by environment:
 # RL_STEPS (40), RL_LRS ("1e-5 3e-5"), RL_PROMPTS (2000: training prompts sampled for the filter), SFT_EPOCHS (1),
-# SFT_LR (4e-4), UNSLOTH_STEPS (6: the Unsloth engine's short run, last), SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER.
+# SFT_LR (4e-4), SFT_MAX_STEPS (-1: the epochs), ONLY_SHAPE (1: the 8B-shape phase alone), UNSLOTH_STEPS (6: the Unsloth engine's short run,
+# last), SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER.
 # Logs: WORK_DIR/<job>.log; every command run: WORK_DIR/commands.sh; WORK_DIR/ALLDONE at the end.
 set -uo pipefail
 M=${1:?model}; DATA=${2:?data dir with spider1/}; PREP=${3:?prepared dir}; B=${4:?work dir}
@@ -19,7 +20,8 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPL
   UNSLOTH_DISABLE_STATISTICS=1
 RL_STEPS=${RL_STEPS:-40}; RL_LRS=${RL_LRS:-"1e-5 3e-5"}; RL_PROMPTS=${RL_PROMPTS:-2000}
 SFT_EPOCHS=${SFT_EPOCHS:-1}; SFT_LR=${SFT_LR:-4e-4}; SAVE=${RL_SAVE:-10}
-SMOKE=${T2S_SMOKE:-}; CUT=(); SFT_CUT=(); RL_CUT=(); GEN=(--gpu-memory-utilization 0.15 --vllm-cache-dir "$B/vllm-cache")
+SMOKE=${T2S_SMOKE:-}; CUT=(); SFT_CUT=(); RL_CUT=()
+GEN=(--gpu-memory-utilization 0.15 --vllm-cache-dir "$B/vllm-cache")
 VALID=$PREP/stage1_valid.jsonl; TRAIN=$PREP/stage1_train.jsonl
 mkdir -p "$B"
 if [ -n "$SMOKE" ]; then
@@ -32,11 +34,13 @@ if [ -n "$SMOKE" ]; then
 fi
 say() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*"; }
 run() { printf '%q ' "$@" >> "$B/commands.sh"; echo >> "$B/commands.sh"; "$@"; }
-job() { local name=$1; shift; say "start $name"; "$@" > "$B/$name.log" 2>&1; local rc=$?; say "end $name rc=$rc"; return $rc; }
+job() {
+  local name=$1; shift; say "start $name"; "$@" > "$B/$name.log" 2>&1; local rc=$?; say "end $name rc=$rc"; return $rc; }
 
 sft() {
   [ -d "$B/sft/adapter" ] || run $T2S train --model-name "$M" --train-file "$TRAIN" \
-    --output-dir "$B/sft" --num-train-epochs "$SFT_EPOCHS" --learning-rate "$SFT_LR" --max-cost-usd 5 \
+    --output-dir "$B/sft" --num-train-epochs "$SFT_EPOCHS" --max-steps "${SFT_MAX_STEPS:--1}" \
+    --learning-rate "$SFT_LR" --max-cost-usd 5 \
     "${SFT_CUT[@]}"
 }
 rl() {  # rl NAME LR: GRPO from the SFT adapter
@@ -87,9 +91,11 @@ shape() {  # GRPO steps/s and peak memory at the Qwen3-8B shape (random init, ra
     --max-steps "${SHAPE_STEPS:-4}" --save-steps 1000 --vllm-gpu-memory-utilization 0.3 --resume "${RL_CUT[@]}"
 }
 
-say "driver start: $M"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$B/device.txt" 2>/dev/null
+say "driver start: $M"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$B/device.txt" 2>/dev/null
 python3 -m t2s_fast.runinfo "$B/versions.json" 2>/dev/null
 job prepare-shape prepare_shape & SHAPE_PREP=$!
+if [ -n "${ONLY_SHAPE:-}" ]; then job shape-8b shape; say "ALLDONE"; touch "$B/ALLDONE"; exit 0; fi
 job sft sft || { say "SFT failed"; touch "$B/ALLDONE"; exit 1; }
 set -- $RL_LRS; first=$1
 job "rl-lr$first" rl "lr$first" "$first" & pids=($!)
@@ -114,7 +120,10 @@ fi
 if [ -n "$s" ]; then wait $s; else job shape-8b shape; fi
 unsloth_engine() {  # the same GRPO through Unsloth's fast_inference engine, a few steps, for its seconds per step
   mkdir -p "$B/rl-unsloth" && cp -r "$B/rl-lr$first/prompts" "$B/rl-unsloth/" 2>/dev/null
-  run $T2S rl --engine unsloth --no-load-in-4bit --model-name "$M" --train-file "$TRAIN"     --adapter-path "$B/sft/adapter" --db-root "$DATA/spider1" --output-dir "$B/rl-unsloth" --learning-rate "$first"     --max-steps "${UNSLOTH_STEPS:-6}" --save-steps 1000 --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25     --resume "${RL_CUT[@]}"
+  run $T2S rl --engine unsloth --no-load-in-4bit --model-name "$M" --train-file "$TRAIN" \
+    --adapter-path "$B/sft/adapter" --db-root "$DATA/spider1" --output-dir "$B/rl-unsloth" --learning-rate "$first" \
+    --max-steps "${UNSLOTH_STEPS:-6}" --save-steps 1000 --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25 \
+    --resume "${RL_CUT[@]}"
 }
 [ -n "$SMOKE" ] || job rl-unsloth unsloth_engine
 say "ALLDONE"; touch "$B/ALLDONE"
