@@ -88,6 +88,7 @@ shape() {  # GRPO steps/s and peak memory at the Qwen3-8B shape (random init, ra
   wait "$SHAPE_PREP"
   run $T2S rl --model-name "$SHAPE_CONFIG" --tokenizer "$SHAPE_TOKENIZER" --train-file "$TRAIN" \
     --adapter-path "$B/shape-adapter/a" --db-root "$DATA/spider1" --output-dir "$B/rl-shape-8b" --filter-samples 0 \
+    --max-prompts "${SHAPE_PROMPTS:-256}" \
     --max-steps "${SHAPE_STEPS:-4}" --save-steps 1000 --vllm-gpu-memory-utilization 0.3 --resume "${RL_CUT[@]}"
 }
 
