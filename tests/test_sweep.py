@@ -257,7 +257,8 @@ def test_sweep_evaluations_do_not_repair_unless_the_file_says_so(tmp_path):
     def repairs(cfg) -> list[str]:
         return [heldout_config(cfg, {}).repair] + [e.repair for _, e in final_configs(cfg, {})]
 
-    shipped = sorted((REPO_ROOT / "configs" / "sweep").glob("*.json"))
+    shipped = sorted([*(REPO_ROOT / "configs" / "sweep").glob("*.json"),
+                      *(REPO_ROOT / "records" / "configs" / "sweep").glob("*.json")])
     assert shipped
     for path in shipped:
         cfg = load_sweep_config(path)
@@ -276,14 +277,15 @@ def test_variants_from_a_list_and_a_grid(tmp_path):
     from t2s_fast.paths import REPO_ROOT
     from t2s_fast.sweep.config import SweepConfig, expand_variants, load_sweep_config
 
-    examples = sorted((REPO_ROOT / "configs" / "sweep").glob("*.json"))
+    examples = sorted([*(REPO_ROOT / "configs" / "sweep").glob("*.json"),
+                       *(REPO_ROOT / "records" / "configs" / "sweep").glob("*.json")])
     assert examples
     for path in examples:  # the shipped examples stay valid (a cap by name names one of their variants)
         cfg = load_sweep_config(path)
         names = [v.name for v in expand_variants(cfg)]
         assert len(names) >= 4
         assert not isinstance(cfg.max_eval_loss, str) or cfg.max_eval_loss in names
-    replay = load_sweep_config(REPO_ROOT / "configs" / "sweep" / "stage2-replay-from-runbook-0.5b.json")
+    replay = load_sweep_config(REPO_ROOT / "records" / "configs" / "sweep" / "stage2-replay-from-runbook-0.5b.json")
     assert replay.max_eval_loss == "runbook"
 
     cfg = SweepConfig(out_dir=str(tmp_path), max_cost_usd=5, train={"train_file": "x"},
