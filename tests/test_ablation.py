@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_eval_repair import GOLD, QUESTIONS, ScriptedGenerator, suite  # noqa: F401 - `suite` is a fixture
+from test_repair import GOLD, QUESTIONS, ScriptedGenerator, suite  # noqa: F401 - `suite` is a fixture
 
 from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.ablation import ablate
@@ -263,7 +263,7 @@ def test_vllm_path_one_engine_for_arms_and_final_on_spider_dev(suite, tmp_path, 
                                                                qwen3_tokenizer_dir):
     """The real engine path (open_generator -> VLLMGenerator, a fake vllm underneath): one engine for the held-out
     arms and the final Spider dev runs; 'good' answers the gold SQL, so it is chosen and reported on dev."""
-    from test_generate_vllm import gold_by_question, make_responder, write_adapter
+    from test_generate import gold_by_question, make_responder, write_adapter
 
     golds = {**gold_by_question(spider1_dir), **{QUESTIONS[q]: GOLD[q] for q in QUESTIONS}}
     fake_vllm.RESPONDER = make_responder(golds)
