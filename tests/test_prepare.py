@@ -253,7 +253,8 @@ def test_heldout_and_jsonl_suites_ask_the_same_prompt_for_every_line(prepared, s
     same messages for every line of the real stage1_valid.jsonl: the lines prepare shortened (a schema too long
     with its sample values, cre_Drama_Workshop_Groups at 3072 tokens) are rebuilt at that level too."""
     from t2s_fast.evaluate.config import EvalConfig
-    from t2s_fast.evaluate.harness import load_questions, question_messages
+    from t2s_fast.evaluate.generation import question_messages
+    from t2s_fast.evaluate.harness import load_questions
 
     valid = prepared["out"] / "stage1_valid.jsonl"
     levels = {s["id"]: s["level"] for s in prepared["stats"]["shortened"]}
