@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_eval_repair import GOLD, QUESTIONS, ScriptedGenerator, suite  # noqa: F401 - `suite` is a fixture
+from test_repair import GOLD, QUESTIONS, ScriptedGenerator, suite  # noqa: F401 - `suite` is a fixture
 
 from t2s_fast.errors import T2SError
 from t2s_fast.evaluate.ablation import ablate
@@ -198,10 +198,17 @@ def test_cli_dry_run_lists_the_example_arms_and_a_bad_file_exits_2(tmp_path, mon
     assert f"{bad}: arm x: base_model" in capsys.readouterr().err
 
 
+def _ablation_files() -> list[Path]:
+    """The shipped example (configs/ablate/) and the files past results ran (records/configs/ablate/)."""
+    root = Path(__file__).parents[1]
+    return sorted([*(root / "configs" / "ablate").glob("*.json"),
+                   *(root / "records" / "configs" / "ablate").glob("*.json")])
+
+
 def test_every_shipped_ablation_file_is_valid(tmp_path, monkeypatch, capsys):
     from t2s_fast.cli import main
 
-    files = sorted((Path(__file__).parents[1] / "configs" / "ablate").glob("*.json"))
+    files = _ablation_files()
     assert len(files) >= 4
     monkeypatch.chdir(tmp_path)
     for f in files:
@@ -216,7 +223,7 @@ def test_every_shipped_ablation_file_keeps_its_baselines_greedy():
     from t2s_fast.configs import load_config
     from t2s_fast.evaluate.ablation_config import final_config
 
-    files = sorted((Path(__file__).parents[1] / "configs" / "ablate").glob("*.json"))
+    files = _ablation_files()
     assert files
     for f in files:
         cfg = AblationConfig(**load_config(f, AblationConfig), source=str(f))
@@ -256,7 +263,7 @@ def test_vllm_path_one_engine_for_arms_and_final_on_spider_dev(suite, tmp_path, 
                                                                qwen3_tokenizer_dir):
     """The real engine path (open_generator -> VLLMGenerator, a fake vllm underneath): one engine for the held-out
     arms and the final Spider dev runs; 'good' answers the gold SQL, so it is chosen and reported on dev."""
-    from test_generate_vllm import gold_by_question, make_responder, write_adapter
+    from test_generate import gold_by_question, make_responder, write_adapter
 
     golds = {**gold_by_question(spider1_dir), **{QUESTIONS[q]: GOLD[q] for q in QUESTIONS}}
     fake_vllm.RESPONDER = make_responder(golds)

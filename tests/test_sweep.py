@@ -1,22 +1,49 @@
-"""`t2s-fast sweep` and `eval --checkpoints` on a CPU with a tiny Qwen3 (HF backends): a sweep stopped while
-its second variant trains resumes without retraining the first, the second continuing from its checkpoint
-with only what is left of the cap; a cap spent by the first variant records the second as skipped; every
-adapter of a run is evaluated in one evaluation and the best is named; choosing on Spider dev is refused."""
+"""`t2s-fast sweep` (t2s_fast/sweep/) and a recipe it chose as a train file.
+
+- `t2s-fast sweep` and `eval --checkpoints` on a CPU with a tiny Qwen3 (HF backends): a sweep stopped while
+  its second variant trains resumes without retraining the first, the second continuing from its checkpoint
+  with only what is left of the cap; a cap spent by the first variant records the second as skipped; every
+  adapter of a run is evaluated in one evaluation and the best is named; choosing on Spider dev is refused.
+- The sweep's evaluation (sweep/evaluation.py) on the real engine path with a fake vllm underneath: every
+  candidate on the held-out set, the choice, and the chosen one's final report on Spider dev (greedy, then maj@K)
+  all go through ONE engine; 'good' adapters answer the gold SQL, so the choice and every EX are known.
+- `parallel` in a sweep file: variants train side by side, each in its own process, under one dollar cap.
+  The training function is a stand-in (sweep_helpers/fake_train.py: a sleep and a run.json), so what is checked
+  is the sweep's own work: runs overlap, each sees its own GPU, each budget is its share of what is left, a
+  SIGTERM stops every running run and starts no new one, and the re-run resumes the stopped runs.
+- `t2s-fast sweep` with max_eval_loss (issue 14, stage 2 without forgetting): the best held-out EX among the
+  candidates whose eval loss is at most a cap, a number or a variant's final eval loss. Training and evaluation
+  are replaced by fakes that write what `train` writes (run.json, train_log.jsonl with the eval loss, adapter/)
+  and return what `evaluate` returns, with known EX and eval losses, so the choice itself is what is tested.
+- records/drivers/recipe_config.py: a committed sweep's chosen recipe becomes a `t2s-fast train --config` file that
+  TrainConfig accepts, with the settings the chosen run recorded (how the session-5 GPU driver trained the choices)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sweep_helpers.fake_train import COST, SIGNAL_SEED, fake_train
+from test_generate import gold_by_question, write_adapter
+from test_repair import GOLD, QUESTIONS, suite  # noqa: F401 - `suite` is a fixture
 
 from t2s_fast.cli import main
+from t2s_fast.configs import load_config
 from t2s_fast.errors import T2SError
+from t2s_fast.sweep.config import SweepConfig, expand_variants
+from t2s_fast.sweep.evaluation import SweepEvaluation, evaluate_and_choose
+from t2s_fast.sweep.report import build_summary, render_markdown
+from t2s_fast.sweep.runner import SweepState, train_all
+from t2s_fast.train.config import TrainConfig
 
+# --- sweep ---
 TRAIN_DBS = ("department_management", "farm")  # Spider training databases (not dev)
 
 
@@ -257,7 +284,8 @@ def test_sweep_evaluations_do_not_repair_unless_the_file_says_so(tmp_path):
     def repairs(cfg) -> list[str]:
         return [heldout_config(cfg, {}).repair] + [e.repair for _, e in final_configs(cfg, {})]
 
-    shipped = sorted((REPO_ROOT / "configs" / "sweep").glob("*.json"))
+    shipped = sorted([*(REPO_ROOT / "configs" / "sweep").glob("*.json"),
+                      *(REPO_ROOT / "records" / "configs" / "sweep").glob("*.json")])
     assert shipped
     for path in shipped:
         cfg = load_sweep_config(path)
@@ -276,14 +304,15 @@ def test_variants_from_a_list_and_a_grid(tmp_path):
     from t2s_fast.paths import REPO_ROOT
     from t2s_fast.sweep.config import SweepConfig, expand_variants, load_sweep_config
 
-    examples = sorted((REPO_ROOT / "configs" / "sweep").glob("*.json"))
+    examples = sorted([*(REPO_ROOT / "configs" / "sweep").glob("*.json"),
+                       *(REPO_ROOT / "records" / "configs" / "sweep").glob("*.json")])
     assert examples
     for path in examples:  # the shipped examples stay valid (a cap by name names one of their variants)
         cfg = load_sweep_config(path)
         names = [v.name for v in expand_variants(cfg)]
         assert len(names) >= 4
         assert not isinstance(cfg.max_eval_loss, str) or cfg.max_eval_loss in names
-    replay = load_sweep_config(REPO_ROOT / "configs" / "sweep" / "stage2-replay-from-runbook-0.5b.json")
+    replay = load_sweep_config(REPO_ROOT / "records" / "configs" / "sweep" / "stage2-replay-from-runbook-0.5b.json")
     assert replay.max_eval_loss == "runbook"
 
     cfg = SweepConfig(out_dir=str(tmp_path), max_cost_usd=5, train={"train_file": "x"},
@@ -375,3 +404,382 @@ def test_isolated_run_gets_the_sweeps_sigterm_and_reports_it(tmp_path):
         call(time.sleep, 60, isolate=True)
     timer.cancel()
     assert time.time() - t0 < 30 and signal.getsignal(signal.SIGTERM) == before
+
+
+# --- sweep_evaluation ---
+def _finished_run(folder: Path, r: int) -> str:
+    """What the evaluation reads of a training run: its adapter and its per-step dollars."""
+    (folder).mkdir(parents=True)
+    (folder / "train_log.jsonl").write_text(json.dumps({"step": 2, "loss": 1.0, "cost_usd": 0.01}) + "\n")
+    return write_adapter(folder / "adapter", r=r)
+
+
+@pytest.mark.slow
+def test_heldout_choice_and_final_share_one_vllm_engine(suite, tmp_path, fake_vllm, spider1_dir, qwen3_tokenizer_dir):
+    golds = {**gold_by_question(spider1_dir), **{QUESTIONS[q]: GOLD[q] for q in QUESTIONS}}
+
+    def respond(prompt: str, lora) -> str:
+        question = re.search(r"Question: (.*?)<\|im_end\|>", prompt, re.S).group(1).strip()
+        good = lora is not None and lora.lora_name.startswith("good")
+        return f"```sql\n{golds[question]}\n```" if good else "SELECT 1"
+
+    fake_vllm.RESPONDER = respond
+    qfile, root = suite
+    cfg = SweepConfig(out_dir=str(tmp_path / "sweep"), max_cost_usd=1.0, source="sweep.json",
+                      train={"model_name": str(qwen3_tokenizer_dir)}, variants=[{"name": "bad"}, {"name": "good"}],
+                      heldout={"suite": "jsonl", "questions": str(qfile), "db_root": str(root)},
+                      eval={"backend": "vllm", "workers": 0},
+                      final={"spider_dir": str(spider1_dir), "dbs": ["concert_singer"], "limit": 3, "n_samples": 2,
+                             "temperature": 0.7}).validate()
+    adapters = {f"{n}@final": _finished_run(tmp_path / "sweep" / "runs" / n, r) for n, r in (("bad", 8), ("good", 4))}
+    result = evaluate_and_choose(SweepEvaluation(cfg, expand_variants(cfg), adapters))
+    assert len(fake_vllm.CALLS["engines"]) == 1  # held-out, greedy final and maj@2 final: one engine
+    assert [(c["name"], c["ex"]) for c in result["candidates"]] == [("bad@final", 0.0), ("good@final", 1.0)]
+    assert result["chosen"]["name"] == "good@final" and result["heldout"]["suite"] == "jsonl"
+    assert [(k, f["suite"], f["split"], f["ex"], f["n"]) for k, f in result["final"].items()] == [
+        ("greedy", "spider1", "dev", 1.0, 3), ("maj@2", "spider1", "dev", 1.0, 3)]
+    # the chosen one against the baseline (the first variant), question by question, held-out and final
+    paired = result["paired"]
+    assert (paired["baseline"], paired["chosen"]) == ("bad@final", "good@final")
+    assert (paired["heldout"]["n"], paired["heldout"]["wrong_to_right"], paired["heldout"]["diff"]) == (4, 4, 1.0)
+    assert paired["heldout"]["noise"] is False
+    for label in ("greedy", "maj@2"):
+        assert (paired["final"][label]["n"], paired["final"][label]["diff"]) == (3, 1.0)
+        assert paired["final"][label]["file_a"].endswith("scored.jsonl.gz")
+    from t2s_fast.sweep.report import _paired
+
+    md = "\n".join(_paired({"paired": paired}))
+    assert "## Chosen against the baseline (bad@final)" in md
+    assert "| held-out | bad@final | good@final | 4 | 0.0% | 100.0% | +100.0 |" in md
+    assert "| final maj@2 | bad@final | good@final | 3 |" in md
+
+
+# --- sweep_parallel ---
+def _cfg(tmp_path: Path, seconds: dict[str, float], signals: str = "", **over) -> SweepConfig:
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_text('{"messages": []}\n')
+    over = {"isolate": "process", **over}
+    return SweepConfig(out_dir=str(tmp_path / "sweep"), max_cost_usd=10.0, min_run_usd=0.1,
+                       train={"model_name": "tiny", "train_file": str(train_file), "backend": "hf"},
+                       variants=[{"name": n, "learning_rate": s, **({"seed": SIGNAL_SEED} if n == signals else {})}
+                                 for n, s in seconds.items()],
+                       heldout={"questions": str(train_file)}, **over).validate()
+
+
+def _ran(cfg: SweepConfig, name: str) -> dict:
+    return json.loads((Path(cfg.out_dir) / "runs" / name / "fake.json").read_text())
+
+
+@pytest.mark.slow
+def test_runs_train_side_by_side_each_on_its_gpu_with_its_share_of_the_cap(tmp_path):
+    # a is quick, b slow: c starts when a ends, in a's slot and on a's GPU, while b still trains
+    cfg = _cfg(tmp_path, {"a": 0.2, "b": 10.0, "c": 0.2}, parallel=2, devices=[0, 1])
+    state = SweepState(Path(cfg.out_dir))
+    assert train_all(cfg, expand_variants(cfg), state, isolate=True, train_fn=fake_train)
+    a, b, c = (_ran(cfg, n) for n in "abc")
+    assert b["started"] < a["ended"] and c["started"] < b["ended"]  # side by side
+    assert (a["device"], b["device"], c["device"]) == ("0", "1", "0")
+    # a and b split the $10 cap; c gets what a left ($10 - a's $1) less b's $5 still reserved
+    assert (a["budget"], b["budget"], c["budget"]) == (5.0, 5.0, 10.0 - COST - 5.0)
+    assert [state.variants[n]["status"] for n in "abc"] == ["done"] * 3
+    summary = build_summary(cfg, expand_variants(cfg), state, [], None, {})
+    assert summary["training_usd"] == 3 * COST and summary["training_wall_seconds"] > 0
+    assert "Trained 2 runs at a time on 2 GPU(s)" in render_markdown(summary)
+
+
+def test_sigterm_stops_every_running_run_and_the_rerun_resumes_them(tmp_path):
+    # b signals the sweep once started: a and b are stopped, c never starts
+    cfg = _cfg(tmp_path, {"a": 20.0, "b": 20.0, "c": 0.1}, signals="b", parallel=2)
+    state = SweepState(Path(cfg.out_dir))
+    assert not train_all(cfg, expand_variants(cfg), state, isolate=True, train_fn=fake_train)
+    saved = json.loads(state.path.read_text())["variants"]
+    assert saved["a"]["status"] == saved["b"]["status"] == "running" and "c" not in saved
+    assert not (Path(cfg.out_dir) / "runs" / "a" / "fake.json").exists()
+
+    again = _cfg(tmp_path, {"a": 0.1, "b": 0.1, "c": 0.1}, parallel=2)  # same names, quick now
+    state = SweepState(Path(again.out_dir))
+    for name in ("a", "b"):  # changed only so the stand-in runs quickly and signals no more
+        state.variants[name]["train_config"].update(learning_rate=0.1, seed=again.train.get("seed", 3407))
+    assert train_all(again, expand_variants(again), state, isolate=True, train_fn=fake_train)
+    assert [_ran(again, n)["resumed"] for n in "abc"] == [True, True, False]
+    assert all(state.variants[n]["status"] == "done" for n in "abc")
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"parallel": 0}, "parallel 0"),
+    ({"parallel": 2, "isolate": "none"}, "isolate none"),
+    ({"parallel": 2, "devices": ["gpu0"]}, "devices"),
+    ({"parallel": 2, "devices": [-1]}, "devices"),
+])
+def test_bad_parallel_settings_are_refused(tmp_path, over, message):
+    with pytest.raises(T2SError, match=message):
+        _cfg(tmp_path, {"a": 0.1}, **over)
+
+
+def test_devices_from_the_command_line_reach_the_runs(tmp_path, monkeypatch):
+    """--devices 0,1 goes through the CLI's parsing and the sweep's own second check of the file."""
+    from t2s_fast.cli import main
+
+    cfg = _cfg(tmp_path, {"a": 0.1})
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"out_dir": cfg.out_dir, "max_cost_usd": 10.0, "train": cfg.train,
+                                "variants": cfg.variants, "heldout": cfg.heldout, "isolate": "process"}))
+    seen = {}
+    monkeypatch.setattr("t2s_fast.sweep.runner.sweep", lambda c: seen.setdefault("cfg", c.validate()) and {})
+    main(["sweep", "--config", str(path), "--parallel", "2", "--devices", "0,1"])
+    assert seen["cfg"].devices == ["0", "1"] and seen["cfg"].parallel == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--config", str(path), "--parallel", "2", "--devices", "0,x"])
+    assert exc.value.code == 2
+
+
+def test_a_failing_start_stops_the_runs_already_training(tmp_path):
+    """Should starting the next run fail, the runs already training are stopped, never left behind the sweep."""
+    import os
+    import time
+
+    from t2s_fast.sweep.parallel import run_pool
+    from t2s_fast.sweep.plan import train_config
+
+    cfg = _cfg(tmp_path, {"a": 30.0, "b": 0.1}, parallel=2)
+    pid_file = Path(cfg.out_dir) / "runs" / "a" / "pid"
+
+    def start(v, running, waiting):
+        if v.name == "b":
+            for _ in range(300):  # a's run is training (its process wrote its pid)
+                if pid_file.is_file():
+                    break
+                time.sleep(0.1)
+            raise RuntimeError("cannot start b")
+        return fake_train, train_config(cfg, v, budget=1.0, resume=False)
+
+    with pytest.raises(RuntimeError, match="cannot start b"):
+        run_pool(expand_variants(cfg), slots=2, start=start, finish=lambda v, outcome: True)
+    with pytest.raises(ProcessLookupError):  # a's process was stopped and reaped
+        os.kill(int(pid_file.read_text()), 0)
+    assert not (Path(cfg.out_dir) / "runs" / "a" / "fake.json").exists()
+
+
+# --- sweep_rule ---
+# variant -> (held-out EX, final eval loss): the top EX (a) has the worst eval loss
+RESULTS = {"a": (0.8, 0.9), "b": (0.6, 0.5), "c": (0.7, 0.6)}
+
+
+class FakeRuns:
+    """Stands in for sweep.isolate.call (TrainConfig -> a finished run folder) and harness.evaluate (-> a report)."""
+
+    def __init__(self):
+        self.stop_at_final = False
+        self.engines: set[int] = set()
+        self.trained: list[str] = []
+        self.evaluated: list[tuple[str, list[str]]] = []  # (suite, adapter names)
+
+    def __call__(self, fn, cfg, *, isolate):
+        from t2s_fast.train.config import TrainConfig
+
+        return self.train(cfg) if isinstance(cfg, TrainConfig) else fn(cfg)  # the sweep's evaluation, here
+
+    def harness_evaluate(self, ecfg, generator=None):
+        assert generator is not None  # every run of the sweep's evaluation shares one engine
+        self.engines.add(id(generator))
+        return self.evaluate(ecfg)
+
+    def train(self, tc) -> dict:
+        out, name = Path(tc.output_dir), Path(tc.output_dir).name
+        self.trained.append(name)
+        (out / "adapter").mkdir(parents=True)
+        (out / "adapter" / "adapter_config.json").write_text(json.dumps({"r": 8, "peft_type": "LORA"}))
+        (out / "adapter" / "adapter_model.safetensors").write_bytes(name.encode())
+        cost, loss = 0.01 * len(self.trained), RESULTS[name][1]
+        (out / "train_log.jsonl").write_text(json.dumps({"step": 2, "loss": 1.0, "cost_usd": cost}) + "\n"
+                                             + json.dumps({"step": 2, "eval_loss": loss}) + "\n")
+        info = {"stop_reason": "completed", "cost_usd": cost, "global_step": 2, "adapter_dir": str(out / "adapter"),
+                "finished_at": "now", "config": tc.to_dict()}
+        (out / "run.json").write_text(json.dumps(info))
+        return info
+
+    def evaluate(self, ecfg) -> dict:
+        from t2s_fast.sweep.isolate import Interrupted
+
+        self.evaluated.append((ecfg.suite, list(ecfg.adapters)))
+        if ecfg.suite == "spider1" and self.stop_at_final:
+            raise Interrupted("the lease ended")
+        adapters = {n: {"ex": RESULTS[n.split("@")[0]][0], "correct": 0, "n": 10, "path": p}
+                    for n, p in ecfg.adapters.items()}
+        report = {"settings": {"suite": ecfg.suite, "split": ecfg.split, "source": str(ecfg.questions or "dev.json")},
+                  "adapters": adapters}
+        Path(ecfg.out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(ecfg.out_dir) / "report.json").write_text(json.dumps(report))  # as `evaluate` writes it
+        return report
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeRuns:
+    runs = FakeRuns()
+    monkeypatch.setattr("t2s_fast.sweep.runner.call", runs)
+    monkeypatch.setattr("t2s_fast.evaluate.harness.evaluate", runs.harness_evaluate)
+    return runs
+
+
+def _rule_config(tmp_path: Path, **over) -> Path:
+    (tmp_path / "train.jsonl").write_text('{"messages": []}\n')
+    (tmp_path / "heldout.jsonl").write_text(json.dumps({"db_id": "farm", "question": "q", "sql": "SELECT 1"}) + "\n")
+    (tmp_path / "spider").mkdir(exist_ok=True)
+    cfg = {"out_dir": str(tmp_path / "sweep"), "max_cost_usd": 10.0, "isolate": "none",
+           "train": {"model_name": "m", "train_file": str(tmp_path / "train.jsonl"),
+                     "eval_file": str(tmp_path / "train.jsonl")},
+           "variants": [{"name": n} for n in RESULTS],
+           "heldout": {"questions": str(tmp_path / "heldout.jsonl")},
+           "final": {"spider_dir": str(tmp_path / "spider")}, **over}
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def _run(path: Path, *flags: str) -> dict:
+    main(["sweep", "--config", str(path), *flags])
+    return json.loads((path.parent / "sweep" / "sweep.json").read_text())
+
+
+def test_top_ex_over_the_cap_is_not_chosen_and_the_report_says_why(tmp_path, fake):
+    summary = _run(_rule_config(tmp_path), "--max-eval-loss", "0.65")  # the flag: a number given as text
+    assert summary["chosen"]["name"] == "c@final"  # a has the top EX (80%) but eval loss 0.9 > 0.65
+    assert summary["max_eval_loss"] == 0.65 and summary["max_eval_loss_from"] is None
+    assert "eval loss is at most 0.6500" in summary["rule"]
+    assert {c["name"]: c["eligible"] for c in summary["candidates"]} == {"a@final": False, "b@final": True,
+                                                                        "c@final": True}
+    # the final report is the eligible choice's, beside the baseline (the first variant) to compare them
+    assert fake.evaluated[-1] == ("spider1", ["c@final", "a@final"])
+    md = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "eval loss is at most 0.6500" in md and "0.9000 (over the cap: not eligible)" in md
+    assert "Not eligible (eval loss over the cap 0.6500)" in md and "a@final (EX 80.0%, eval loss 0.9000)" in md
+    state = json.loads((tmp_path / "sweep" / "sweep_state.json").read_text())
+    assert state["rule"]["max_eval_loss"] == 0.65 and state["chosen"]["name"] == "c@final"
+
+
+def test_a_variant_name_as_cap_is_that_variants_final_eval_loss(tmp_path, fake):
+    summary = _run(_rule_config(tmp_path, max_eval_loss="b"))
+    assert summary["max_eval_loss"] == RESULTS["b"][1] and summary["max_eval_loss_from"] == "b"
+    assert summary["chosen"]["name"] == "b@final"  # b itself is eligible (equal), a and c are over
+    assert "variant b's final eval loss" in summary["rule"]
+
+
+def test_no_eligible_candidate_chooses_nothing_and_names_the_cap(tmp_path, fake):
+    from t2s_fast.sweep.config import load_sweep_config
+    from t2s_fast.sweep.runner import sweep
+
+    with pytest.raises(T2SError, match=r"no candidate is eligible under max_eval_loss 0\.1000: the lowest eval "
+                                       r"loss seen is 0\.5000; nothing is chosen"):
+        sweep(load_sweep_config(_rule_config(tmp_path, max_eval_loss=0.1)))
+    assert all(suite != "spider1" for suite, _ in fake.evaluated)  # nothing ran on Spider dev
+    state = json.loads((tmp_path / "sweep" / "sweep_state.json").read_text())
+    assert state["chosen"] is None and state["final"] == {}
+    assert "Nothing chosen" in (tmp_path / "sweep" / "sweep.md").read_text()
+
+
+def test_unknown_variant_or_bad_number_as_cap_is_refused_before_training(tmp_path, fake, capsys):
+    for cap, needle in (("runbook", "'runbook' is neither a number nor a variant of this file (variants: a, b, c)"),
+                        (-1, "max_eval_loss -1: give a positive number"), (True, "max_eval_loss True")):
+        path = _rule_config(tmp_path, max_eval_loss=cap)
+        with pytest.raises(SystemExit) as exc:
+            main(["sweep", "--config", str(path)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and str(path) in err and needle in err, err
+    assert fake.trained == [] and not (tmp_path / "sweep" / "runs").exists()
+    with pytest.raises(SystemExit) as exc:  # the dry run checks it too
+        main(["sweep", "--config", str(_rule_config(tmp_path, max_eval_loss="runbook")), "--dry-run"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_rerun_with_a_new_cap_chooses_again_without_retraining(tmp_path, fake):
+    path = _rule_config(tmp_path)
+    assert _run(path)["chosen"]["name"] == "a@final"  # no cap: the top EX
+    assert sorted(fake.trained) == ["a", "b", "c"] and fake.evaluated[-1] == ("spider1", ["a@final"])
+    summary = _run(path, "--max-eval-loss", "c")
+    assert sorted(fake.trained) == ["a", "b", "c"]  # nothing retrained
+    assert summary["chosen"]["name"] == "c@final" and summary["max_eval_loss"] == RESULTS["c"][1]
+    # the new choice's alone: the baseline is the variant max_eval_loss names, c itself
+    assert fake.evaluated[-1] == ("spider1", ["c@final"])
+    assert len(fake.engines) == 2  # one engine per run of the sweep: held-out and final share it
+    state = json.loads((tmp_path / "sweep" / "sweep_state.json").read_text())
+    assert state["chosen"]["name"] == "c@final" and state["rule"]["max_eval_loss_from"] == "c"
+    assert _run(path)["chosen"]["name"] == "a@final"  # and back without the cap
+
+
+def test_report_only_chooses_from_the_finished_heldout_evaluation_and_runs_nothing(tmp_path, fake, capsys):
+    path = _rule_config(tmp_path)
+    with pytest.raises(SystemExit) as exc:  # --report-only before any held-out evaluation: nothing to choose from
+        main(["sweep", "--config", str(path), "--report-only"])
+    assert exc.value.code == 2 and "no finished held-out evaluation" in capsys.readouterr().err
+    fake.stop_at_final = True  # the GPU lease ends while the chosen adapter runs on Spider dev
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--config", str(path)])
+    assert exc.value.code == 143
+    done = (list(fake.trained), list(fake.evaluated))
+    summary = _run(path, "--report-only", "--max-eval-loss", "c")
+    assert (fake.trained, fake.evaluated) == done  # nothing trained or evaluated again
+    assert summary["chosen"]["name"] == "c@final" and summary["final"] == {}
+    assert [r["heldout_ex"] for r in summary["rows"]] == [RESULTS[n][0] for n in RESULTS]
+    md = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "**Chosen: c@final**" in md and "Spider dev: not run yet" in md
+    assert (tmp_path / "sweep" / "ex_vs_cost.png").stat().st_size > 0
+    assert "ex_and_loss_vs_step.png" in md and (tmp_path / "sweep" / "ex_and_loss_vs_step.png").stat().st_size > 0
+    fake.stop_at_final = False  # the same command without --report-only runs only the final report
+    assert _run(path, "--max-eval-loss", "c")["final"]["greedy"]["ex"] == RESULTS["c"][0]
+    assert fake.trained == done[0] and fake.evaluated[-1] == ("spider1", ["c@final"])  # c is its own baseline
+
+
+def test_an_engine_setting_in_final_is_refused_before_training(tmp_path, fake, capsys):
+    """The final report runs through the held-out engine: a final-only engine setting would be ignored."""
+    path = _rule_config(tmp_path, final={"spider_dir": str(tmp_path / "spider"), "gpu_memory_utilization": 0.5})
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--config", str(path)])
+    assert exc.value.code == 2 and "final.gpu_memory_utilization is an engine setting" in capsys.readouterr().err
+    assert fake.trained == []
+
+
+# --- recipe_config ---
+REPO = Path(__file__).parents[1]
+SWEEPS = REPO / "records/reports/2026-11-29-h200-sweeps-qwen2.5-coder-0.5b"
+
+
+@pytest.fixture(scope="module")
+def recipe_config():
+    spec = importlib.util.spec_from_file_location("recipe_config", REPO / "records/drivers/recipe_config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.records
+def test_the_stage1_choice_becomes_a_train_config_with_its_recorded_settings(recipe_config, tmp_path, capsys):
+    out = tmp_path / "recipe.json"
+    recipe_config.main([str(SWEEPS / "stage1/sweep_state.json"), str(out), "--model-name", "qwen2.5-coder-1.5b",
+                        "--output-dir", "runs/stage1-chosen-1.5b"])
+    assert capsys.readouterr().out.split() == ["r16-lr0p0004", "-", "data/prepared/stage1_train.jsonl"]
+    cfg = load_config(out, TrainConfig)  # unknown keys or wrong types would be refused here
+    assert (cfg["learning_rate"], cfg["lora_r"], cfg["lora_alpha"], cfg["num_train_epochs"]) == (4e-4, 16, 32, 1)
+    assert (cfg["model_name"], cfg["output_dir"], cfg["max_cost_usd"], cfg["resume"]) == \
+        ("qwen2.5-coder-1.5b", "runs/stage1-chosen-1.5b", 40.0, False)
+    state = json.loads((SWEEPS / "stage1/sweep_state.json").read_text())
+    recorded = state["variants"][state["chosen"]["variant"]]["train_config"]
+    same = {k for k in recorded if k not in ("output_dir", "model_name", "max_cost_usd", "resume")}
+    def plain(v):  # the loaded config holds sequences as tuples
+        return list(v) if isinstance(v, (list, tuple)) else v
+    assert {k: plain(cfg.get(k)) for k in same} == {k: recorded[k] for k in same}
+
+
+@pytest.mark.records
+def test_a_replay_recipe_without_its_prepare_folder_exits_2_naming_the_file(recipe_config, tmp_path, capsys):
+    state = SWEEPS / "stage2/sweep_state.json"
+    with pytest.raises(SystemExit) as exit_info:
+        recipe_config.main([str(state), str(tmp_path / "r.json"), "--output-dir", "runs/s2"])
+    assert exit_info.value.code == 2
+    assert f"{state}: replay4-lr1e-4 trains on a replay mix (ratio 4)" in capsys.readouterr().err
+    bad = tmp_path / "sweep_state.json"
+    bad.write_text('{"variants": {}}')
+    with pytest.raises(SystemExit) as exit_info:
+        recipe_config.main([str(bad), str(tmp_path / "r.json")])
+    assert exit_info.value.code == 2 and f"{bad}: no chosen variant" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

@@ -89,5 +89,5 @@ repair_trained() {  # repair by error feedback (b), with a model trained on real
     --eval-file "$VALID" --output-dir runs/stage1-repair --max-cost-usd 40 \
     --gpu-hourly-usd 3.44 --packing "${SMOKE_TRAIN[@]}" 2>&1 | grep -v '^train:' | tail -25
   [ -d runs/stage1-repair/adapter ] || return 1
-  retry run $T2S ablate --config "$(config configs/ablate/repair-trained-qwen2.5-coder-0.5b.json)"
+  retry run $T2S ablate --config "$(config records/configs/ablate/repair-trained-qwen2.5-coder-0.5b.json)"
 }

@@ -19,9 +19,9 @@
 #  1. GPU 0: the chosen stage-1 recipe on the 0.5B (runs/stage1-chosen).
 #     GPU 1: the chosen stage-2 recipe on the 0.5B (runs/stage2-chosen), then, once the 1.5B is set up, the chosen
 #     stage-1 recipe on the 1.5B (runs/stage1-chosen-1.5b) and issue 14's levers on it, held-out then Spider dev
-#     (ablations/levers-qwen2.5-coder-1.5b.json).
+#     (records/configs/ablate/levers-qwen2.5-coder-1.5b.json).
 #     GPU 0, beside: issue 14's repair (b) trained (gpu_lease_lib.sh repair_trained, from the runbook adapter).
-#  2. GPU 0, once both 0.5B recipes are trained: ablations/chosen-recipes-qwen2.5-coder-0.5b.json (held-out, then
+#  2. GPU 0, once both 0.5B recipes are trained: records/configs/ablate/chosen-recipes-qwen2.5-coder-0.5b.json (held-out, then
 #     greedy, maj@8 and the chosen levers on Spider dev, both adapters in one engine).
 # Each job logs to /tmp/s5/<job>.log; /tmp/s5/ALLDONE marks the end; the trained adapters are copied to
 # /tmp/s5/keep/. Collect as bench/gpu_sweeps_and_1.5b.sh says.
@@ -47,11 +47,11 @@ stage1_chosen_05() { train_recipe "$SWEEPS/stage1/sweep_state.json" "$S" runs/st
 stage2_chosen_05() { train_recipe "$SWEEPS/stage2/sweep_state.json" "$S" runs/stage2-chosen; }
 chosen_15() {  # issue 13's 1.5B confirmation and issue 14's levers on it, in one ablation
   train_recipe "$SWEEPS/stage1/sweep_state.json" "$L" runs/stage1-chosen-1.5b || return 1
-  local cfg; cfg=$(config ablations/levers-qwen2.5-coder-1.5b.json)
+  local cfg; cfg=$(config records/configs/ablate/levers-qwen2.5-coder-1.5b.json)
   [ -z "$SMOKE" ] || sed -i "s/\"qwen2.5-coder-1.5b\"/\"$L\"/" "$cfg"
   cd "$W" && retry run $T2S ablate --config "$cfg"
 }
-dev_05() { cd "$W" && retry run $T2S ablate --config "$(config ablations/chosen-recipes-qwen2.5-coder-0.5b.json)"; }
+dev_05() { cd "$W" && retry run $T2S ablate --config "$(config records/configs/ablate/chosen-recipes-qwen2.5-coder-0.5b.json)"; }
 
 say "driver start"; job setup_data setup_data
 job setup_15 setup_model "$L" & s15=$!

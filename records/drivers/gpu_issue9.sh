@@ -36,7 +36,7 @@ if python3 -c "import pytest" 2>/dev/null; then
     ln -sfn "$PWD/.gpu/qwen3-8b-config" ../shared/assets/qwen3-8b-config
     ln -sfn "$PWD/.gpu/qwen3-tokenizer" ../shared/assets/qwen3-tokenizer; fi
   # Unsloth must be imported before trl/transformers/peft in its process: its test runs in a pytest of its own
-  timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_packing_cross_attention.py -k unsloth 2>&1 | tail -15 | tee "$OUT/logs/packing_test_unsloth.txt" || true
+  timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_packing.py -k unsloth 2>&1 | tail -15 | tee "$OUT/logs/packing_test_unsloth.txt" || true
 else
   echo "pytest not installed on this machine: packing test skipped" | tee "$OUT/logs/packing_test.txt"
 fi

@@ -15,7 +15,7 @@ have_pytest=0; python3 -c "import pytest" 2>/dev/null && have_pytest=1
 
 # 1) The kernel itself: outputs and gradients of the shimmed varlen call = per-example SDPA (bf16, GQA 32/8).
 if [ $have_pytest = 1 ]; then
-  timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_torch_varlen.py 2>&1 | tail -5 | tee "$OUT/logs/test_torch_varlen.txt" || true
+  timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_packing.py -k "shim or segments or varlen_kernel" 2>&1 | tail -5 | tee "$OUT/logs/test_torch_varlen.txt" || true
 fi
 
 # 2) Throughput, same settings as bench/gpu_bench_train.sh's packed rows (2 warm-up + 3 measured steps,
@@ -36,7 +36,7 @@ cp "$W"/packed/*.log "$OUT/logs/" 2>/dev/null || true
 
 # 3) Packed examples cannot see each other through Unsloth, with and without the varlen kernel.
 if [ $have_pytest = 1 ]; then
-  timeout 110 python3 -m pytest -q -p no:cacheprovider tests/test_packing_cross_attention.py -k unsloth 2>&1 | tail -8 | tee "$OUT/logs/packing_test_unsloth.txt" || true
+  timeout 110 python3 -m pytest -q -p no:cacheprovider tests/test_packing.py -k unsloth 2>&1 | tail -8 | tee "$OUT/logs/packing_test_unsloth.txt" || true
 fi
 
 # 4) One-step profile of the new automatic choice (step 3 of 4), for bench/NOTES.md's breakdown table.

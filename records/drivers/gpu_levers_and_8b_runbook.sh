@@ -26,8 +26,8 @@
 #     b. issue 16 `loss`: the automatic setup's loss curve against the transformers+PEFT+bitsandbytes baseline on
 #        the same batches (loss only: its speed is not claimed, the GPU is shared).
 #     c. stage 1 with question-matched values, the runbook's recipe otherwise, then the 2x2 values ablation
-#        (ablations/question-values-qwen2.5-coder-0.5b.json: trained with/without x shown with/without).
-#     d. the stage-2 sweep from the runbook's stage-1 adapter (sweeps/stage2-replay-from-runbook-0.5b.json):
+#        (records/configs/ablate/question-values-qwen2.5-coder-0.5b.json: trained with/without x shown with/without).
+#     d. the stage-2 sweep from the runbook's stage-1 adapter (records/configs/sweep/stage2-replay-from-runbook-0.5b.json):
 #        chosen by held-out Spider 1.0 EX, the Spider-2.0 valid loss beside it.
 #  3. issue 13: the held-out greedy eval with --enforce-eager, ALONE (engine start and generation timed).
 #
@@ -74,10 +74,10 @@ values() {  # stage 1 with question-matched values (the runbook's recipe otherwi
     --eval-file data/prepared-qv/stage1_valid.jsonl --output-dir runs/stage1-qv --max-cost-usd 40 \
     --gpu-hourly-usd 3.44 --packing "${SMOKE_TRAIN[@]}" 2>&1 | grep -v '^train:' | tail -20
   [ -d runs/stage1-qv/adapter ] || { say "no runs/stage1-qv/adapter"; return 1; }
-  retry run $T2S ablate --config "$(config ablations/question-values-qwen2.5-coder-0.5b.json)"
+  retry run $T2S ablate --config "$(config records/configs/ablate/question-values-qwen2.5-coder-0.5b.json)"
 }
 
-stage2() { cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage2-replay-from-runbook-0.5b.json)"; }
+stage2() { cd "$W" && retry run $T2S sweep --config "$(config records/configs/sweep/stage2-replay-from-runbook-0.5b.json)"; }
 
 eager() {  # the same held-out greedy eval as eval/reports/2026-11-29-h200-vllm-engine-start/, with --enforce-eager
   cd "$W" && local t=$SECONDS

@@ -16,11 +16,11 @@
 #     6 variants at once, 3 on each GPU), then its 24 adapters in one engine on the held-out set and the chosen
 #     one on Spider dev, greedy and maj@8.
 #  2. beside it on GPU 1: the runbook's stage 1 on the 1.5B (the README's command), then issue 14's winning levers on
-#     it (ablations/levers-qwen2.5-coder-1.5b.json).
+#     it (records/configs/ablate/levers-qwen2.5-coder-1.5b.json).
 #  3. beside it on GPU 0: issue 14's repair (b) trained: the runbook 0.5B stage-1 adapter's greedy answers on its own
 #     training split, `t2s-fast prepare-repair` from their failures, stage 1 trained again on the training split plus
-#     those repair turns, then ablations/repair-trained-qwen2.5-coder-0.5b.json.
-#  4. once the stage-1 sweep's training is over, on GPU 1: the stage-2 sweep (sweeps/stage2-replay-from-runbook-0.5b.json,
+#     those repair turns, then records/configs/ablate/repair-trained-qwen2.5-coder-0.5b.json.
+#  4. once the stage-1 sweep's training is over, on GPU 1: the stage-2 sweep (records/configs/sweep/stage2-replay-from-runbook-0.5b.json,
 #     8 recipes from the runbook's stage-1 adapter, chosen under the runbook's Spider-2.0 valid loss).
 #  5. once the stage-1 sweep has chosen, on GPU 0, if the lease has time (T2S_S4_CHOSEN_BY seconds after the
 #     start): the chosen recipe on the 1.5B (skipped when it is the runbook's, which step 2 trained), and its
@@ -54,14 +54,14 @@ train_runbook_15() {  # the README's stage-1 command on the 1.5B
   [ -d runs/stage1-1.5b/adapter ]
 }
 levers_15() {
-  local cfg; cfg=$(config ablations/levers-qwen2.5-coder-1.5b.json)
+  local cfg; cfg=$(config records/configs/ablate/levers-qwen2.5-coder-1.5b.json)
   [ -z "$SMOKE" ] || sed -i "s/\"qwen2.5-coder-1.5b\"/\"$L\"/" "$cfg"
   cd "$W" && retry run $T2S ablate --config "$cfg"
 }
 one_point_five() { train_runbook_15 && levers_15; }
 
 stage2_sweep() {
-  cd "$W" && retry run $T2S sweep --config "$(config sweeps/stage2-replay-from-runbook-0.5b.json)" "$@"
+  cd "$W" && retry run $T2S sweep --config "$(config records/configs/sweep/stage2-replay-from-runbook-0.5b.json)" "$@"
   local rc=$?; keep_chosen sweep-stage2-runbook-0.5b stage2-chosen; return $rc; }
 stage2_sweep_on_one_gpu() { stage2_sweep $([ -n "$SMOKE" ] || echo --parallel 4); }
 

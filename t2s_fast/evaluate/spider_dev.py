@@ -2,7 +2,7 @@
 
 The fingerprint holds, for each dev question, the first 12 hex digits of sha256("<db_id>\\t<question>"), the
 question lower-cased with its whitespace collapsed (`question_key`), so a copy of dev is recognised whatever its
-file or split is called, without shipping the questions. `tests/test_selection.py` rebuilds it from
+file or split is called, without shipping the questions. `tests/test_eval.py` rebuilds it from
 ``../shared/data/spider1/dev.json`` and holds it equal.
 """
 

@@ -15,7 +15,7 @@ Micro-batch units: with packing, TRL's ``per_device_train_batch_size`` counts *p
 in rows and the accumulation keeps the runbook's tokens per optimizer step (2 x 16 examples) about the same.
 Without packing it counts examples and micro-batch x accumulation stays exactly the runbook's global batch.
 
-Packing safety (tests/test_packing_cross_attention.py): SDPA and eager both keep packed examples apart only
+Packing safety (tests/test_packing.py): SDPA and eager both keep packed examples apart only
 because transformers builds a block-diagonal mask from the restarting ``position_ids`` -- and it skips that
 whenever a KV cache object exists (``use_cache=True``, the Qwen3 config default). Training forwards must pass
 ``use_cache=False`` (TRL's SFTTrainer.compute_loss does). Every choice in ATTENTION_CHOICES is safe under that.
@@ -127,7 +127,7 @@ class TrainSetup:
 # packed batch of 8 rows x 3072 = 24,576 tokens, grad-accum 1): Unsloth 107 GiB with no checkpointing, 16.6 GiB
 # plain, 10.7 GiB offloaded, bf16 base no checkpointing 117 GiB; transformers+PEFT+bnb 33 GiB with
 # checkpointing, out of memory at 139 GiB without; runbook padded batch 2 baseline 14.1 GiB.
-# tests/test_autotune.py asserts every point within +-25%.
+# tests/test_sizing.py asserts every point within +-25%.
 
 # Activation bytes kept per token per layer with no checkpointing, as multiples of (hidden, intermediate).
 # Unsloth's fused kernels (RMSNorm, SwiGLU, RoPE, LoRA MLP) keep fewer tensors than plain transformers, whose

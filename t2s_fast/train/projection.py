@@ -2,7 +2,7 @@
 
 tokens/s = MFU x the GPU's bf16 peak / FLOPs per trained token (4N, t2s_fast/train/flops.py), where the
 MFU is the band measured for the chosen setup on real H200 runs: the table in throughputs.py, one row per
-measurement, grouped here into BANDS by setup (tests/test_projection.py checks every row against the record it
+measurement, grouped here into BANDS by setup (tests/test_sizing.py checks every row against the record it
 names and that the projection lands within 2x of every recorded run's measured tok/s).
 
 Where nothing was measured (a CPU, a GPU without a recorded peak), the backend's conservative default is used

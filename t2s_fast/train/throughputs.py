@@ -3,7 +3,7 @@
 One row per measurement: the model, the setup it trained with, trained tokens/s, its MFU at 4N against the
 bf16 matmul peak measured in the same run (None where no peak was measured), the device, the date, and the
 record it came from. The records live under records/ in the repository and are never read at run time;
-tests/test_projection.py (marked `records`) checks every row against its record.
+tests/test_sizing.py (marked `records`) checks every row against its record.
 
 A new measurement becomes a row here (and, with its result file, a record under records/).
 """

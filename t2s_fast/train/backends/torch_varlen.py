@@ -12,8 +12,8 @@ torch build refuse grouped heads, repeats K/V to the query's head count. Unsloth
 (``_torch_varlen_takes``: bf16/fp16, CUDA, head_dim <= 256, no dropout, not deterministic) still decide per
 call; the wrapper only makes the kernel reachable.
 
-``tests/test_torch_varlen.py`` checks the wrapper's outputs and gradients against per-example SDPA on a GPU,
-and ``tests/test_packing_cross_attention.py`` checks that packed examples cannot see each other through it.
+``tests/test_packing.py`` checks the wrapper's outputs and gradients against per-example SDPA on a GPU,
+and also that packed examples cannot see each other through it.
 """
 
 from __future__ import annotations

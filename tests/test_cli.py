@@ -1,6 +1,12 @@
-"""One CLI mechanism (t2s_fast/cli_options.py): every command's flags come from its config dataclasses, and every
-command takes --config FILE with the same fields; flags given on the command line override the file; an unknown
-key or a wrong type is exit 2 naming the file and the key."""
+"""The CLI layer: flags and --config files, bad input, exit codes.
+
+- One CLI mechanism (t2s_fast/cli_options.py): every command's flags come from its config dataclasses, and every
+  command takes --config FILE with the same fields; flags given on the command line override the file; an unknown
+  key or a wrong type is exit 2 naming the file and the key.
+- Bad flag values to `eval` and `score`: exit code 2 and a message naming the flag, before anything loads.
+- Exit codes a script can rely on: `train` stopped by a signal exits 128 + the signal (Ctrl-C 130, SIGTERM 143)
+  after saving; `score` refuses an empty predictions file with 2, as `train` refuses an empty train file.
+- Bad bytes and missing models: one-line errors naming the file and line (or the flag), exit 2."""
 
 from __future__ import annotations
 
@@ -15,8 +21,11 @@ from click.testing import CliRunner
 from t2s_fast.cli import cli, main
 from t2s_fast.cli_options import options_from
 from t2s_fast.configs import setting
+from t2s_fast.errors import T2SError
+from t2s_fast.jsonl import read_json, read_jsonl
 
 
+# --- cli_options ---
 def _commands() -> dict[str, click.Command]:
     """Every `t2s-fast` command, by its words ("bench train")."""
     ctx = click.Context(cli)
@@ -218,3 +227,174 @@ def test_a_key_that_is_not_a_flag_name_is_refused_with_the_flags_name(tmp_path, 
     with pytest.raises(SystemExit) as exc:
         main([*words.split(), "--config", str(cfg)])
     assert exc.value.code == 2 and needle in capsys.readouterr().err
+
+
+# --- cli_bad_input ---
+def _fails(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    return err
+
+
+def _eval(tmp_path, *extra):
+    return ["eval", "--base-model", "some/model", "--suite", "jsonl", "--questions", str(tmp_path / "q.jsonl"),
+            "--db-root", str(tmp_path), "--out-dir", str(tmp_path / "run"), *extra]
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (("--include-base", "--temperature", "-2"), "--temperature -2"),
+    (("--include-base", "--workers", "-1"), "--workers -1"),
+    (("--include-base", "--timeout", "0"), "--timeout 0"),
+    (("--include-base", "--timeout", "-5"), "--timeout -5"),
+    ((), "--include-base"),  # neither --adapter nor --include-base
+])
+def test_eval_rejects_bad_values_naming_the_flag(tmp_path, capsys, extra, flag):
+    err = _fails(_eval(tmp_path, *extra), capsys)
+    assert flag in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_without_adapter_or_include_base_says_how_to_evaluate_the_base(tmp_path, capsys):
+    err = _fails(_eval(tmp_path), capsys)
+    assert "nothing to evaluate" in err and "--adapter NAME=PATH" in err
+    assert "--include-base to evaluate the base model alone" in err
+
+
+def _preds(tmp_path):
+    path = tmp_path / "preds.jsonl"
+    path.write_text(json.dumps({"db_id": "concert_singer", "gold": "SELECT count(*) FROM singer",
+                                "pred": "SELECT count(*) FROM singer"}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("extra, flag", [(("--workers", "-1"), "--workers -1"), (("--timeout", "0"), "--timeout 0"),
+                                         (("--timeout", "-1"), "--timeout -1")])
+def test_score_rejects_bad_values_naming_the_flag(tmp_path, capsys, extra, flag):
+    err = _fails(["score", "--pred", str(_preds(tmp_path)), "--spider-dir", str(tmp_path), *extra], capsys)
+    assert flag in err
+
+
+def test_score_out_into_a_missing_folder_creates_it_and_says_so(tmp_path, capsys, spider1_dir):
+    out = tmp_path / "new" / "deeper" / "scored.jsonl"
+    main(["score", "--pred", str(_preds(tmp_path)), "--spider-dir", str(spider1_dir), "--out", str(out),
+          "--workers", "0", "--json"])
+    captured = capsys.readouterr()
+    assert f"created folder {out.parent} for --out" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["ex"] == 1.0  # stdout stays one JSON object
+    assert out.is_file()
+    main(["score", "--pred", str(_preds(tmp_path)), "--spider-dir", str(spider1_dir), "--out", str(out),
+          "--workers", "0", "--json"])
+    assert "created folder" not in capsys.readouterr().err  # only when it was missing
+
+
+# --- exit_codes ---
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143), (None, 143)])
+def test_train_stopped_by_a_signal_exits_128_plus_the_signal(monkeypatch, tmp_path, signal_name, code):
+    from t2s_fast.train import trainer
+
+    info = {"stop_reason": "interrupted", "stop_signal": signal_name, "global_step": 3, "tokens_trained": 10,
+            "trained_tokens_per_s": 1.0, "cost_usd": 0.0, "adapter_dir": str(tmp_path / "adapter")}
+    monkeypatch.setattr(trainer, "train", lambda cfg: info)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--train-file", "t.jsonl", "--output-dir", str(tmp_path)])
+    assert exc.value.code == code
+
+
+def test_a_completed_train_exits_0(monkeypatch, tmp_path):
+    from t2s_fast.train import trainer
+
+    monkeypatch.setattr(trainer, "train", lambda cfg: {"stop_reason": "completed", "global_step": 3,
+                                                       "tokens_trained": 10, "trained_tokens_per_s": 1.0,
+                                                       "cost_usd": 0.0, "adapter_dir": None})
+    assert main(["train", "--train-file", "t.jsonl", "--output-dir", str(tmp_path)]) in (None, 0)
+
+
+def test_score_refuses_an_empty_predictions_file_with_2(tmp_path, capsys, spider1_dir):
+    pred = tmp_path / "empty.jsonl"
+    pred.write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["score", "--pred", str(pred), "--spider-dir", str(spider1_dir), "--workers", "0"])
+    assert exc.value.code == 2
+    assert f"{pred}: no predictions" in capsys.readouterr().err
+
+
+# --- jsonl_errors ---
+def test_non_utf8_line_names_file_and_line(tmp_path):
+    p = tmp_path / "preds.jsonl"
+    p.write_bytes(b'{"a": 1}\n{"a": "caf\xe9"}\n')
+    with pytest.raises(T2SError, match=r"preds\.jsonl:2: not valid UTF-8"):
+        read_jsonl(p)
+
+
+def test_a_multibyte_character_cut_at_the_end_is_a_torn_tail(tmp_path):
+    p = tmp_path / "store.jsonl"
+    p.write_bytes(b'{"a": 1}\n{"a": "\xc3')  # crash in the middle of a two-byte character
+    assert read_jsonl(p, tolerate_torn_tail=True) == [{"a": 1}]
+    with pytest.raises(T2SError, match=r"store\.jsonl:2"):
+        read_jsonl(p)
+
+
+def test_non_utf8_json_file(tmp_path):
+    p = tmp_path / "tables.json"
+    p.write_bytes(b'[{"db_id": "\xff"}]')
+    with pytest.raises(T2SError, match=r"tables\.json: not valid UTF-8"):
+        read_json(p)
+
+
+def test_cli_score_on_non_utf8_predictions_exits_2(tmp_path, capsys):
+    p = tmp_path / "preds.jsonl"
+    p.write_bytes(b'\xff\xfe{"db_id": "x"}\n')
+    with pytest.raises(SystemExit) as e:
+        main(["score", "--pred", str(p), "--spider-dir", str(tmp_path)])
+    assert e.value.code == 2
+    assert "preds.jsonl:1: not valid UTF-8" in capsys.readouterr().err
+
+
+def test_infer_with_a_model_path_that_does_not_load_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "schema.sql").write_text("CREATE TABLE t (a INT);")
+    (tmp_path / "runs" / "stage1").mkdir(parents=True)  # a folder, but neither a model nor an adapter
+    with pytest.raises(SystemExit) as e:
+        main(["infer", "--model-path", "runs/stage1", "--question", "How many?", "--schema-file", "schema.sql",
+              "--db-id", "t"])
+    assert e.value.code == 2
+    assert "--model-path runs/stage1: cannot load it" in capsys.readouterr().err
+
+
+def test_a_crash_mid_timing_append_does_not_break_the_next_session(tmp_path):
+    """A torn last line of timings.jsonl is cut on resume, so the next session's appends stay readable."""
+    from t2s_fast.evaluate.predictions import PredictionStore
+
+    store = PredictionStore(tmp_path, {"model": "m"})
+    store.append([{"key": "a|q1|0"}], {"batch": 0, "tokens": 5})
+    with (tmp_path / "timings.jsonl").open("ab") as fh:
+        fh.write(b'{"batch": 1, "tok')  # the process died here
+    resumed = PredictionStore(tmp_path, {"model": "m"})
+    resumed.append([{"key": "a|q2|0"}], {"batch": 1, "tokens": 7})
+    assert [t["batch"] for t in resumed.timings()] == [0, 1]
+    assert set(resumed.records) == {"a|q1|0", "a|q2|0"}
+
+
+def test_an_unterminated_string_reads_as_one_phrase(tmp_path):
+    from t2s_fast.jsonl import read_json
+
+    path = tmp_path / "cut.json"
+    path.write_text('{"a": "abc')
+    with pytest.raises(T2SError) as exc:
+        read_json(path)
+    assert str(exc.value) == f"{path}:1: malformed JSON (Unterminated string starting at column 7)"
+
+
+def test_a_malformed_yaml_config_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    pytest.importorskip("yaml")
+    from t2s_fast.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("pred: x\nworkers: [1, 2\ntimeout: 3\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["score", "--config", str(path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.strip() == f"error: --config {path}:3: malformed YAML (expected ',' or ']', but got ':' at column 8)"
