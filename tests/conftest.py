@@ -64,3 +64,7 @@ def fake_vllm(monkeypatch):
     vllm.reset()
     yield vllm
     vllm.reset()
+    # The fake's modules go with it: left in sys.modules, a later import (TRL's vLLM check) would find a `vllm`
+    # that is no package on sys.path any more (monkeypatch restores only the entries it replaced).
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        del sys.modules[name]
