@@ -208,6 +208,22 @@ def _wait_for(pred, proc, timeout=240):
 
 
 @pytest.mark.slow
+def test_resumed_from_the_last_steps_checkpoint_trains_no_step_more(tiny_qwen3_dir, prepared, tmp_path):
+    """A stop during the last step leaves a checkpoint at max_steps: --resume from it keeps the run at max_steps
+    (transformers' Trainer alone would train one step more) and still writes the adapter."""
+    from t2s_fast.train.trainer import train
+
+    out = tmp_path / "run"
+    first = train(_cfg(tiny_qwen3_dir, prepared, out, max_steps=2, save_steps=1))
+    assert first["global_step"] == 2 and (out / "checkpoints" / "checkpoint-2").is_dir()
+    again = train(_cfg(tiny_qwen3_dir, prepared, out, max_steps=2, save_steps=1, resume=True))
+    assert again["resumed_from"].endswith("checkpoint-2")
+    assert again["global_step"] == 2 and again["stop_reason"] == "completed"
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert [r["step"] for r in _log(out) if r.get("loss") is not None] == [1, 2]
+
+
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_final_step(tiny_qwen3_dir, prepared, tmp_path):
     """SIGKILL after a checkpoint, --resume, SIGTERM (graceful: checkpoint + adapter, exit 143), --resume again:
     the run ends at the same final step as an uninterrupted one, each resume starting from a checkpoint."""

@@ -148,7 +148,7 @@ def _train_and_save(cfg: RLConfig, run: dict) -> dict:
     import torch
 
     from t2s_fast.rl.plot import plot_rl_curves
-    from t2s_fast.train.trainer import OOM_HELP, save_adapter
+    from t2s_fast.train.trainer import OOM_HELP, save_adapter, train_or_restore
 
     trainer, meter, out = run["trainer"], run["meter"], run["out"]
     session_t0, error = time.time(), None
@@ -158,7 +158,7 @@ def _train_and_save(cfg: RLConfig, run: dict) -> dict:
             if meter.max_cost_usd is not None and meter.should_stop_for_budget(0, eval_due=False):
                 log.warning("the budget is spent before the first step (filter pass and loading included)")
             else:
-                trainer.train(resume_from_checkpoint=run["resume_from"])
+                train_or_restore(trainer, run["resume_from"])
         except torch.OutOfMemoryError:
             meter.end("oom")
             error = T2SError(OOM_HELP)

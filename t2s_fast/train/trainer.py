@@ -82,6 +82,30 @@ def last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def is_last_step(checkpoint: str | Path | None) -> bool:
+    """Whether a checkpoint was saved at its run's last step (a SIGTERM during that step, or a kill after it)."""
+    import json
+
+    state = Path(checkpoint) / "trainer_state.json" if checkpoint else None
+    if state is None or not state.is_file():
+        return False
+    data = json.loads(state.read_text())
+    return data.get("max_steps", 0) > 0 and data.get("global_step", 0) >= data["max_steps"]
+
+
+def train_or_restore(trainer, resume_from: str | None) -> None:
+    """``trainer.train(resume_from_checkpoint=...)``, except from a checkpoint at the run's last step: resumed from
+    one, transformers' Trainer trains a step more (5.17, measured), so its weights and state are loaded instead."""
+    if not is_last_step(resume_from):
+        trainer.train(resume_from_checkpoint=resume_from)
+        return
+    from transformers import TrainerState
+
+    log.info("%s is at the run's last step: loading it, nothing left to train", resume_from)
+    trainer._load_from_checkpoint(resume_from)
+    trainer.state = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json"))
+
+
 # ---------------------------------------------------------------------------------------------- the run
 @dataclass
 class Data:
@@ -451,7 +475,7 @@ def _train_and_save(run: Run) -> dict:
     session_t0 = time.time()
     error = None
     try:
-        trainer.train(resume_from_checkpoint=run.resume_from)
+        train_or_restore(trainer, run.resume_from)
         # evaluate() is a collective under DDP: every rank must take the same decision
         if run.eval_data is not None and meter.stop_reason == "completed" and \
                 trainer.state.global_step % run.cfg.eval_steps != 0 and _agreed(meter.can_afford_eval()):
