@@ -82,21 +82,23 @@ def last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def is_last_step(checkpoint: str | Path | None) -> bool:
-    """Whether a checkpoint was saved at its run's last step (a SIGTERM during that step, or a kill after it)."""
+def is_last_step(checkpoint: str | Path | None, max_steps: int) -> bool:
+    """Whether a checkpoint was saved at the run's last step (a SIGTERM during that step, or a kill after it):
+    ``max_steps`` when given (> 0), else the step count the checkpoint's run planned (epochs)."""
     import json
 
     state = Path(checkpoint) / "trainer_state.json" if checkpoint else None
     if state is None or not state.is_file():
         return False
     data = json.loads(state.read_text())
-    return data.get("max_steps", 0) > 0 and data.get("global_step", 0) >= data["max_steps"]
+    last = max_steps if max_steps > 0 else data.get("max_steps", 0)
+    return last > 0 and data.get("global_step", 0) >= last
 
 
 def train_or_restore(trainer, resume_from: str | None) -> None:
     """``trainer.train(resume_from_checkpoint=...)``, except from a checkpoint at the run's last step: resumed from
     one, transformers' Trainer trains a step more (5.17, measured), so its weights and state are loaded instead."""
-    if not is_last_step(resume_from):
+    if not is_last_step(resume_from, trainer.args.max_steps):
         trainer.train(resume_from_checkpoint=resume_from)
         return
     from transformers import TrainerState
