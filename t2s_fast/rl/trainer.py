@@ -75,8 +75,8 @@ def _dataset(kept: list[dict], tokenizer):
     return Dataset.from_list(rows)
 
 
-def train_rl(cfg: RLConfig, *, trainer_mixins: tuple = ()) -> dict:
-    """Run (or resume) GRPO and return run.json's content. ``trainer_mixins`` go before the trainer class (tests)."""
+def train_rl(cfg: RLConfig) -> dict:
+    """Run (or resume) GRPO and return run.json's content."""
     cfg.validate()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.time()  # the GPU is paid from here
@@ -98,7 +98,7 @@ def train_rl(cfg: RLConfig, *, trainer_mixins: tuple = ()) -> dict:
     print(f"rl: {filter_info['kept']:,} of {filter_info['prompts']:,} prompts kept ({filter_info['rule']}; "
           f"{filter_info['never_right']:,} never right, {filter_info['always_right']:,} always right); "
           f"${meter.cost_usd():.3f} spent so far", file=sys.stderr, flush=True)
-    run = _build(cfg, engine, meter, kept, trainer_mixins)
+    run = _build(cfg, engine, meter, kept)
     run.update(out=out, started_at=started_at, resume_from=resume_from, filter=filter_info, engine=engine)
     return _train_and_save(cfg, run)
 
@@ -112,7 +112,7 @@ def _carry_over(meter, out: Path, resume_from: str | None) -> None:
         write_jsonl(out / "train_log.jsonl", kept)  # steps after the checkpoint are redone
 
 
-def _build(cfg: RLConfig, engine: str, meter, kept: list[dict], mixins: tuple) -> dict:
+def _build(cfg: RLConfig, engine: str, meter, kept: list[dict]) -> dict:
     from t2s_fast.rl.engines import PlainLogprobs, grpo_args, load_policy, on_gpu, trainer_base, triton_available
 
     base_cls = trainer_base(engine)  # before anything imports trl: Unsloth patches it on import
@@ -128,11 +128,11 @@ def _build(cfg: RLConfig, engine: str, meter, kept: list[dict], mixins: tuple) -
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     reward = ExecutionReward(cfg.db_root, cfg.reward, cfg.reward_workers, cfg.reward_timeout_s)
-    clock = StepClock()
+    clock, mixins = StepClock(), ()
     if not triton_available():
         log.warning("triton is not installed (CPU torch): log-probabilities come from the full logits instead of "
                     "TRL's fused LM head (same quantity, more memory)")
-        mixins = (*mixins, PlainLogprobs)
+        mixins = (PlainLogprobs,)
     cls = timed_trainer_class(base_cls, clock, *mixins)
     signal_guard = SignalGuard(meter)
     out = Path(cfg.output_dir)
