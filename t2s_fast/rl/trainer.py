@@ -44,23 +44,6 @@ def _check_inputs(cfg: RLConfig) -> None:
     load_training_rows(cfg)  # the train file is readable and the reward reaches its databases
 
 
-def _resume_point(cfg: RLConfig, out: Path) -> str | None:
-    from t2s_fast.train.trainer import last_complete_checkpoint
-
-    ckpt_dir = out / "checkpoints"
-    used = (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (out / "run.json").is_file()
-    if not cfg.resume:
-        if used:
-            raise T2SError(f"{out} already holds an RL run; pass --resume to continue it, or choose a new --output-dir")
-        return None
-    ckpt = last_complete_checkpoint(ckpt_dir)
-    if ckpt is None:
-        log.warning("--resume: no complete checkpoint in %s; starting at step 0 (dollars spent so far still count)",
-                    ckpt_dir)
-        return None
-    return str(ckpt)
-
-
 def _dataset(kept: list[dict], tokenizer):
     """TRL's dataset: the prompt as rendered text (the one prompt builder's), gold SQL and database for the reward."""
     from datasets import Dataset
@@ -81,7 +64,9 @@ def train_rl(cfg: RLConfig) -> dict:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.time()  # the GPU is paid from here
     out = Path(cfg.output_dir)
-    resume_from = _resume_point(cfg, out)
+    from t2s_fast.train.trainer import resume_point
+
+    resume_from = resume_point(out, cfg.resume, "an RL run")
     _check_inputs(cfg)
 
     from t2s_fast.rl.engines import resolve_engine

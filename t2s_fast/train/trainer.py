@@ -175,7 +175,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
     if distributed.is_distributed():
         distributed.state()  # join the process group now (TrainingArguments reuses it): rank 0 writes shared files
     out = Path(cfg.output_dir)
-    resume_from = _resume_point(cfg, out)
+    resume_from = resume_point(out, cfg.resume)
     _check_inputs(cfg)
     device = DeviceInfo.detect()
     source = resolve_model_source(cfg, device.kind)
@@ -197,17 +197,18 @@ def prepare_run(cfg: TrainConfig) -> Run:
                started_at=started_at, device=device_info())
 
 
-def _resume_point(cfg: TrainConfig, out: Path) -> str | None:
-    """The checkpoint --resume continues from (None: from step 0); without --resume, refuse a used folder."""
+def resume_point(out: Path, resume: bool, what: str = "a training run") -> str | None:
+    """The checkpoint --resume continues from (None: from step 0); without --resume, refuse a used folder. `train`
+    and `rl` share it (``what`` names the run in the refusal)."""
     ckpt_dir = out / "checkpoints"
-    if not cfg.resume:
+    if not resume:
         if (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (out / "run.json").is_file():
-            raise T2SError(f"{out} already holds a training run; pass --resume to continue it, or choose a new "
-                           "--output-dir")
+            raise T2SError(f"{out} already holds {what}; pass --resume to continue it, or choose a new --output-dir")
         return None
     ckpt = last_complete_checkpoint(ckpt_dir)
     if ckpt is None:
-        log.warning("--resume: no complete checkpoint in %s; starting from step 0", ckpt_dir)
+        log.warning("--resume: no complete checkpoint in %s; starting from step 0 (dollars spent so far still count)",
+                    ckpt_dir)
         return None
     return str(ckpt)
 
