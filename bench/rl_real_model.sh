@@ -11,7 +11,7 @@
 # PREPARED_DIR holds `t2s-fast prepare`'s stage1_train.jsonl and stage1_valid.jsonl. Settings by environment:
 # RL_STEPS (40), RL_LRS ("1e-5 3e-5"), RL_PROMPTS (2000: training prompts sampled for the filter), SFT_EPOCHS (1),
 # SFT_LR (4e-4), SFT_MAX_STEPS (-1: the epochs), ONLY_SHAPE (1: the 8B-shape phase alone), UNSLOTH_STEPS (6: the Unsloth engine's short run,
-# last), SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER.
+# last; 0 skips it), SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER.
 # Logs: WORK_DIR/<job>.log; every command run: WORK_DIR/commands.sh; WORK_DIR/ALLDONE at the end.
 set -uo pipefail
 M=${1:?model}; DATA=${2:?data dir with spider1/}; PREP=${3:?prepared dir}; B=${4:?work dir}
@@ -126,5 +126,5 @@ unsloth_engine() {  # the same GRPO through Unsloth's fast_inference engine, a f
     --max-steps "${UNSLOTH_STEPS:-6}" --save-steps 1000 --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25 \
     --resume "${RL_CUT[@]}"
 }
-[ -n "$SMOKE" ] || job rl-unsloth unsloth_engine
+[ -n "$SMOKE" ] || [ "${UNSLOTH_STEPS:-6}" = 0 ] || job rl-unsloth unsloth_engine
 say "ALLDONE"; touch "$B/ALLDONE"
