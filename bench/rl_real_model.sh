@@ -11,7 +11,8 @@
 # PREPARED_DIR holds `t2s-fast prepare`'s stage1_train.jsonl and stage1_valid.jsonl. Settings by environment:
 # RL_STEPS (40), RL_LRS ("1e-5 3e-5"), RL_PROMPTS (2000: training prompts sampled for the filter), SFT_EPOCHS (1),
 # SFT_LR (4e-4), SFT_MAX_STEPS (-1: the epochs), ONLY_SHAPE (1: the 8B-shape phase alone), UNSLOTH_STEPS (6: the Unsloth engine's short run,
-# last; 0 skips it), SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER.
+# last; 0 skips it), RL_ARGS (more `t2s-fast rl` flags for every GRPO run), STOP_AFTER_RL (1: end after the GRPO
+# runs; e.g. RL_LRS="0 4e-5" with a short SFT_MAX_STEPS measures the weight sync and the step times), SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER.
 # Logs: WORK_DIR/<job>.log; every command run: WORK_DIR/commands.sh; WORK_DIR/ALLDONE at the end.
 set -uo pipefail
 M=${1:?model}; DATA=${2:?data dir with spider1/}; PREP=${3:?prepared dir}; B=${4:?work dir}
@@ -47,7 +48,7 @@ rl() {  # rl NAME LR: GRPO from the SFT adapter
   run $T2S rl --model-name "$M" --train-file "$TRAIN" --adapter-path "$B/sft/adapter" \
     --db-root "$DATA/spider1" --output-dir "$B/rl-$1" --learning-rate "$2" --max-steps "$RL_STEPS" \
     --save-steps "$SAVE" --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25 --max-cost-usd 10 \
-    --resume "${RL_CUT[@]}"
+    --resume "${RL_CUT[@]}" ${RL_ARGS:-}
 }
 heldout() {  # the SFT start and every checkpoint of every GRPO run, in one engine, on held-out data
   local ads=(--adapter "sft=$B/sft/adapter") d c
@@ -106,6 +107,7 @@ for lr in "${@:2}"; do  # the other rates reuse the first one's filter pass (sam
   job "rl-lr$lr" rl "lr$lr" "$lr" & pids+=($!)
 done
 wait "${pids[@]}"
+[ -n "${STOP_AFTER_RL:-}" ] && { say "ALLDONE"; touch "$B/ALLDONE"; exit 0; }
 job heldout heldout && chosen > "$B/chosen.txt" && say "chosen on held-out: $(cat "$B/chosen.txt")"
 # On a card of 100 GB or more the 8B-shape run loads (and its engine starts) while the dev evaluations run; its
 # log has the times of its steps, the evaluations' logs theirs. On a smaller card it waits for them.
