@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -119,6 +120,23 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
+def sync_check(steps: list[dict], prompts_per_step: int, seed: int = 0) -> dict | None:
+    """The weight-sync check of a learning-rate-0 run: the policy never moves, so the share of right completions
+    at each step must match the filter pass's share on the same prompts (both sample the starting adapter). The
+    difference of the two, with a 95% bootstrap interval over steps (each step's prompts move together)."""
+    pairs = [(r["match_rate"], r["start_match_rate"]) for r in steps
+             if r.get("match_rate") is not None and r.get("start_match_rate") is not None]
+    if not pairs:
+        return None
+    rng = random.Random(seed)
+    diffs = [a - b for a, b in pairs]
+    boots = sorted(sum(rng.choice(diffs) for _ in diffs) / len(diffs) for _ in range(10_000))
+    return {"steps": len(pairs), "prompts": len(pairs) * prompts_per_step,
+            "match_rate": _mean([a for a, _ in pairs]), "start_match_rate": _mean([b for _, b in pairs]),
+            "difference": round(sum(diffs) / len(diffs), 4),
+            "ci95": [round(boots[249], 4), round(boots[9_749], 4)]}
+
+
 def run_section(work: Path, out: Path, report: dict) -> list[str]:
     lines = ["## The runs", "", "| run | steps | stop | minutes | dollars | s/step (gen / reward / train) | peak GiB "
              "| reward first → last | zero-std groups | match rate vs start's (first 3 steps) |",
@@ -130,7 +148,9 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
         _copy(work / "sft" / "loss.png", out / "sft" / "loss.png")
         report["runs"]["sft"] = {k: sft.get(k) for k in ("global_step", "cost_usd", "elapsed_s_total",
                                                          "trained_tokens_per_s", "stop_reason")}
-        lines.append(f"| SFT stage 1 ({sft['config']['num_train_epochs']:g} epoch, "
+        cut = sft["config"].get("max_steps") or -1
+        span = f"{cut} steps" if cut > 0 else f"{sft['config']['num_train_epochs']:g} epoch"
+        lines.append(f"| SFT stage 1 ({span}, "
                      f"lr {sft['config']['learning_rate']:g})"
                      f" | {sft['global_step']} | {sft['stop_reason']} | {sft['elapsed_s_total'] / 60:.1f} | "
                      f"${sft['cost_usd']:.2f} | {sft.get('trained_tokens_per_s') or 0:,.0f} tok/s | "
@@ -156,6 +176,18 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                                   "mean_frac_reward_zero_std": info["mean_frac_reward_zero_std"],
                                   "first_reward": info["first_reward"], "final_reward": info["final_reward"],
                                   "sync_check_first3": sync}
+        if info["config"]["learning_rate"] == 0:
+            check = sync_check(steps, info["config"]["prompts_per_step"])
+            report["runs"][d.name]["sync_check"] = check
+            if check:
+                held = check["ci95"][0] <= 0 <= check["ci95"][1]
+                report["sync_lines"] = [
+                    f"Weight-sync check ({d.name}, learning rate 0, {check['prompts']:,} prompts over "
+                    f"{check['steps']} steps): right completions {check['match_rate']:.1%} in GRPO's generation "
+                    f"against {check['start_match_rate']:.1%} in the filter pass on the same prompts; difference "
+                    f"{check['difference']:+.1%} (95% interval over steps {check['ci95'][0]:+.1%} to "
+                    f"{check['ci95'][1]:+.1%}): " + ("no sign of a sync error." if held else
+                                                      "the generation does NOT sample the starting adapter."), ""]
         lines.append(f"| {d.name} ({info['engine']}, lr {info['config']['learning_rate']:g}) | {info['global_step']} | "
                      f"{info['stop_reason']} | {info['elapsed_s_total'] / 60:.1f} | ${info['cost_usd']:.2f} | "
                      f"{med['total']} ({med['generation']} / {med['reward']} / {med['training']}) | "
@@ -166,7 +198,7 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
         lines += ["", f"Prompt filter: {filt['kept']:,} of {filt['prompts']:,} training prompts kept ({filt['rule']}); "
                   f"{filt['never_right']:,} never right, {filt['always_right']:,} always right; "
                   f"pass-count histogram {filt.get('pass_count_histogram')}."]
-    return lines + [""]
+    return lines + [""] + report.pop("sync_lines", [])
 
 
 def main() -> None:
