@@ -202,6 +202,26 @@ def test_the_shipped_run_files_plan_within_their_cap_on_an_h200(tmp_path, monkey
     assert not Path(cfg.out_dir).exists()  # a dry run starts nothing
 
 
+def test_stage3_is_priced_from_the_measured_model_nearest_in_size():
+    from types import SimpleNamespace
+
+    from t2s_fast import paths
+    from t2s_fast.pipeline.plan import project_rl
+
+    def plan(model, steps=100, prompts=16):
+        rl = SimpleNamespace(max_steps=steps, prompts_per_step=prompts, num_generations=8)
+        return project_rl(RunConfig(out_dir="x", max_cost_usd=100, model_name=str(model)), rl)
+
+    eight = plan("Qwen/Qwen3-8B")  # the H200 measurement at the 8B shape: 85 s a step, 119 s to start
+    assert eight.seconds == pytest.approx(119 + 100 * 85) and "2026-12-07-h200-rl-qwen3-8b-shape" in eight.basis
+    assert eight.usd == pytest.approx(eight.seconds / 3600 * 3.44)
+    assert plan("qwen2.5-coder-0.5b", steps=10, prompts=8).seconds == pytest.approx(90 + 10 * 12 / 2)
+    if paths.QWEN3_8B_CONFIG.is_file():  # an 8B-sized model not measured itself takes the 8B figure, and says so
+        shape = plan(paths.QWEN3_8B_CONFIG)
+        assert shape.seconds == eight.seconds and "measured on Qwen/Qwen3-8B, not on" in shape.basis
+    assert "unknown" in plan("Qwen/Qwen3-8B", steps=-1).basis
+
+
 def test_a_failed_stage_ends_the_run_as_failed_reports_it_and_runs_on_finish(tmp_path, monkeypatch):
     from t2s_fast.errors import T2SError
     from t2s_fast.pipeline import stages

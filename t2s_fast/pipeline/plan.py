@@ -33,9 +33,15 @@ EVAL_MEASURED = {
 }
 REPAIR_FACTOR = 1.5  # --repair resample took about 1.5x the greedy eval's time (README, "How good it gets")
 
-# RL (GRPO) seconds per optimizer step: 16 prompts x 8 completions on the 0.5B, one H100 (9-15 s a step, about
-# 90 s to start): ../shared/tools/grpo-probe/README.md. The lead replaces these with the RL stage's own runs.
-RL_SECONDS_PER_STEP = {"qwen2.5-coder-0.5b": (12.0, 90.0, "grpo-probe README: 16 prompts x 8 completions, H100")}
+# RL (GRPO) seconds per optimizer step of 16 prompts x 8 completions, and seconds to start:
+# - the 0.5B on one H100 (9-15 s a step, about 90 s to start): ../shared/tools/grpo-probe/README.md;
+# - the Qwen3-8B shape on one H200 (TRL engine, completions at the 256-token cap):
+#   records/reports/2026-12-07-h200-rl-qwen3-8b-shape.
+RL_SECONDS_PER_STEP = {
+    "qwen2.5-coder-0.5b": (12.0, 90.0, "grpo-probe README: 16 prompts x 8 completions, H100"),
+    "Qwen/Qwen3-8B": (85.0, 119.0, "records/reports/2026-12-07-h200-rl-qwen3-8b-shape: random-init Qwen3-8B "
+                                   "shape, 16 prompts x 8 completions of 256 tokens, TRL engine, H200"),
+}
 
 # Not measured yet: allowances, said as such in the plan.
 PREPARE_S = (60.0, "README: `prepare` takes about a minute on a 2-core CPU")
@@ -156,13 +162,16 @@ def project_rl(cfg: RunConfig, rl_cfg) -> Projection:
     """Start-up + steps x seconds per step, scaled from the measured 16 prompts x 8 completions by the completions
     a step generates (the filter pass before the first step is not counted: not measured yet)."""
     steps = getattr(rl_cfg, "max_steps", None)
-    known = cfg.model_name in RL_SECONDS_PER_STEP
-    per_step, start, source = RL_SECONDS_PER_STEP.get(cfg.model_name, RL_SECONDS_PER_STEP["qwen2.5-coder-0.5b"])
+    measured_on = cfg.model_name
+    if measured_on not in RL_SECONDS_PER_STEP:  # the nearest measured size
+        shape = model_shape(cfg.model_name)
+        measured_on = "Qwen/Qwen3-8B" if shape is not None and shape.n_params > 2e9 else "qwen2.5-coder-0.5b"
+    per_step, start, source = RL_SECONDS_PER_STEP[measured_on]
     if not steps or steps < 0:
         return Projection(None, None, "unknown: the RL section sets no max_steps (its own budget guard stops it)")
     completions = getattr(rl_cfg, "prompts_per_step", 16) * getattr(rl_cfg, "num_generations", 8)
     per = per_step * completions / 128
-    of = "" if known else f"; measured on qwen2.5-coder-0.5b only, not on {cfg.model_name}"
+    of = "" if measured_on == cfg.model_name else f"; measured on {measured_on}, not on {cfg.model_name}"
     return _priced(cfg, start + steps * per, f"{steps} steps x {per:.1f} s ({completions} completions a step, "
                                              f"scaled from {per_step:g} s for 128) + {start:.0f} s to start "
                                              f"({source}{of})")

@@ -1,0 +1,2 @@
+python3 /tmp/repo/bench/make_random_adapters.py --base-model /tmp/pay/qwen3-8b-config/config.json --out /tmp/rl/shape-adapter --names a 
+python3 -m t2s_fast rl --model-name /tmp/pay/qwen3-8b-config/config.json --tokenizer /tmp/pay/qwen3-tokenizer --train-file /tmp/pay/prep05/stage1_train.jsonl --adapter-path /tmp/rl/shape-adapter/a --db-root /tmp/t2s-data/spider1 --output-dir /tmp/rl/rl-shape-8b --filter-samples 0 --max-prompts 256 --max-steps 5 --save-steps 1000 --vllm-gpu-memory-utilization 0.3 --resume 
