@@ -116,6 +116,10 @@ def dev_section(work: Path, out: Path, report: dict) -> list[str]:
     return lines + ["", *markdown_table(comparisons), ""] if comparisons else lines + [""]
 
 
+def _tps(tokens_per_s: float | None) -> str:
+    return f" at {tokens_per_s:,.0f} tok/s" if tokens_per_s else ""
+
+
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
@@ -170,6 +174,7 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                 if first3 and all("start_match_rate" in r for r in first3) else "-")
         report["runs"][d.name] = {"global_step": info["global_step"], "cost_usd": info["cost_usd"],
                                   "elapsed_s_total": info["elapsed_s_total"], "step_seconds_median": med,
+                                  "train_tokens_per_s_median": info.get("train_tokens_per_s_median"),
                                   "peak_gpu_memory_allocated_gib": info.get("peak_gpu_memory_allocated_gib"),
                                   "engine": info["engine"], "learning_rate": info["config"]["learning_rate"],
                                   "filter": info["filter"],
@@ -190,7 +195,8 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                                                       "the generation does NOT sample the starting adapter."), ""]
         lines.append(f"| {d.name} ({info['engine']}, lr {info['config']['learning_rate']:g}) | {info['global_step']} | "
                      f"{info['stop_reason']} | {info['elapsed_s_total'] / 60:.1f} | ${info['cost_usd']:.2f} | "
-                     f"{med['total']} ({med['generation']} / {med['reward']} / {med['training']}) | "
+                     f"{med['total']} ({med['generation']} / {med['reward']} / {med['training']}"
+                     f"{_tps(info.get('train_tokens_per_s_median'))}) | "
                      f"{info.get('peak_gpu_memory_allocated_gib', '-')} | {info['first_reward']} → "
                      f"{info['final_reward']} | {info['mean_frac_reward_zero_std']} | {sync} |")
     filt = next((r["filter"] for r in report["runs"].values() if isinstance(r, dict) and r.get("filter")), None)

@@ -88,7 +88,10 @@ def test_grpo_trains_from_the_sft_adapter_and_records_each_step(grpo_run):
                     "train_s", "match_rate", "cost_usd"):
             assert r[key] is not None, key
         assert r["generation_s"] > 0 and r["generation_s"] + r["reward_s"] <= r["step_time_s"] + 1e-6
+        # every prompt and completion token trained on is counted; the loss is taken on the completions'
+        assert 0 < r["loss_tokens"] < r["trained_tokens"] and r["train_tokens_per_s"] > 0
     assert set(info["step_seconds_median"]) == {"total", "generation", "reward", "training"}
+    assert info["train_tokens_per_s_median"] > 0
     assert info["cost_usd"] > rows[-1]["cost_usd"] > rows[0]["cost_usd"] > 0
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["adapter_path"] and run["stage"] == "rl" and run["engine"] == "trl"

@@ -3,10 +3,11 @@ SIGTERM handling, checkpoint markers; `train/callbacks.py`).
 
 A step of GRPO is three kinds of work: generating the rollouts (the colocated engine, the weight sync included),
 scoring them (the reward's executor), and the forward/backward passes and the optimizer step. `timed_trainer_class`
-wraps the trainer's generation and reward methods with a clock, and `RLStepLog` writes per optimizer step, into
-train_log.jsonl: the loss, the mean reward and its spread, `frac_reward_zero_std` (the share of groups whose
-completions all got the same reward, which teach nothing), the mean completion length, the match and failure
-rates, and the seconds spent generating, scoring and training.
+wraps the trainer's generation and reward methods with a clock and counts the tokens each training micro-batch
+holds, and `RLStepLog` writes per optimizer step, into train_log.jsonl: the loss, the mean reward and its spread,
+`frac_reward_zero_std` (the share of groups whose completions all got the same reward, which teach nothing), the
+mean completion length, the match and failure rates, the seconds spent generating, scoring and training, and the
+tokens trained on (prompt + completion; `loss_tokens`: the completions') with the training step's tokens/s.
 """
 
 from __future__ import annotations
@@ -37,10 +38,18 @@ class StepClock:
         return out
 
 
-def timed_trainer_class(base_cls, clock: StepClock, *mixins):
-    """``base_cls`` (TRL's GRPOTrainer or Unsloth's) whose rollout generation and reward scoring are timed."""
+def timed_trainer_class(base_cls, clock: StepClock, meter: RunMeter, *mixins):
+    """``base_cls`` (TRL's GRPOTrainer or Unsloth's) whose rollout generation and reward scoring are timed, and
+    whose training micro-batches are counted into ``meter``: the non-padding prompt and completion tokens, and the
+    completion tokens as the ones the loss is taken on."""
 
     class TimedGRPOTrainer(*mixins, base_cls):
+        def compute_loss(self, model, inputs, *args, **kwargs):  # once per micro-batch, on the prepared rollouts
+            prompt, completion = inputs.get("prompt_mask"), inputs.get("completion_mask")
+            done = int(completion.sum().item()) if completion is not None else 0
+            meter.count_batch(done + (int(prompt.sum().item()) if prompt is not None else 0), done)
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
         def _generate(self, *args, **kwargs):
             t0 = time.perf_counter()
             try:
@@ -73,6 +82,8 @@ class RLStepLog(StepLogCallback):
             timing = self.clock.take()
             train_s = max(0.0, self.pending["step_time_s"] - timing["generation_s"] - timing["reward_s"])
             self.pending.update(timing, train_s=round(train_s, 3), **self.reward.take_stats())
+            if train_s > 0:  # the training step's own throughput (tokens_per_s spreads them over the whole step)
+                self.pending["train_tokens_per_s"] = round(self.pending["trained_tokens"] / train_s, 1)
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and self.pending is not None and self.pending["step"] == state.global_step:
@@ -82,7 +93,8 @@ class RLStepLog(StepLogCallback):
 
 class RLProgress(TrainerCallback):
     """One line per logged step on stderr: step/total, reward, zero-variance share, length, seconds per step split
-    into generation / reward / training, dollars so far and projected at the end, ETA."""
+    into generation / reward / training (with the training step's tokens/s), dollars so far and projected at the
+    end, ETA."""
 
     def __init__(self, meter: RunMeter):
         self.meter = meter
@@ -99,5 +111,7 @@ class RLProgress(TrainerCallback):
               f"zero-std {logs.get('frac_reward_zero_std', float('nan')):.2f} "
               f"len {logs.get('completions/mean_length', float('nan')):.0f} | "
               f"{rec['step_time_s']:.1f} s/step (gen {rec.get('generation_s', 0):.1f}, reward "
-              f"{rec.get('reward_s', 0):.1f}) | ${m.cost_usd():.3f}, ~${m.projected_total_usd(remaining):.3f} at the "
-              f"end, ETA {eta_s / 60:.0f} min", file=sys.stderr, flush=True)
+              f"{rec.get('reward_s', 0):.1f}, train {rec.get('train_s', 0):.1f} at "
+              f"{rec.get('train_tokens_per_s', 0):,.0f} tok/s) | ${m.cost_usd():.3f}, "
+              f"~${m.projected_total_usd(remaining):.3f} at the end, ETA {eta_s / 60:.0f} min", file=sys.stderr,
+              flush=True)

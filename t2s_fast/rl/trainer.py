@@ -118,7 +118,7 @@ def _build(cfg: RLConfig, engine: str, meter, kept: list[dict]) -> dict:
         log.warning("triton is not installed (CPU torch): log-probabilities come from the full logits instead of "
                     "TRL's fused LM head (same quantity, more memory)")
         mixins = (PlainLogprobs,)
-    cls = timed_trainer_class(base_cls, clock, *mixins)
+    cls = timed_trainer_class(base_cls, clock, meter, *mixins)
     signal_guard = SignalGuard(meter)
     out = Path(cfg.output_dir)
     trainer = cls(model=model, reward_funcs=[reward], args=grpo_args(cfg, engine, str(out / "checkpoints")),
@@ -185,6 +185,7 @@ def _write_run_json(cfg: RLConfig, run: dict, wall_s: float) -> dict:
         "completions_per_step": cfg.completions_per_step,
         "step_seconds_median": {"total": _median(steps, "step_time_s"), "generation": _median(steps, "generation_s"),
                                 "reward": _median(steps, "reward_s"), "training": _median(steps, "train_s")},
+        "train_tokens_per_s_median": _median(steps, "train_tokens_per_s"),
         "first_reward": steps[0]["reward"] if steps else None, "final_reward": steps[-1]["reward"] if steps else None,
         "mean_frac_reward_zero_std": round(statistics.mean(r["frac_reward_zero_std"] for r in steps), 4)
         if steps and all("frac_reward_zero_std" in r for r in steps) else None,
