@@ -9,6 +9,10 @@
 # DATA_DIR, so the run file's data/spider1 and data/spider2 resolve; the run folder is the file's out_dir (or
 # --out-dir among FLAGs) under WORK_DIR. FLAGs go to both `t2s-fast run` commands (e.g. --max-cost-usd 2).
 # KILL_AFTER_S (20): seconds between stage 1's first checkpoint and the SIGKILL.
+# GREEDY_AND_VOTE=1: afterwards, the base, stage 1 and stage 2 on Spider dev greedy (WORK_DIR/dev-greedy) and by a
+# majority vote of 8 samples at T=0.8 (dev-maj8), two engines side by side, beside the run's own evaluation (eval's
+# default repair): every decoding of the runbook's stages, each with its per-question file. DEV_ARGS: more eval
+# flags for both (a CPU smoke run: DEV_ARGS="--limit 4 --max-new-tokens 16").
 # Logs: WORK_DIR/run-1.out (killed), run-2.out (resumed), status.txt, events.txt; WORK_DIR/ALLDONE at the end.
 set -uo pipefail
 RUN_FILE=$(realpath "${1:?run file}"); DATA=$(realpath "${2:?data dir with spider1/ and spider2/}")
@@ -17,13 +21,14 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPL
   UNSLOTH_DISABLE_STATISTICS=1
 mkdir -p "$W" && cd "$W" && ln -sfn "$DATA" data
 say() { echo "$(date -u +%FT%TZ) $*" | tee -a events.txt; }
-out_dir=$(python3 - "$RUN_FILE" "$@" <<'PY'
+read -r out_dir model spider < <(python3 - "$RUN_FILE" "$@" <<'PY'
 import sys
 from t2s_fast.pipeline.config import load_run_config
-args = sys.argv[2:]
-print(args[args.index("--out-dir") + 1] if "--out-dir" in args else load_run_config(sys.argv[1]).out_dir)
+cfg, args = load_run_config(sys.argv[1]), sys.argv[2:]
+flag = lambda name, default: args[args.index(name) + 1] if name in args else default  # noqa: E731
+print(flag("--out-dir", cfg.out_dir), flag("--model-name", cfg.model_name), cfg.spider_dir)
 PY
-) || { echo "cannot read $RUN_FILE" >&2; exit 2; }
+) && [ -n "$out_dir" ] || { echo "cannot read $RUN_FILE" >&2; exit 2; }
 cmd=(python3 -m t2s_fast run --config "$RUN_FILE" "$@")
 printf '%q ' "${cmd[@]}" > command.sh; echo >> command.sh
 
@@ -40,4 +45,16 @@ python3 -m t2s_fast status "$out_dir" > status-after-kill.txt 2>&1
 say "start 2 (the same command)"
 "${cmd[@]}" > run-2.out 2>&1 < /dev/null; say "run 2 exit $?"
 python3 -m t2s_fast status "$out_dir" > status.txt 2>&1; cat status.txt
+dev() {  # dev NAME FLAG...: the base and both stages on Spider dev in one engine
+  local ev=(python3 -m t2s_fast eval --base-model "$model" --include-base --adapter "stage1=$out_dir/stage1/adapter"
+            --adapter "stage2=$out_dir/stage2/adapter" --suite spider1 --spider-dir "$spider" --out-dir "dev-$1"
+            --gpu-memory-utilization 0.4 "${@:2}" ${DEV_ARGS:-})
+  printf '%q ' "${ev[@]}" >> command.sh; echo >> command.sh
+  say "start dev-$1"; "${ev[@]}" > "dev-$1.out" 2>&1; say "dev-$1 exit $?"
+}
+if [ -n "${GREEDY_AND_VOTE:-}" ]; then
+  dev greedy --repair none & a=$!
+  dev maj8 --repair none --n-samples 8 --temperature 0.8 & b=$!
+  wait $a $b
+fi
 touch ALLDONE
