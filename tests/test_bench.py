@@ -483,3 +483,26 @@ def test_driver_smoke_mode_runs_every_phase_on_the_cpu(tmp_path, spider1_dir, qw
     assert report["resume"]["stop_reason"] == "completed" and report["resume"]["world_size"] == 2
     assert [s["data_parallel_size"] for s in report["eval"]["sizes"]] == [1, 2]
     assert report["eval"]["sizes"][1]["same_verdicts"]
+
+
+def _rl_report():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rl_report", Path(__file__).resolve().parent.parent / "bench"
+                                                  / "rl_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_weight_sync_check_tells_a_synced_engine_from_one_that_samples_another_model():
+    sync_check = _rl_report().sync_check
+    start = [0.25, 0.5, 0.625, 0.375, 0.5, 0.75, 0.25, 0.5, 0.375, 0.625]
+    noise = [0.0625, -0.0625, 0.125, -0.125, 0.0, 0.0625, -0.0625, 0.0, 0.125, -0.125]  # sums to 0
+    synced = sync_check([{"match_rate": s + e, "start_match_rate": s} for s, e in zip(start, noise)], 16)
+    assert synced["steps"] == 10 and synced["prompts"] == 160 and synced["difference"] == 0
+    assert synced["ci95"][0] < 0 < synced["ci95"][1]
+    # the engine still sampling the base model: every step 20 points below the starting adapter's pass rate
+    stale = sync_check([{"match_rate": s - 0.2 + e, "start_match_rate": s} for s, e in zip(start, noise)], 16)
+    assert stale["difference"] == pytest.approx(-0.2) and stale["ci95"][1] < 0
+    assert sync_check([{"match_rate": 0.5}], 16) is None  # no start rates (no filter pass): no check
