@@ -9,10 +9,13 @@
 #                                                                         2 steps; no figure from it means anything)
 # MODEL: an alias (qwen2.5-coder-0.5b) or a model folder; DATA_DIR holds spider1/ (with database/);
 # PREPARED_DIR holds `t2s-fast prepare`'s stage1_train.jsonl and stage1_valid.jsonl. Settings by environment:
-# RL_STEPS (40), RL_LRS ("1e-5 3e-5"), RL_PROMPTS (2000: training prompts sampled for the filter), SFT_EPOCHS (1),
-# SFT_LR (4e-4), SFT_MAX_STEPS (-1: the epochs), ONLY_SHAPE (1: the 8B-shape phase alone), UNSLOTH_STEPS (6: the Unsloth engine's short run,
-# last; 0 skips it), RL_ARGS (more `t2s-fast rl` flags for every GRPO run), STOP_AFTER_RL (1: end after the GRPO
-# runs; e.g. RL_LRS="0 4e-5" with a short SFT_MAX_STEPS measures the weight sync and the step times), SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER.
+# RL_STEPS (40), RL_LRS ("1e-5 3e-5"), RL_PROMPTS (2000: training prompts sampled for the filter), RL_SAVE (10),
+# RL_ARGS (more `t2s-fast rl` flags for every GRPO run); SFT_EPOCHS (1), SFT_LR (4e-4), SFT_MAX_STEPS (-1: the
+# epochs); STOP_AFTER_RL (1: end after the GRPO runs; with RL_LRS="0 4e-5" and a short SFT_MAX_STEPS it is the
+# weight-sync check, bench/README.md); UNSLOTH_STEPS (6: the Unsloth engine's short run, last; 0 skips it);
+# SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER, SHAPE_STEPS (4),
+# ONLY_SHAPE (1: that phase alone), SHAPE_ARGS (more rl flags for it, e.g. "--engine unsloth --load-in-4bit" or
+# "--no-gradient-checkpointing --micro-batch-completions 8") and SHAPE_TAG (its folder: rl-shape-8b-TAG).
 # Logs: WORK_DIR/<job>.log; every command run: WORK_DIR/commands.sh; WORK_DIR/ALLDONE at the end.
 set -uo pipefail
 M=${1:?model}; DATA=${2:?data dir with spider1/}; PREP=${3:?prepared dir}; B=${4:?work dir}
@@ -88,16 +91,17 @@ shape() {  # GRPO steps/s and peak memory at the Qwen3-8B shape (random init, ra
   [ -n "${SHAPE_CONFIG:-}" ] || return 0
   wait "$SHAPE_PREP"
   run $T2S rl --model-name "$SHAPE_CONFIG" --tokenizer "$SHAPE_TOKENIZER" --train-file "$TRAIN" \
-    --adapter-path "$B/shape-adapter/a" --db-root "$DATA/spider1" --output-dir "$B/rl-shape-8b" --filter-samples 0 \
-    --max-prompts "${SHAPE_PROMPTS:-256}" \
-    --max-steps "${SHAPE_STEPS:-4}" --save-steps 1000 --vllm-gpu-memory-utilization 0.3 --resume "${RL_CUT[@]}"
+    --adapter-path "$B/shape-adapter/a" --db-root "$DATA/spider1" --output-dir "$B/rl-shape-8b${SHAPE_TAG:+-$SHAPE_TAG}" \
+    --filter-samples 0 --max-prompts "${SHAPE_PROMPTS:-256}" --max-steps "${SHAPE_STEPS:-4}" --save-steps 1000 \
+    --vllm-gpu-memory-utilization 0.3 --resume "${RL_CUT[@]}" ${SHAPE_ARGS:-}
 }
 
+SHAPE_JOB=shape-8b${SHAPE_TAG:+-$SHAPE_TAG}
 say "driver start: $M"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$B/device.txt" 2>/dev/null
 python3 -m t2s_fast.runinfo "$B/versions.json" 2>/dev/null
 job prepare-shape prepare_shape & SHAPE_PREP=$!
-if [ -n "${ONLY_SHAPE:-}" ]; then job shape-8b shape; say "ALLDONE"; touch "$B/ALLDONE"; exit 0; fi
+if [ -n "${ONLY_SHAPE:-}" ]; then job "$SHAPE_JOB" shape; say "ALLDONE"; touch "$B/ALLDONE"; exit 0; fi
 job sft sft || { say "SFT failed"; touch "$B/ALLDONE"; exit 1; }
 set -- $RL_LRS; first=$1
 job "rl-lr$first" rl "lr$first" "$first" & pids=($!)
@@ -113,14 +117,14 @@ job heldout heldout && chosen > "$B/chosen.txt" && say "chosen on held-out: $(ca
 # log has the times of its steps, the evaluations' logs theirs. On a smaller card it waits for them.
 big=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
 s=
-[ "${big:-0}" -ge 100000 ] && { job shape-8b shape & s=$!; }
+[ "${big:-0}" -ge 100000 ] && { job "$SHAPE_JOB" shape & s=$!; }
 if [ -s "$B/chosen.txt" ]; then
   job dev-greedy dev greedy --repair none & a=$!
   job dev-repair dev repair --repair auto & b=$!
   job dev-maj8 dev maj8 --repair none --n-samples 8 --temperature 0.8 & c=$!
   wait $a $b $c
 fi
-if [ -n "$s" ]; then wait $s; else job shape-8b shape; fi
+if [ -n "$s" ]; then wait $s; else job "$SHAPE_JOB" shape; fi
 unsloth_engine() {  # the same GRPO through Unsloth's fast_inference engine, a few steps, for its seconds per step
   mkdir -p "$B/rl-unsloth" && cp -r "$B/rl-lr$first/prompts" "$B/rl-unsloth/" 2>/dev/null
   run $T2S rl --engine unsloth --no-load-in-4bit --model-name "$M" --train-file "$TRAIN" \
