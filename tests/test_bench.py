@@ -506,3 +506,47 @@ def test_the_weight_sync_check_tells_a_synced_engine_from_one_that_samples_anoth
     stale = sync_check([{"match_rate": s - 0.2 + e, "start_match_rate": s} for s, e in zip(start, noise)], 16)
     assert stale["difference"] == pytest.approx(-0.2) and stale["ci95"][1] < 0
     assert sync_check([{"match_rate": 0.5}], 16) is None  # no start rates (no filter pass): no check
+
+
+@pytest.mark.slow
+def test_rl_driver_weight_sync_form_runs_on_the_cpu_and_reports_the_check(tmp_path, spider1_dir, tiny_qwen3_dir):
+    """The short lease the RL driver offers (SFT, one filter pass, GRPO at learning rate 0 and at a real rate,
+    then stop) runs end to end in smoke mode, and its report gives the weight-sync check."""
+    from t2s_fast.prompt import build_messages
+    from t2s_fast.schema import read_sqlite_schema, render_schema
+
+    if shutil.which("bash") is None:
+        pytest.skip("needs bash")
+    db = "concert_singer"
+    schema = render_schema(read_sqlite_schema(spider1_dir / "database" / db / f"{db}.sqlite", db_id=db,
+                                              sample_values=0), sample_values=False)
+    rows = [r for r in json.loads((spider1_dir / "dev.json").read_text()) if r["db_id"] == db][:12]
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for name, part in (("stage1_train.jsonl", rows[:8]), ("stage1_valid.jsonl", rows[8:])):
+        (prepared / name).write_text("".join(json.dumps({
+            "id": f"{db}-{i}", "source": "spider1", "db_id": db, "dialect": "sqlite", "question": r["question"],
+            "sql": r["query"], "messages": build_messages(dialect="sqlite", db_id=db, schema=schema,
+                                                          question=r["question"], sql=r["query"])}) + "\n"
+            for i, r in enumerate(part)))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "spider1").symlink_to(spider1_dir)
+    env = {**os.environ, "T2S_SMOKE": "1", "STOP_AFTER_RL": "1", "RL_LRS": "0 4e-5", "SFT_MAX_STEPS": "1",
+           "RL_ARGS": "--filter-min-correct 0 --filter-max-correct 2",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("WORLD_SIZE", None)
+    work = tmp_path / "work"
+    proc = subprocess.run(["bash", str(REPO / "bench/rl_real_model.sh"), str(tiny_qwen3_dir), str(tmp_path / "data"),
+                           str(prepared), str(work)], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and (work / "ALLDONE").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "end rl-lr0 rc=0" in proc.stdout and "end rl-lr4e-5 rc=0" in proc.stdout, proc.stdout[-3000:]
+    assert not (work / "heldout").exists()  # stopped after the GRPO runs
+    lr0 = json.loads((work / "rl-lr0" / "run.json").read_text())
+    assert lr0["config"]["learning_rate"] == 0 and lr0["filter"]["rule"] == "0 <= right of 2 <= 2"
+    out = tmp_path / "report"
+    subprocess.run([sys.executable, str(REPO / "bench/rl_report.py"), str(work), str(out)], check=True,
+                   capture_output=True, text=True, timeout=300)
+    report = json.loads((out / "report.json").read_text())
+    check = report["runs"]["rl-lr0"]["sync_check"]
+    assert check["steps"] == 2 and check["prompts"] == 4 and "sync_check" not in report["runs"]["rl-lr4e-5"]
+    assert "Weight-sync check (rl-lr0, learning rate 0" in (out / "README.md").read_text()
