@@ -452,24 +452,31 @@ def test_missing_parts_are_reported_as_not_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_driver_smoke_mode_runs_every_phase_on_the_cpu(tmp_path, spider1_dir, qwen3_tokenizer_dir):
-    from t2s_fast.paths import QWEN3_8B_CONFIG
+def _prepared_concert_singer(spider1_dir: Path, dest: Path, counts: dict[str, int]) -> Path:
+    """Prepared files as `prepare` writes them, from consecutive concert_singer dev questions: {file name: how many}."""
     from t2s_fast.prompt import build_messages
     from t2s_fast.schema import read_sqlite_schema, render_schema
 
-    if not QWEN3_8B_CONFIG.exists() or shutil.which("bash") is None:
-        pytest.skip("needs ../shared/assets and bash")
     db = "concert_singer"
     schema = render_schema(read_sqlite_schema(spider1_dir / "database" / db / f"{db}.sqlite", db_id=db,
                                               sample_values=0), sample_values=False)
-    rows = [r for r in json.loads((spider1_dir / "dev.json").read_text()) if r["db_id"] == db][:16]
-    prepared = tmp_path / "prepared"
-    prepared.mkdir()
-    (prepared / "stage1_train.jsonl").write_text("".join(json.dumps({
-        "id": f"{db}-{i}", "source": "spider1", "db_id": db, "dialect": "sqlite", "question": r["question"],
-        "sql": r["query"], "messages": build_messages(dialect="sqlite", db_id=db, schema=schema,
-                                                      question=r["question"], sql=r["query"])}) + "\n"
-        for i, r in enumerate(rows)))
+    rows = iter(enumerate(r for r in json.loads((spider1_dir / "dev.json").read_text()) if r["db_id"] == db))
+    dest.mkdir(parents=True)
+    for name, count in counts.items():
+        (dest / name).write_text("".join(json.dumps({
+            "id": f"{db}-{i}", "source": "spider1", "db_id": db, "dialect": "sqlite", "question": r["question"],
+            "sql": r["query"], "messages": build_messages(dialect="sqlite", db_id=db, schema=schema,
+                                                          question=r["question"], sql=r["query"])}) + "\n"
+            for i, r in (next(rows) for _ in range(count))))
+    return dest
+
+
+def test_driver_smoke_mode_runs_every_phase_on_the_cpu(tmp_path, spider1_dir, qwen3_tokenizer_dir):
+    from t2s_fast.paths import QWEN3_8B_CONFIG
+
+    if not QWEN3_8B_CONFIG.exists() or shutil.which("bash") is None:
+        pytest.skip("needs ../shared/assets and bash")
+    prepared = _prepared_concert_singer(spider1_dir, tmp_path / "prepared", {"stage1_train.jsonl": 16})
     env = {**os.environ, "T2S_SMOKE": "1", "PYTHON": sys.executable, "SPIDER_DIR": str(spider1_dir)}
     env.pop("WORLD_SIZE", None)
     out = tmp_path / "out"
@@ -512,23 +519,10 @@ def test_the_weight_sync_check_tells_a_synced_engine_from_one_that_samples_anoth
 def test_rl_driver_weight_sync_form_runs_on_the_cpu_and_reports_the_check(tmp_path, spider1_dir, tiny_qwen3_dir):
     """The short lease the RL driver offers (SFT, one filter pass, GRPO at learning rate 0 and at a real rate,
     then stop) runs end to end in smoke mode, and its report gives the weight-sync check."""
-    from t2s_fast.prompt import build_messages
-    from t2s_fast.schema import read_sqlite_schema, render_schema
-
     if shutil.which("bash") is None:
         pytest.skip("needs bash")
-    db = "concert_singer"
-    schema = render_schema(read_sqlite_schema(spider1_dir / "database" / db / f"{db}.sqlite", db_id=db,
-                                              sample_values=0), sample_values=False)
-    rows = [r for r in json.loads((spider1_dir / "dev.json").read_text()) if r["db_id"] == db][:12]
-    prepared = tmp_path / "prepared"
-    prepared.mkdir()
-    for name, part in (("stage1_train.jsonl", rows[:8]), ("stage1_valid.jsonl", rows[8:])):
-        (prepared / name).write_text("".join(json.dumps({
-            "id": f"{db}-{i}", "source": "spider1", "db_id": db, "dialect": "sqlite", "question": r["question"],
-            "sql": r["query"], "messages": build_messages(dialect="sqlite", db_id=db, schema=schema,
-                                                          question=r["question"], sql=r["query"])}) + "\n"
-            for i, r in enumerate(part)))
+    prepared = _prepared_concert_singer(spider1_dir, tmp_path / "prepared",
+                                        {"stage1_train.jsonl": 8, "stage1_valid.jsonl": 4})
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "spider1").symlink_to(spider1_dir)
     env = {**os.environ, "T2S_SMOKE": "1", "STOP_AFTER_RL": "1", "RL_LRS": "0 4e-5", "SFT_MAX_STEPS": "1",
