@@ -36,10 +36,7 @@ if [ -n "$SMOKE" ]; then
   head -n 6 "$VALID" > "$B/valid6.jsonl"; VALID=$B/valid6.jsonl
   head -n 40 "$TRAIN" > "$B/train40.jsonl"; TRAIN=$B/train40.jsonl
 fi
-say() { echo "$(date -u +%T) +$(( $(date +%s) - T0 ))s $*"; }
-run() { printf '%q ' "$@" >> "$B/commands.sh"; echo >> "$B/commands.sh"; "$@"; }
-job() {
-  local name=$1; shift; say "start $name"; "$@" > "$B/$name.log" 2>&1; local rc=$?; say "end $name rc=$rc"; return $rc; }
+source "$R/bench/lease/lib.sh"  # say, run (every command into $B/commands.sh), job (its log: $B/NAME.log)
 
 sft() {
   [ -d "$B/sft/adapter" ] || run $T2S train --model-name "$M" --train-file "$TRAIN" \

@@ -13,14 +13,16 @@
 # majority vote of 8 samples at T=0.8 (dev-maj8), two engines side by side, beside the run's own evaluation (eval's
 # default repair): every decoding of the runbook's stages, each with its per-question file. DEV_ARGS: more eval
 # flags for both (a CPU smoke run: DEV_ARGS="--limit 4 --max-new-tokens 16").
-# Logs: WORK_DIR/run-1.out (killed), run-2.out (resumed), status.txt, events.txt; WORK_DIR/ALLDONE at the end.
+# Logs: WORK_DIR/run-1.out (killed), run-2.out (resumed), status-after-kill.txt, status.txt, dev-*.log; every
+# command run: WORK_DIR/commands.sh; the driver's own lines on stdout; WORK_DIR/ALLDONE at the end.
 set -uo pipefail
 RUN_FILE=$(realpath "${1:?run file}"); DATA=$(realpath "${2:?data dir with spider1/ and spider2/}")
 W=${3:?work dir}; shift 3
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 \
   UNSLOTH_DISABLE_STATISTICS=1
-mkdir -p "$W" && cd "$W" && ln -sfn "$DATA" data
-say() { echo "$(date -u +%FT%TZ) $*" | tee -a events.txt; }
+R=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$W" && cd "$W" && ln -sfn "$DATA" data && B=$PWD
+source "$R/bench/lease/lib.sh"  # say, record (every command into $B/commands.sh), run, job (its log: $B/NAME.log)
 read -r out_dir model spider < <(python3 - "$RUN_FILE" "$@" <<'PY'
 import sys
 from t2s_fast.pipeline.config import load_run_config
@@ -30,9 +32,8 @@ print(flag("--out-dir", cfg.out_dir), flag("--model-name", cfg.model_name), cfg.
 PY
 ) && [ -n "$out_dir" ] || { echo "cannot read $RUN_FILE" >&2; exit 2; }
 cmd=(python3 -m t2s_fast run --config "$RUN_FILE" "$@")
-printf '%q ' "${cmd[@]}" > command.sh; echo >> command.sh
 
-say "start 1: ${cmd[*]}"
+say "start 1: ${cmd[*]}"; record "${cmd[@]}"
 setsid "${cmd[@]}" > run-1.out 2>&1 < /dev/null & pid=$!
 until compgen -G "$out_dir/stage1/checkpoints/checkpoint-*" > /dev/null; do
   kill -0 "$pid" 2>/dev/null || { say "run 1 ended before stage 1 wrote a checkpoint"; break; }; sleep 2; done
@@ -43,14 +44,13 @@ if kill -0 "$pid" 2>/dev/null; then
 fi
 python3 -m t2s_fast status "$out_dir" > status-after-kill.txt 2>&1
 say "start 2 (the same command)"
-"${cmd[@]}" > run-2.out 2>&1 < /dev/null; say "run 2 exit $?"
+run "${cmd[@]}" > run-2.out 2>&1 < /dev/null; say "run 2 exit $?"
 python3 -m t2s_fast status "$out_dir" > status.txt 2>&1; cat status.txt
 dev() {  # dev NAME FLAG...: the base and both stages on Spider dev in one engine
   local ev=(python3 -m t2s_fast eval --base-model "$model" --include-base --adapter "stage1=$out_dir/stage1/adapter"
             --adapter "stage2=$out_dir/stage2/adapter" --suite spider1 --spider-dir "$spider" --out-dir "dev-$1"
             --gpu-memory-utilization 0.4 "${@:2}" ${DEV_ARGS:-})
-  printf '%q ' "${ev[@]}" >> command.sh; echo >> command.sh
-  say "start dev-$1"; "${ev[@]}" > "dev-$1.out" 2>&1; say "dev-$1 exit $?"
+  job "dev-$1" run "${ev[@]}"
 }
 if [ -n "${GREEDY_AND_VOTE:-}" ]; then
   dev greedy --repair none & a=$!
