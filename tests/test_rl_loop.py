@@ -182,11 +182,15 @@ def test_sigterm_then_sigkill_then_the_same_command_finishes_the_run(tmp_path, t
     proc.kill()  # SIGKILL: no run.json update, no adapter save
     proc.communicate(timeout=60)
     killed_cost = max(r["cost_usd"] for r in _log(out) if "cost_usd" in r)
+    # the run may have finished one more step's checkpoint before the kill landed: resume takes the newest complete one
+    complete = (out / "checkpoints").glob("checkpoint-*/t2s_checkpoint_complete")
+    newest = max(int(m.parent.name.rsplit("-", 1)[1]) for m in complete)
+    assert newest >= nxt
 
     done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())
     assert info["stop_reason"] == "completed" and info["global_step"] == 4
-    assert info["resumed_from"].endswith(f"checkpoint-{nxt}")
+    assert info["resumed_from"].endswith(f"checkpoint-{newest}")
     assert info["cost_usd"] > killed_cost >= stopped["cost_usd"]  # no session's dollars forgotten
     assert [r["step"] for r in _log(out) if r.get("reward") is not None] == [1, 2, 3, 4]
