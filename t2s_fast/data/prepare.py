@@ -32,6 +32,7 @@ from t2s_fast.data.shorten import DropExample
 from t2s_fast.errors import T2SError
 from t2s_fast.hub import load_tokenizer
 from t2s_fast.jsonl import write_json, write_jsonl
+from t2s_fast.models import is_gguf_source, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,10 @@ class PrepareConfig:
                                 metadata={"help": "No rendered conversation (prompt + SQL) is longer than this many "
                                                   "tokens; schemas are shortened to fit."})
     tokenizer: str = field(default="Qwen/Qwen3-8B",
-                           metadata={"help": "Tokenizer folder or hub id used to measure lengths (the training "
+                           metadata={"help": "Tokenizer folder, hub id or packaged model alias (qwen2.5-coder-0.5b: "
+                                             "its converted folder's) used to measure lengths (the training "
                                              "model's). Offline, pass a local folder (e.g. "
-                                             "../shared/assets/qwen3-tokenizer)."})
+                                             "../shared/assets/qwen3-tokenizer) or an alias."})
     stage2_replay_ratio: float = field(default=1.0,
                                        metadata={"help": "Stage-1 examples replayed in stage2_mixed per Spider 2.0 "
                                                          "example (1.0: as many as there are Spider 2.0 examples; 0: "
@@ -193,7 +195,10 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
     from t2s_fast.data.spider2 import load_spider2
 
     t0 = time.perf_counter()
-    tokenizer = load_tokenizer(cfg.tokenizer)  # first: a tokenizer that cannot load fails before a minute of reading
+    source = cfg.tokenizer
+    if is_gguf_source(source):  # a packaged alias or a .gguf file: its converted folder holds the tokenizer
+        source = resolve_model(source).path
+    tokenizer = load_tokenizer(source)  # first: a tokenizer that cannot load fails before a minute of reading
     s1_examples, dropped, s1_info = load_spider1(cfg.spider_dir, sample_values=cfg.sample_values)
     log(f"Spider 1.0: {len(s1_examples)} examples on {s1_info['databases_read']} databases "
         f"({time.perf_counter() - t0:.1f}s)")
@@ -232,6 +237,7 @@ def prepare(cfg: PrepareConfig, *, log: Callable[[str], None] = lambda msg: None
     stats = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "tokenizer_source": str(source),  # what measured the lengths: an alias's converted folder, not the alias
         "versions": _versions(),
         "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "token_count": "tokens of the full conversation rendered with the tokenizer's chat template "

@@ -127,11 +127,8 @@ def prepare_config(ctx: Context):
 
 def _run_prepare(ctx: Context, budget: float) -> dict:
     from t2s_fast.data.prepare import prepare
-    from t2s_fast.models import is_gguf_source, resolve_model
 
     pc = prepare_config(ctx)
-    if is_gguf_source(pc.tokenizer):  # a packaged alias: its converted folder holds the tokenizer
-        pc.tokenizer = resolve_model(pc.tokenizer).path
     stats = prepare(pc, log=log.info)
     return {"out_dir": str(pc.out_dir), "files": {k: v.get("examples") for k, v in stats["files"].items()},
             "wall_seconds": stats.get("wall_seconds")}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The payload a rented GPU machine needs for the bench/ drivers (it reaches nothing outside), both ends of it:
+#
+#   bash bench/lease/payload.sh build DIR [MODEL ...]   here, in the repository root: wheels, data, models -> .p1 ... .pN
+#   bash bench/lease/payload.sh land N                  there, carrying .pN, after `bash .pK/land.sh` for K < N
+#   bash bench/lease/payload.sh collect WORK_DIR        there: what a driver wrote so far -> $OUT/results.tgz
+#
+# build: DIR gets the vLLM and training wheel sets (../shared/tools/*-wheels.sh) with gguf and rapidfuzz, the
+# Spider 1.0 and 2.0 folders as data.tar.xz, the Qwen3-8B config and tokenizer (the 8B shape: speed and memory
+# only), and per MODEL (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b) its GGUF under models/ and `t2s-fast prepare`'s
+# files measured with its tokenizer as prep-MODEL.tar.xz. No MODEL: the 8B shape alone. Then it splits
+# DIR into parts of PART_SIZE (48M: a part and the ~11 MB working tree fit one call's 64 MiB) with
+# ../shared/tools/gpu-payload/pack.sh. Pieces already in DIR are kept, so a second build only adds.
+#
+# land: joins the parts landed in /tmp/pk, installs the wheels into /tmp/site, unpacks the data into /tmp/t2s-data
+# and each prep-MODEL into /tmp/pay/prep-MODEL, and copies the code a background driver runs to /tmp/repo (a later
+# call must not replace what a running job reads). It runs assemble.sh from /tmp, never from the repository root:
+# there it copies from every .pK folder and stops (set -e) at the first one without payload.sha256, assembling
+# nothing (that once cost a whole lease). Then, in the same call:
+#   . /tmp/pay/env.sh && cd /tmp/repo && (setsid bash bench/rl_real_model.sh ... > /tmp/driver.log 2>&1 < /dev/null &)
+#
+# collect: logs, run.json files, train logs, curves, filter summaries, reports and gzipped per-question files (no
+# weights, optimizer states or caches), so that a lease cut short still brings back what finished.
+set -euo pipefail
+what=${1:?usage: bench/lease/payload.sh build DIR [MODEL ...] | land N | collect WORK_DIR}; shift
+
+build() {
+  local dir=${1:?payload dir}; shift; local here shared m n
+  here=$(pwd); shared=$(cd "$here/../shared" && pwd)
+  mkdir -p "$dir/models"; dir=$(cd "$dir" && pwd)
+  [ -d "$dir/wheels-vllm" ] || bash "$shared/tools/vllm-wheels.sh" "$dir/wheels-vllm"
+  [ -d "$dir/wheels-train" ] || bash "$shared/tools/gpu-wheels.sh" "$dir/wheels-train"
+  if [ ! -d "$dir/wheels-extra" ]; then
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      --platform any -d "$dir/wheels-extra.partial" gguf==0.19.0 'rapidfuzz>=3.9,<4' 2>&1 | grep -v "is ignored" || true
+    mv "$dir/wheels-extra.partial" "$dir/wheels-extra"
+  fi
+  [ -f "$dir/data.tar.xz" ] || XZ_OPT=-6 tar -C "$shared/data" -cJf "$dir/data.tar.xz" spider1 spider2
+  [ -d "$dir/qwen3-8b-config" ] || cp -r "$shared/assets/qwen3-8b-config" "$dir/"
+  [ -d "$dir/qwen3-tokenizer" ] || cp -r "$shared/assets/qwen3-tokenizer" "$dir/"
+  for m in "$@"; do
+    compgen -G "$dir/models/$m-*.gguf" > /dev/null || bash "$shared/tools/small-model-gguf.sh" "$m" "$dir/models"
+    if [ ! -f "$dir/prep-$m.tar.xz" ]; then
+      local tmp; tmp=$(mktemp -d)
+      T2S_FAST_GGUF_DIR="$dir/models" python3 -m t2s_fast prepare --spider-dir "$shared/data/spider1" \
+        --spider2-dir "$shared/data/spider2" --out-dir "$tmp/prep-$m" --tokenizer "$m" --stage2-replay-ratio 4
+      tar -C "$tmp" -cJf "$dir/prep-$m.tar.xz" "prep-$m" && rm -rf "$tmp"
+    fi
+  done
+  du -sh "$dir"/*
+  bash "$shared/tools/gpu-payload/pack.sh" "$dir" "${PART_SIZE:-48M}" > /dev/null
+  n=$(ls -d .p[0-9]* | wc -l)
+  echo "parts: $n; device calls back to back: \`bash .pK/land.sh\` carrying .pK (K < $n), then, carrying .p$n:"
+  echo "  bash bench/lease/payload.sh land $n"
+}
+
+land() {
+  local n=${1:?the number of the last part folder, .pN} r m; r=$(pwd)
+  [ -d ".p$n" ] || { echo "no .p$n here: carry it in this call" >&2; exit 2; }
+  mkdir -p /tmp/pk && cp ".p$n"/part.* /tmp/pk/
+  (cd /tmp && bash "$r/.p$n/assemble.sh")
+  mkdir -p /tmp/t2s-data && [ -d /tmp/t2s-data/spider1 ] || tar -C /tmp/t2s-data -xJf /tmp/pay/data.tar.xz
+  for m in /tmp/pay/prep-*.tar.xz; do [ -f "$m" ] && tar -C /tmp/pay -xJf "$m"; done
+  ls /tmp/pay /tmp/pay/models
+  # the whole working tree but the part folders: a driver may read committed records and configs too
+  rm -rf /tmp/repo && mkdir -p /tmp/repo && tar --exclude='./.p[0-9]*' --exclude=./.git -cf - . | tar -C /tmp/repo -xf -
+  cat > /tmp/pay/env.sh <<'SH'
+export PYTHONPATH=/tmp/site:/tmp/repo HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
+  PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 T2S_FAST_GGUF_DIR=/tmp/pay/models T2S_FAST_CACHE=/tmp/t2s-cache
+SH
+  echo "landed: . /tmp/pay/env.sh; data in /tmp/t2s-data (spider1, spider2), prepared files in /tmp/pay/prep-MODEL,"
+  echo "code in /tmp/repo; start a driver with: setsid bash /tmp/repo/bench/<driver>.sh ... > LOG 2>&1 < /dev/null &"
+}
+
+collect() {
+  local b=${1:?work dir} f; : "${OUT:?}"
+  while IFS= read -r -d '' f; do gzip -kf "$f"; done < <(find "$b" -name scored.jsonl -not -path '*/vllm-cache/*' -print0)
+  tar -C "$b" -czf "$OUT/results.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.pth' \
+    --exclude='*.bin' --exclude='vllm-cache' --exclude='.t2s_model_cache' --exclude='shape-adapter' \
+    --exclude='scored.jsonl' --exclude='*/checkpoints/*/tokenizer*' --exclude='*/adapter/tokenizer*' \
+    --exclude='merged' . 2>/dev/null || true
+  ls -la "$OUT"
+}
+
+case "$what" in
+  build|land|collect) "$what" "$@" ;;
+  *) echo "unknown: $what (build, land or collect)" >&2; exit 2 ;;
+esac
