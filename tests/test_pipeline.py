@@ -159,6 +159,14 @@ def test_the_rl_stage_continues_the_last_adapter_under_the_same_cap(tmp_path, mo
     assert "reward curves" in Path(result["report"]["html"]).read_text()
 
 
+def test_the_rl_stage_can_start_from_stage_1_named_as_such(tmp_path, monkeypatch):
+    calls = stand_ins.install(monkeypatch, rl=True)
+    cfg = _cfg(tmp_path, stages={"stage3": True}, stage3={"max_steps": 3, "adapter_path": "stage1"})
+    assert _run(cfg)["outcome"] == "done"
+    (rc,) = _calls(calls, "train_rl")
+    assert rc.adapter_path == str(Path(cfg.out_dir) / "stage1" / "adapter")
+
+
 def test_the_rl_stage_refuses_an_unknown_key_and_explains_a_missing_module(tmp_path, monkeypatch):
     from t2s_fast.errors import T2SError
 

@@ -89,8 +89,8 @@ class RunConfig:
     stage2: dict = _f({}, "`t2s-fast train` keys of stage 2 (default: the prepared stage2_mixed files, adapter_path = "
                           "stage 1's adapter).", cli="file")
     stage3: dict = _f({}, "`t2s-fast rl` keys of the RL stage (default adapter_path: the last trained stage's "
-                          "adapter; train_file: the prepared stage1_train.jsonl; db_root: "
-                          "prepare.spider_dir/database).",
+                          "adapter, or `stage1` / `stage2` for that stage's; train_file: the prepared "
+                          "stage1_train.jsonl; db_root: prepare.spider_dir/database).",
                       cli="file")
     choose: dict = _f({}, "`t2s-fast eval` keys of the held-out evaluation every checkpoint of every training stage is "
                           "chosen on (default suite heldout on the prepared stage1_valid.jsonl, repair none).",

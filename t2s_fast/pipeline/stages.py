@@ -161,6 +161,8 @@ def rl_config(ctx: Context, *, budget: float | None = None, resume: bool = False
                 "tokenizer": cfg.tokenizer}
     settings = {k: v for k, v in defaults.items() if k in known and v is not None}
     settings.update(cfg.stage3)
+    if settings.get("adapter_path") in ("stage1", "stage2"):  # a stage of this run, by name: its final adapter
+        settings["adapter_path"] = str(cfg.stage_dir(settings["adapter_path"]) / "adapter")
     return _build(cls, _where(ctx, "stage3"), **settings, model_name=cfg.model_name, gpu_hourly_usd=cfg.gpu_hourly_usd,
                   output_dir=str(cfg.stage_dir("stage3")), resume=resume, max_cost_usd=budget)
 
