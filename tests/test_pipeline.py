@@ -492,3 +492,29 @@ def test_a_changed_stage2_setting_reruns_stage2_and_later_not_stage1(inputs, fin
     assert (out / "stage2.replaced-1" / "run.json").is_file()  # the earlier stage 2 is kept, not deleted
     report = json.loads((out / "report.json").read_text())
     assert report["spent_usd"] > finished["report"]["spent_usd"]  # the first session's dollars still count
+
+
+@pytest.mark.slow
+def test_the_rl_stage_runs_for_real_from_stage_1_and_its_checkpoints_join_the_choice(inputs):
+    """Stage 3 on the tiny model, not a stand-in: the filter pass, GRPO steps with the sandboxed reward on the run's
+    own databases, checkpoints the held-out choice evaluates beside stage 1's, and Spider dev of each stage."""
+    rl = {"adapter_path": "stage1", "max_steps": 2, "save_steps": 1, "filter_samples": 2, "filter_min_correct": 0,
+          "filter_max_correct": 2, "num_generations": 2, "prompts_per_step": 2, "micro_batch_completions": 2,
+          "max_completion_length": 8, "reward_workers": 1, "max_prompts": 4}
+    f, out = _run_file(inputs, "with-rl", stages={"stage2": False, "stage3": True}, stage1={"max_steps": 2},
+                       stage3=rl)
+    assert _main(["run", "--config", str(f)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    status = {r["stage"]: r["status"] for r in report["stages"]}
+    assert status["stage3"] == "done" and status["stage2"] == "off" and report["outcome"] == "done"
+    run3 = json.loads((out / "stage3" / "run.json").read_text())
+    assert run3["global_step"] == 2 and run3["config"]["adapter_path"] == str(out / "stage1" / "adapter")
+    assert (out / "stage3" / "prompts" / "filter.json").is_file()
+    assert all((out / "stage3" / "checkpoints" / f"checkpoint-{s}" / "t2s_checkpoint_complete").is_file()
+               for s in (1, 2))
+    # every checkpoint is a candidate unless its weights equal the final adapter's (a random model earns no reward,
+    # so GRPO leaves its weights as they were: one evaluation of them is enough)
+    candidates = {c["name"] for c in report["choose"]["candidates"]}
+    assert "stage3@final" in candidates and "stage1@final" in candidates
+    assert {"stage1", "stage3"} <= set(report["eval"]["adapters"])
+    assert report["training"]["stage3"]["curves"]["reward"]
