@@ -145,8 +145,9 @@ def sync_check(steps: list[dict], prompts_per_step: int, seed: int = 0) -> dict 
 
 def run_section(work: Path, out: Path, report: dict) -> list[str]:
     lines = ["## The runs", "", "| run | steps | stop | minutes | dollars | s/step (gen / reward / train) | peak GiB "
-             "| reward first → last | zero-std groups | match rate vs start's (first 3 steps) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| reward first → last | zero-std groups | match rate vs start's (first 3 steps) "
+             "| vLLM vs trainer: mean abs Δ log p (median step) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     report["runs"] = {}
     sync_lines: list[str] = []
     sft = _json(work / "sft" / "run.json")
@@ -161,11 +162,11 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                      f"lr {sft['config']['learning_rate']:g})"
                      f" | {sft['global_step']} | {sft['stop_reason']} | {sft['elapsed_s_total'] / 60:.1f} | "
                      f"${sft['cost_usd']:.2f} | {sft.get('trained_tokens_per_s') or 0:,.0f} tok/s | "
-                     f"{sft.get('peak_gpu_memory_allocated_gib', '-')} | | | |")
+                     f"{sft.get('peak_gpu_memory_allocated_gib', '-')} | | | | |")
     for d in sorted(p for p in work.glob("rl-*") if p.is_dir()):
         info = _json(d / "run.json")
         if not info:
-            lines.append(f"| {d.name} | did not finish (see its log) | | | | | | | | |")
+            lines.append(f"| {d.name} | did not finish (see its log) | | | | | | | | | |")
             continue
         for f in ("run.json", "train_log.jsonl", "rl_curves.png", "prompts/filter.json"):
             _copy(d / f, out / d.name / Path(f).name)
@@ -183,7 +184,8 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                                   "filter": info["filter"],
                                   "mean_frac_reward_zero_std": info["mean_frac_reward_zero_std"],
                                   "first_reward": info["first_reward"], "final_reward": info["final_reward"],
-                                  "sync_check_first3": sync}
+                                  "sync_check_first3": sync,
+                                  "sync_logp_diff_mean_median": info.get("sync_logp_diff_mean_median")}
         if info["config"]["learning_rate"] == 0:
             check = sync_check(steps, info["config"]["prompts_per_step"])
             report["runs"][d.name]["sync_check"] = check
@@ -201,7 +203,8 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                      f"{med['total']} ({med['generation']} / {med['reward']} / {med['training']}"
                      f"{_tps(info.get('train_tokens_per_s_median'))}) | "
                      f"{info.get('peak_gpu_memory_allocated_gib', '-')} | {info['first_reward']} → "
-                     f"{info['final_reward']} | {info['mean_frac_reward_zero_std']} | {sync} |")
+                     f"{info['final_reward']} | {info['mean_frac_reward_zero_std']} | {sync} | "
+                     f"{info.get('sync_logp_diff_mean_median', '-')} |")
     filt = next((r["filter"] for r in report["runs"].values() if isinstance(r, dict) and r.get("filter")), None)
     if filt:
         lines += ["", f"Prompt filter: {filt['kept']:,} of {filt['prompts']:,} training prompts kept ({filt['rule']}); "

@@ -235,3 +235,38 @@ def test_filter_samples_0_keeps_every_prompt_without_a_pass(tmp_path, spider1_di
                    db_root=str(db_root), output_dir=str(tmp_path / "rl"), filter_samples=0)
     kept, info = filter_prompts(cfg.validate())
     assert len(kept) == 3 and info["kept"] == 3 and not prompts_dir(cfg).exists()
+
+
+def test_the_step_log_keeps_trls_per_token_sync_figures_and_the_progress_line_shows_them(tmp_path, capsys):
+    """On a GPU, TRL's importance-sampling correction compares vLLM's log-probability of every sampled token with
+    the training model's: the step log keeps that difference (the weight-sync check on every step) and the
+    progress line shows it. A CPU run has no vLLM and no such figure."""
+    from types import SimpleNamespace
+
+    from t2s_fast.jsonl import read_jsonl
+    from t2s_fast.rl.callbacks import RLProgress, RLStepLog, StepClock
+    from t2s_fast.train.budget import RunMeter
+
+    meter, log_path = RunMeter(gpu_hourly_usd=3.44), tmp_path / "train_log.jsonl"
+    reward = SimpleNamespace(take_stats=lambda: {"match_rate": 0.5})
+    step_log, progress = RLStepLog(meter, log_path, StepClock(), reward), RLProgress(meter)
+    state = SimpleNamespace(global_step=1, epoch=0.1, max_steps=10)
+    step_log.on_train_begin(None, state, None)
+    meter.pending_tokens = 1000
+    step_log.on_step_end(None, state, None)
+    logs = {"loss": 0.01, "reward": 0.4, "frac_reward_zero_std": 0.25, "completions/mean_length": 40.0,
+            "sampling/sampling_logp_difference/mean": 0.0123, "sampling/sampling_logp_difference/max": 0.9,
+            "sampling/importance_sampling_ratio/mean": 1.001}
+    progress.on_log(None, state, None, logs=logs)
+    step_log.on_log(None, state, None, logs=logs)
+    (row,) = read_jsonl(log_path)
+    assert row["sync_logp_diff_mean"] == 0.0123 and row["sync_logp_diff_max"] == 0.9
+    assert row["importance_ratio_mean"] == 1.001 and row["reward"] == 0.4 and row["match_rate"] == 0.5
+    assert "sync dlogp 0.012" in capsys.readouterr().err
+
+    state.global_step = 2
+    step_log.on_step_end(None, state, None)
+    cpu_logs = {"loss": 0.02, "reward": 0.5}  # no vLLM: no sync figure, and the line says nothing of it
+    progress.on_log(None, state, None, logs=cpu_logs)
+    step_log.on_log(None, state, None, logs=cpu_logs)
+    assert "sync_logp_diff_mean" not in read_jsonl(log_path)[-1] and "sync" not in capsys.readouterr().err

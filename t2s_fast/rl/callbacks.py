@@ -22,7 +22,12 @@ from t2s_fast.train.callbacks import StepLogCallback
 # TRL GRPOTrainer log keys -> train_log.jsonl keys
 LOGGED = {"reward": "reward", "reward_std": "reward_std", "frac_reward_zero_std": "frac_reward_zero_std",
           "completions/mean_length": "completion_length", "completions/clipped_ratio": "clipped_ratio",
-          "entropy": "entropy", "kl": "kl", "grad_norm": "grad_norm"}
+          "entropy": "entropy", "kl": "kl", "grad_norm": "grad_norm",
+          # vLLM's log-probability of each sampled token against the training model's (TRL's importance-sampling
+          # correction computes both): near 0 while the LoRA weights reach the engine, large if they do not
+          "sampling/sampling_logp_difference/mean": "sync_logp_diff_mean",
+          "sampling/sampling_logp_difference/max": "sync_logp_diff_max",
+          "sampling/importance_sampling_ratio/mean": "importance_ratio_mean"}
 
 
 class StepClock:
@@ -112,6 +117,9 @@ class RLProgress(TrainerCallback):
               f"len {logs.get('completions/mean_length', float('nan')):.0f} | "
               f"{rec['step_time_s']:.1f} s/step (gen {rec.get('generation_s', 0):.1f}, reward "
               f"{rec.get('reward_s', 0):.1f}, train {rec.get('train_s', 0):.1f} at "
-              f"{rec.get('train_tokens_per_s', 0):,.0f} tok/s) | ${m.cost_usd():.3f}, "
+              f"{rec.get('train_tokens_per_s', 0):,.0f} tok/s)"
+              + (f" | sync dlogp {logs['sampling/sampling_logp_difference/mean']:.3f}"
+                 if "sampling/sampling_logp_difference/mean" in logs else "")
+              + f" | ${m.cost_usd():.3f}, "
               f"~${m.projected_total_usd(remaining):.3f} at the end, ETA {eta_s / 60:.0f} min", file=sys.stderr,
               flush=True)

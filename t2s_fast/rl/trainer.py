@@ -13,8 +13,9 @@ Output directory (the layout of a `t2s-fast train` run, so `eval --checkpoints` 
   every one) and, once complete, the marker ``t2s_checkpoint_complete``;
 - ``train_log.jsonl``: per optimizer step: loss, reward, reward_std, frac_reward_zero_std, completion_length,
   clipped_ratio, match_rate, start_match_rate (the filter pass's pass rate of the step's prompts: what
-  match_rate is while the policy is still the starting adapter), fail_rate, generation_s, reward_s, train_s,
-  step_time_s, elapsed_s, cost_usd;
+  match_rate is while the policy is still the starting adapter), sync_logp_diff_mean / _max (vLLM's log-probability
+  of each sampled token against the training model's: near 0 when the weights reach the engine), fail_rate,
+  generation_s, reward_s, train_s, step_time_s, elapsed_s, cost_usd;
 - ``rl_curves.png``: reward, loss, zero-variance share and completion length against the step;
 - ``run.json``: settings, the filter's summary, engine, versions, device, steps, timing per step (median
   generation / reward / training seconds), peak GPU memory, dollars (resumed sessions included), stop reason.
@@ -186,6 +187,7 @@ def _write_run_json(cfg: RLConfig, run: dict, wall_s: float) -> dict:
         "step_seconds_median": {"total": _median(steps, "step_time_s"), "generation": _median(steps, "generation_s"),
                                 "reward": _median(steps, "reward_s"), "training": _median(steps, "train_s")},
         "train_tokens_per_s_median": _median(steps, "train_tokens_per_s"),
+        "sync_logp_diff_mean_median": _median(steps, "sync_logp_diff_mean"),
         "first_reward": steps[0]["reward"] if steps else None, "final_reward": steps[-1]["reward"] if steps else None,
         "mean_frac_reward_zero_std": round(statistics.mean(r["frac_reward_zero_std"] for r in steps), 4)
         if steps and all("frac_reward_zero_std" in r for r in steps) else None,
