@@ -256,12 +256,13 @@ def test_the_step_log_keeps_trls_per_token_sync_figures_and_the_progress_line_sh
     step_log.on_step_end(None, state, None)
     logs = {"loss": 0.01, "reward": 0.4, "frac_reward_zero_std": 0.25, "completions/mean_length": 40.0,
             "sampling/sampling_logp_difference/mean": 0.0123, "sampling/sampling_logp_difference/max": 0.9,
-            "sampling/importance_sampling_ratio/mean": 1.001}
+            "sampling/importance_sampling_ratio/mean": 1.001, "sampling/importance_sampling_ratio/min": 0.0}
     progress.on_log(None, state, None, logs=logs)
     step_log.on_log(None, state, None, logs=logs)
     (row,) = read_jsonl(log_path)
     assert row["sync_logp_diff_mean"] == 0.0123 and row["sync_logp_diff_max"] == 0.9
-    assert row["importance_ratio_mean"] == 1.001 and row["reward"] == 0.4 and row["match_rate"] == 0.5
+    assert row["importance_ratio_mean"] == 1.001 and row["importance_ratio_min"] == 0.0
+    assert row["reward"] == 0.4 and row["match_rate"] == 0.5
     assert "sync dlogp 0.012" in capsys.readouterr().err
 
     state.global_step = 2

@@ -27,7 +27,9 @@ LOGGED = {"reward": "reward", "reward_std": "reward_std", "frac_reward_zero_std"
           # correction computes both): near 0 while the LoRA weights reach the engine, large if they do not
           "sampling/sampling_logp_difference/mean": "sync_logp_diff_mean",
           "sampling/sampling_logp_difference/max": "sync_logp_diff_max",
-          "sampling/importance_sampling_ratio/mean": "importance_ratio_mean"}
+          "sampling/importance_sampling_ratio/mean": "importance_ratio_mean",
+          # 0: some sequence's ratio passed TRL's cap (3) and was masked out of the loss
+          "sampling/importance_sampling_ratio/min": "importance_ratio_min"}
 
 
 class StepClock:
