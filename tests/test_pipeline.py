@@ -258,7 +258,7 @@ def test_a_failed_stage_ends_the_run_as_failed_reports_it_and_runs_on_finish(tmp
 
 # --- pipeline ---
 ROOT = Path(__file__).resolve().parent.parent
-KILL_AT = Path(__file__).parent / "pipeline_helpers" / "kill_at.py"
+INTERRUPT = Path(__file__).parent / "pipeline_helpers" / "interrupt.py"
 
 
 def _main(args: list[str]) -> int:
@@ -395,15 +395,16 @@ def test_killed_at_every_stage_boundary_and_mid_stage_then_resumed_ends_with_the
 
     def kill_before(stage: str) -> None:
         nonlocal sessions
-        rc, text = _finish(_subprocess([str(KILL_AT), stage, *run]))
+        rc, text = _finish(_subprocess([str(INTERRUPT), "kill-before", stage, *run]))
         sessions += 1
         assert rc == -signal.SIGKILL, text
         assert _state_at(out)["stages"].get(stage, {}).get("status") in (None, "pending", "running"), text
 
     kill_before("stage1")  # after prepare
     assert _state_at(out)["stages"]["prepare"]["status"] == "done"
-    # SIGTERM in the middle of stage 1: it finishes the step, saves a checkpoint, and the run stops (143)
-    proc = _subprocess(["-m", "t2s_fast", *run])
+    # SIGTERM in the middle of stage 1: it finishes the step, saves a checkpoint, and the run stops (143). Stage 1
+    # waits after its first step for the signal: its tiny steps could otherwise all end before the signal lands.
+    proc = _subprocess([str(INTERRUPT), "hold-after-step", "stage1", "1", *run])
     log_file = out / "stage1" / "train_log.jsonl"
     deadline = time.time() + 300
     while not (log_file.is_file() and '"loss"' in log_file.read_text()) and time.time() < deadline:

@@ -18,6 +18,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 DBS = ("concert_singer", "pets_1")
+INTERRUPT = Path(__file__).parent / "pipeline_helpers" / "interrupt.py"
 
 
 @pytest.fixture(scope="module")
@@ -165,32 +166,33 @@ def test_sigterm_then_sigkill_then_the_same_command_finishes_the_run(tmp_path, t
     out = tmp_path / "run"
     cfg = tmp_path / "rl.json"
     cfg.write_text(json.dumps(_settings(tiny_qwen3_dir, prepared, sft_adapter, spider1_dir, out, max_steps=4)))
-    cmd = [sys.executable, "-m", "t2s_fast", "rl", "--config", str(cfg)]
+    cmd = ["rl", "--config", str(cfg)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    def start(hold_at: int, *extra):  # the run waits after checkpoint `hold_at` for a signal: no race with its steps
+        return subprocess.Popen([sys.executable, str(INTERRUPT), "hold-after-checkpoint", out.name, str(hold_at),
+                                 *cmd, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    proc = start(1)
     _wait_for(out / "checkpoints" / "checkpoint-1" / "t2s_checkpoint_complete", proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err[-3000:]
     stopped = json.loads((out / "run.json").read_text())
     assert stopped["stop_reason"] == "interrupted" and (out / "adapter").is_dir()
+    assert stopped["global_step"] == 2  # the signal came after step 1: it trained step 2, saved, and stopped
 
-    proc = subprocess.Popen(cmd + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    nxt = stopped["global_step"] + 1
-    _wait_for(out / "checkpoints" / f"checkpoint-{nxt}" / "t2s_checkpoint_complete", proc)
+    proc = start(3, "--resume")
+    _wait_for(out / "checkpoints" / "checkpoint-3" / "t2s_checkpoint_complete", proc)
     proc.kill()  # SIGKILL: no run.json update, no adapter save
     proc.communicate(timeout=60)
     killed_cost = max(r["cost_usd"] for r in _log(out) if "cost_usd" in r)
-    # the run may have finished one more step's checkpoint before the kill landed: resume takes the newest complete one
-    complete = (out / "checkpoints").glob("checkpoint-*/t2s_checkpoint_complete")
-    newest = max(int(m.parent.name.rsplit("-", 1)[1]) for m in complete)
-    assert newest >= nxt
 
-    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "t2s_fast", *cmd, "--resume"], capture_output=True, text=True,
+                          env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())
     assert info["stop_reason"] == "completed" and info["global_step"] == 4
-    assert info["resumed_from"].endswith(f"checkpoint-{newest}")
+    assert info["resumed_from"].endswith("checkpoint-3")
     assert info["cost_usd"] > killed_cost >= stopped["cost_usd"]  # no session's dollars forgotten
     assert [r["step"] for r in _log(out) if r.get("reward") is not None] == [1, 2, 3, 4]
