@@ -65,10 +65,8 @@ land() {
   ls /tmp/pay /tmp/pay/models
   # the whole working tree but the part folders: a driver may read committed records and configs too
   rm -rf /tmp/repo && mkdir -p /tmp/repo && tar --exclude='./.p[0-9]*' --exclude=./.git -cf - . | tar -C /tmp/repo -xf -
-  cat > /tmp/pay/env.sh <<'SH'
-export PYTHONPATH=/tmp/site:/tmp/repo HF_HUB_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
-  PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 T2S_FAST_GGUF_DIR=/tmp/pay/models T2S_FAST_CACHE=/tmp/t2s-cache
-SH
+  # the drivers' own environment (bench/lease/lib.sh's driver_env), for a shell that starts one
+  printf 'R=/tmp/repo; . /tmp/repo/bench/lease/lib.sh && driver_env\n' > /tmp/pay/env.sh
   echo "landed: . /tmp/pay/env.sh; data in /tmp/t2s-data (spider1, spider2), prepared files in /tmp/pay/prep-MODEL,"
   echo "code in /tmp/repo; start a driver with: setsid bash /tmp/repo/bench/<driver>.sh ... > LOG 2>&1 < /dev/null &"
 }
