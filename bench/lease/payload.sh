@@ -6,11 +6,12 @@
 #   bash bench/lease/payload.sh collect WORK_DIR        there: what a driver wrote so far -> $OUT/results.tgz
 #
 # build: DIR gets the vLLM and training wheel sets (../shared/tools/*-wheels.sh) with gguf and rapidfuzz, the
-# Spider 1.0 and 2.0 folders as data.tar.xz, the Qwen3-8B config and tokenizer (the 8B shape: speed and memory
-# only), and per MODEL (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b) its GGUF under models/ and `t2s-fast prepare`'s
-# files measured with its tokenizer as prep-MODEL.tar.xz. No MODEL: the 8B shape alone. Then it splits
-# DIR into parts of PART_SIZE (48M: a part and the ~11 MB working tree fit one call's 64 MiB) with
-# ../shared/tools/gpu-payload/pack.sh. Pieces already in DIR are kept, so a second build only adds.
+# Spider 1.0 and 2.0 folders as data.tar.xz, per MODEL (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b) its GGUF under
+# models/ and `t2s-fast prepare`'s files measured with its tokenizer as prep-MODEL.tar.xz, and the Qwen3-8B config
+# and tokenizer (the 8B shape: speed and memory only; 16 MiB) when no MODEL is named or WITH_SHAPE=1. Then it
+# splits DIR into parts with ../shared/tools/gpu-payload/pack.sh, each as large as one call carries beside the
+# working tree (64 MiB less the tree less 1 MiB; PART_SIZE, e.g. 48M, overrides). Pieces already in DIR are
+# kept, so a second build only adds (one without the 8B shape removes its two folders from DIR).
 #
 # land: joins the parts landed in /tmp/pk, installs the wheels into /tmp/site, unpacks the data into /tmp/t2s-data
 # and each prep-MODEL into /tmp/pay/prep-MODEL, and copies the code a background driver runs to /tmp/repo (a later
@@ -23,6 +24,12 @@
 # weights, optimizer states or caches), so that a lease cut short still brings back what finished.
 set -euo pipefail
 what=${1:?usage: bench/lease/payload.sh build DIR [MODEL ...] | land N | collect WORK_DIR}; shift
+
+part_size() {  # what one call carries beside the working tree that travels with it (tracked and untracked,
+  # not ignored), in whole MiB: 64 less the tree (rounded up) less 1 for the transfer's own overhead
+  local tree; tree=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 cat 2>/dev/null | wc -c)
+  echo "$(( 64 - (tree + 1048575) / 1048576 - 1 ))M"
+}
 
 build() {
   local dir=${1:?payload dir}; shift; local here shared m n
@@ -37,8 +44,12 @@ build() {
     mv "$dir/wheels-extra.partial" "$dir/wheels-extra"
   fi
   [ -f "$dir/data.tar.xz" ] || XZ_OPT=-6 tar -C "$shared/data" -cJf "$dir/data.tar.xz" spider1 spider2
-  [ -d "$dir/qwen3-8b-config" ] || cp -r "$shared/assets/qwen3-8b-config" "$dir/"
-  [ -d "$dir/qwen3-tokenizer" ] || cp -r "$shared/assets/qwen3-tokenizer" "$dir/"
+  if [ $# = 0 ] || [ -n "${WITH_SHAPE:-}" ]; then
+    [ -d "$dir/qwen3-8b-config" ] || cp -r "$shared/assets/qwen3-8b-config" "$dir/"
+    [ -d "$dir/qwen3-tokenizer" ] || cp -r "$shared/assets/qwen3-tokenizer" "$dir/"
+  else
+    rm -rf "$dir/qwen3-8b-config" "$dir/qwen3-tokenizer"
+  fi
   for m in "$@"; do
     compgen -G "$dir/models/$m-*.gguf" > /dev/null || bash "$shared/tools/small-model-gguf.sh" "$m" "$dir/models"
     if [ ! -f "$dir/prep-$m.tar.xz" ]; then
@@ -49,7 +60,7 @@ build() {
     fi
   done
   du -sh "$dir"/*
-  bash "$shared/tools/gpu-payload/pack.sh" "$dir" "${PART_SIZE:-48M}" > /dev/null
+  bash "$shared/tools/gpu-payload/pack.sh" "$dir" "${PART_SIZE:-$(part_size)}" > /dev/null
   n=$(ls -d .p[0-9]* | wc -l)
   echo "parts: $n; device calls back to back: \`bash .pK/land.sh\` carrying .pK (K < $n), then, carrying .p$n:"
   echo "  bash bench/lease/payload.sh land $n"
