@@ -1,0 +1,6 @@
+# 2026-12-07T16:00:39Z CUDA_VISIBLE_DEVICES=all
+python3 -m t2s_fast train --model-name qwen2.5-coder-0.5b --train-file /tmp/pay/prep-qwen2.5-coder-0.5b/stage1_train.jsonl --output-dir /tmp/rl/sft --num-train-epochs 1 --max-steps -1 --learning-rate 4e-4 --max-cost-usd 5
+# 2026-12-07T16:03:58Z CUDA_VISIBLE_DEVICES=all
+python3 -m t2s_fast rl --model-name qwen2.5-coder-0.5b --train-file /tmp/pay/prep-qwen2.5-coder-0.5b/stage1_train.jsonl --adapter-path /tmp/rl/sft/adapter --db-root /tmp/t2s-data/spider1 --output-dir /tmp/rl/rl-lr4e-5 --learning-rate 4e-5 --max-steps 8 --save-steps 4 --max-prompts 400 --vllm-gpu-memory-utilization 0.25 --max-cost-usd 10 --resume
+# 2026-12-07T16:09:35Z CUDA_VISIBLE_DEVICES=all
+python3 -m t2s_fast eval --base-model qwen2.5-coder-0.5b --adapter sft=/tmp/rl/sft/adapter --adapter rl-lr4e-5-step-4=/tmp/rl/rl-lr4e-5/checkpoints/checkpoint-4 --adapter rl-lr4e-5-step-8=/tmp/rl/rl-lr4e-5/checkpoints/checkpoint-8 --adapter rl-lr4e-5-final=/tmp/rl/rl-lr4e-5//adapter --suite heldout --questions /tmp/pay/prep-qwen2.5-coder-0.5b/stage1_valid.jsonl --spider-dir /tmp/t2s-data/spider1 --repair none --workers 12 --timeout 10 --out-dir /tmp/rl/heldout --gpu-memory-utilization 0.15 --vllm-cache-dir /tmp/rl/vllm-cache
