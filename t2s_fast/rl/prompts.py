@@ -116,6 +116,7 @@ def sample_pass_counts(cfg: RLConfig, rows: list[dict]) -> tuple[list[dict], dic
     generator = make_generator("auto", base_model=model_path, adapters={"start": cfg.adapter_path},
                                tokenizer_dir=tokenizer_dir, gpu_memory_utilization=0.85,
                                max_model_len=cfg.vllm_max_model_length, seed=cfg.seed)
+    t_ready = time.time()  # the engine's start (minutes on a GPU) is kept apart from the sampling itself
     try:
         results = []
         step = generator.batch_size or len(requests)
@@ -124,8 +125,8 @@ def sample_pass_counts(cfg: RLConfig, rows: list[dict]) -> tuple[list[dict], dic
             print(f"filter: generated {len(results):,}/{len(requests):,} samples "
                   f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
     finally:
+        gen_s = time.time() - t_ready
         generator.close()
-    gen_s = time.time() - t0
     by_row = {r["id"]: r for r in rows}
     reward = ExecutionReward(cfg.db_root, cfg.reward, cfg.reward_workers, cfg.reward_timeout_s)
     t1 = time.time()
@@ -135,7 +136,8 @@ def sample_pass_counts(cfg: RLConfig, rows: list[dict]) -> tuple[list[dict], dic
     for res, s in zip(results, scored):
         correct[res.key.rsplit("|", 1)[0]] += int(s["exec_match"])
     counts = [{**r, "correct": correct[r["id"]], "samples": cfg.filter_samples} for r in rows]
-    timing = {"generation_s": round(gen_s, 1), "scoring_s": round(time.time() - t1, 1),
+    timing = {"engine_start_s": round(t_ready - t0, 1), "generation_s": round(gen_s, 1),
+              "scoring_s": round(time.time() - t1, 1),
               "samples": len(results), "generator": getattr(generator, "name", "?")}
     return counts, timing
 
@@ -205,7 +207,8 @@ def main(argv: list[str]) -> int:
     except T2SError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"filter: {info['samples']:,} samples scored ({info['generation_s']} s generating, "
+    print(f"filter: {info['samples']:,} samples scored ({info.get('engine_start_s', 0)} s starting the engine, "
+          f"{info['generation_s']} s generating, "
           f"{info['scoring_s']} s scoring)", file=sys.stderr)
     return 0
 
