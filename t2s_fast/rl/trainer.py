@@ -14,7 +14,8 @@ Output directory (the layout of a `t2s-fast train` run, so `eval --checkpoints` 
 - ``train_log.jsonl``: per optimizer step: loss, reward, reward_std, frac_reward_zero_std, completion_length,
   clipped_ratio, match_rate, start_match_rate (the filter pass's pass rate of the step's prompts: what
   match_rate is while the policy is still the starting adapter), sync_logp_diff_mean / _max (vLLM's log-probability
-  of each sampled token against the training model's: near 0 when the weights reach the engine), fail_rate,
+  of each sampled token against the training model's: near 0 when the weights reach the engine),
+  importance_ratio_mean / _min (0: a sequence passed TRL's cap and was masked out of the loss), fail_rate,
   generation_s, reward_s, train_s, step_time_s, elapsed_s, cost_usd;
 - ``rl_curves.png``: reward, loss, zero-variance share and completion length against the step;
 - ``run.json``: settings, the filter's summary, engine, versions, device, steps, timing per step (median
