@@ -102,8 +102,10 @@ if [ -n "${ONLY_SHAPE:-}" ]; then job "$SHAPE_JOB" shape; say "ALLDONE"; touch "
 job sft sft || { say "SFT failed"; touch "$B/ALLDONE"; exit 1; }
 set -- $RL_LRS; first=$1
 job "rl-lr$first" rl "lr$first" "$first" & pids=($!)
-for lr in "${@:2}"; do  # the other rates reuse the first one's filter pass (same adapter, same settings)
-  while [ ! -f "$B/rl-lr$first/prompts/pass.json" ] && kill -0 "${pids[0]}" 2>/dev/null; do sleep 5; done
+for lr in "${@:2}"; do  # the other rates reuse the first one's filter pass (same adapter, same settings); they
+  # start once the first run has logged a step: by then the filter's engine has exited and the first run's colocated
+  # engine has taken its memory, so no engine profiles its memory while another process frees or takes some
+  while [ ! -s "$B/rl-lr$first/train_log.jsonl" ] && kill -0 "${pids[0]}" 2>/dev/null; do sleep 5; done
   mkdir -p "$B/rl-lr$lr" && cp -r "$B/rl-lr$first/prompts" "$B/rl-lr$lr/" 2>/dev/null
   job "rl-lr$lr" rl "lr$lr" "$lr" & pids+=($!)
 done

@@ -17,6 +17,8 @@ import shutil
 from pathlib import Path
 
 from t2s_fast.evaluate.paired import LEVEL, N_BOOT, compare_adapters, ex_of, markdown_table, read_per_question
+from t2s_fast.rl.plot import plot_rl_curves
+from t2s_fast.rl.trainer import summarize_steps
 
 DEV_RUNS = (("greedy", "greedy"), ("repair", "default repair (resample K=8 at T=0.8 where SQL fails)"),
             ("maj8", "majority vote of 8 samples at T=0.8"))
@@ -119,6 +121,10 @@ def _tps(tokens_per_s: float | None) -> str:
     return f" at {tokens_per_s:,.0f} tok/s" if tokens_per_s else ""
 
 
+def _r3(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
@@ -143,6 +149,21 @@ def sync_check(steps: list[dict], prompts_per_step: int, seed: int = 0) -> dict 
             "difference": round(float(diffs.mean()), 4), "ci95": [low, high]}
 
 
+def _cut_run_info(d: Path, rows: list[dict]) -> dict | None:
+    """What a run stopped before writing run.json (a lease taken back, a kill) shows in its train_log.jsonl and
+    prompts/filter.json: its steps, their timing and rewards, its dollars so far. None before its first step."""
+    steps = [r for r in rows if r.get("reward") is not None]
+    if not steps:
+        return None
+    last = steps[-1]
+    settings = _json(d / "prompts" / "settings.json")
+    return {"global_step": last["step"], "stop_reason": "cut: stopped before run.json was written",
+            "elapsed_s_total": last["elapsed_s"], "cost_usd": last["cost_usd"], "engine": "engine not recorded",
+            "config": {"learning_rate": last.get("learning_rate", settings.get("learning_rate")),
+                       "prompts_per_step": settings.get("prompts_per_step", 16)},
+            "filter": _json(d / "prompts" / "filter.json") or None, **summarize_steps(rows)}
+
+
 def run_section(work: Path, out: Path, report: dict) -> list[str]:
     lines = ["## The runs", "", "| run | steps | stop | minutes | dollars | s/step (gen / reward / train) | peak GiB "
              "| reward first → last | zero-std groups | match rate vs start's (first 3 steps) "
@@ -164,13 +185,16 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                      f"${sft['cost_usd']:.2f} | {sft.get('trained_tokens_per_s') or 0:,.0f} tok/s | "
                      f"{sft.get('peak_gpu_memory_allocated_gib', '-')} | | | | |")
     for d in sorted(p for p in work.glob("rl-*") if p.is_dir()):
-        info = _json(d / "run.json")
+        rows = [json.loads(x) for x in (d / "train_log.jsonl").read_text().splitlines()
+                if x.strip()] if (d / "train_log.jsonl").is_file() else []
+        info = _json(d / "run.json") or _cut_run_info(d, rows)
         if not info:
-            lines.append(f"| {d.name} | did not finish (see its log) | | | | | | | | | |")
+            lines.append(f"| {d.name} | did not finish a step (see its log) | | | | | | | | | |")
             continue
         for f in ("run.json", "train_log.jsonl", "rl_curves.png", "prompts/filter.json"):
             _copy(d / f, out / d.name / Path(f).name)
-        rows = [json.loads(x) for x in (d / "train_log.jsonl").read_text().splitlines() if x.strip()]
+        if not (d / "rl_curves.png").is_file() and rows:
+            plot_rl_curves(d / "train_log.jsonl", out / d.name / "rl_curves.png", title=f"{d.name} (cut)")
         steps = [r for r in rows if r.get("reward") is not None]
         med = info["step_seconds_median"]
         first3 = steps[:3]
@@ -202,8 +226,8 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                      f"{info['stop_reason']} | {info['elapsed_s_total'] / 60:.1f} | ${info['cost_usd']:.2f} | "
                      f"{med['total']} ({med['generation']} / {med['reward']} / {med['training']}"
                      f"{_tps(info.get('train_tokens_per_s_median'))}) | "
-                     f"{info.get('peak_gpu_memory_allocated_gib', '-')} | {info['first_reward']} → "
-                     f"{info['final_reward']} | {info['mean_frac_reward_zero_std']} | {sync} | "
+                     f"{info.get('peak_gpu_memory_allocated_gib', '-')} | {_r3(info['first_reward'])} → "
+                     f"{_r3(info['final_reward'])} | {info['mean_frac_reward_zero_std']} | {sync} | "
                      f"{info.get('sync_logp_diff_mean_median', '-')} |")
     filt = next((r["filter"] for r in report["runs"].values() if isinstance(r, dict) and r.get("filter")), None)
     if filt:

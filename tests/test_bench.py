@@ -515,6 +515,30 @@ def test_the_weight_sync_check_tells_a_synced_engine_from_one_that_samples_anoth
     assert sync_check([{"match_rate": 0.5}], 16) is None  # no start rates (no filter pass): no check
 
 
+def test_rl_report_summarizes_a_grpo_run_cut_before_it_wrote_run_json(tmp_path):
+    """A lease taken back mid-run leaves a GRPO run with its train log and filter but no run.json: the report
+    still gives its steps, seconds per step, dollars so far and rewards, and says it was cut."""
+    run = tmp_path / "work" / "rl-lr4e-5"
+    (run / "prompts").mkdir(parents=True)
+    (run / "prompts" / "filter.json").write_text(json.dumps({"prompts": 40, "kept": 25, "never_right": 5,
+                                                             "always_right": 10, "rule": "1 <= right of 8 <= 7"}))
+    (run / "prompts" / "settings.json").write_text(json.dumps({"learning_rate": 4e-5, "prompts_per_step": 16}))
+    rows = [{"step": i, "reward": 0.5 + i / 100, "frac_reward_zero_std": 0.125, "step_time_s": t, "generation_s": 1.0,
+             "reward_s": 0.25, "train_s": t - 1.25, "elapsed_s": 60.0 + 14 * i, "cost_usd": 0.01 * i,
+             "learning_rate": 4e-5, "match_rate": 0.5, "start_match_rate": 0.5, "sync_logp_diff_mean": 0.005}
+            for i, t in ((1, 16.0), (2, 14.0), (3, 13.0))]
+    (run / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(REPO / "bench/rl_report.py"), str(tmp_path / "work"), str(out)], check=True,
+                   capture_output=True, text=True, timeout=300)
+    summary = json.loads((out / "report.json").read_text())["runs"]["rl-lr4e-5"]
+    assert summary["global_step"] == 3 and summary["cost_usd"] == 0.03 and summary["step_seconds_median"]["total"] == 14
+    assert summary["first_reward"] == 0.51 and summary["final_reward"] == 0.53 and summary["filter"]["kept"] == 25
+    row = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("| rl-lr4e-5"))
+    assert "cut: stopped before run.json was written" in row and "0.510 → 0.530" in row
+    assert (out / "rl-lr4e-5" / "rl_curves.png").is_file()
+
+
 @pytest.mark.slow
 def test_rl_driver_weight_sync_form_runs_on_the_cpu_and_reports_the_check(tmp_path, spider1_dir, tiny_qwen3_dir):
     """The short lease the RL driver offers (SFT, one filter pass, GRPO at learning rate 0 and at a real rate,

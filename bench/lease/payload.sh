@@ -4,6 +4,7 @@
 #   bash bench/lease/payload.sh build DIR [MODEL ...]   here, in the repository root: wheels, data, models -> .p1 ... .pN
 #   bash bench/lease/payload.sh land N                  there, carrying .pN, after `bash .pK/land.sh` for K < N
 #   bash bench/lease/payload.sh collect WORK_DIR        there: what a driver wrote so far -> $OUT/results.tgz
+#   bash bench/lease/payload.sh keep WORK_DIR           there: finished work a later lease can start from -> $OUT/start.tgz.NN
 #
 # build: DIR gets the vLLM and training wheel sets (../shared/tools/*-wheels.sh) with gguf and rapidfuzz, the
 # Spider 1.0 and 2.0 folders as data.tar.xz, per MODEL (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b) its GGUF under
@@ -19,6 +20,12 @@
 # there it copies from every .pK folder and stops (set -e) at the first one without payload.sha256, assembling
 # nothing (that once cost a whole lease). Then, in the same call:
 #   . /tmp/pay/env.sh && cd /tmp/repo && (setsid bash bench/rl_real_model.sh ... > /tmp/driver.log 2>&1 < /dev/null &)
+#
+# keep: the SFT start (sft/: adapter, run.json, train log) and every finished filter pass (rl-*/prompts/) of
+# WORK_DIR, in 15 MiB pieces (what $OUT brings back per file), so that a lease cut short after them need not pay
+# for them again: `START=FOLDER_OF_PIECES bash bench/lease/payload.sh build ...` packs them, land unpacks them to
+# /tmp/pay/start, and `cp -r /tmp/pay/start/. WORK_DIR/` before the driver starts makes it skip SFT (its adapter is
+# there) and reuse the filter pass (same settings key: same adapter path, training file and filter settings).
 #
 # collect: logs, run.json files, train logs, curves, filter summaries, reports and gzipped per-question files (no
 # weights, optimizer states or caches), so that a lease cut short still brings back what finished.
@@ -59,6 +66,7 @@ build() {
       tar -C "$tmp" -cJf "$dir/prep-$m.tar.xz" "prep-$m" && rm -rf "$tmp"
     fi
   done
+  if [ -n "${START:-}" ]; then cat "$START"/start.tgz.* > "$dir/start.tgz"; else rm -f "$dir/start.tgz"; fi
   du -sh "$dir"/*
   bash "$shared/tools/gpu-payload/pack.sh" "$dir" "${PART_SIZE:-$(part_size)}" > /dev/null
   n=$(ls -d .p[0-9]* | wc -l)
@@ -73,6 +81,8 @@ land() {
   (cd /tmp && bash "$r/.p$n/assemble.sh")
   mkdir -p /tmp/t2s-data && [ -d /tmp/t2s-data/spider1 ] || tar -C /tmp/t2s-data -xJf /tmp/pay/data.tar.xz
   for m in /tmp/pay/prep-*.tar.xz; do [ -f "$m" ] && tar -C /tmp/pay -xJf "$m"; done
+  [ -f /tmp/pay/start.tgz ] && mkdir -p /tmp/pay/start && tar -C /tmp/pay/start -xzf /tmp/pay/start.tgz \
+    && echo "an earlier lease's SFT start and filter passes: /tmp/pay/start (cp -r /tmp/pay/start/. WORK_DIR/)"
   ls /tmp/pay /tmp/pay/models
   # the whole working tree but the part folders: a driver may read committed records and configs too
   rm -rf /tmp/repo && mkdir -p /tmp/repo && tar --exclude='./.p[0-9]*' --exclude=./.git -cf - . | tar -C /tmp/repo -xf -
@@ -92,7 +102,16 @@ collect() {
   ls -la "$OUT"
 }
 
+keep() {
+  local b=${1:?work dir} parts=(); : "${OUT:?}"
+  [ -f "$b/sft/adapter/adapter_model.safetensors" ] && parts+=(sft/adapter sft/run.json sft/train_log.jsonl)
+  for d in "$b"/rl-*/prompts; do [ -f "$d/pass.json" ] && parts+=("${d#"$b"/}"); done
+  [ ${#parts[@]} -gt 0 ] || { echo "nothing finished to keep in $b" >&2; return 1; }
+  tar -C "$b" -czf - "${parts[@]}" | split -b 15M -d - "$OUT/start.tgz."
+  ls -la "$OUT"
+}
+
 case "$what" in
-  build|land|collect) "$what" "$@" ;;
-  *) echo "unknown: $what (build, land or collect)" >&2; exit 2 ;;
+  build|land|collect|keep) "$what" "$@" ;;
+  *) echo "unknown: $what (build, land, collect or keep)" >&2; exit 2 ;;
 esac

@@ -170,21 +170,12 @@ def _median(rows: list[dict], key: str) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def _write_run_json(cfg: RLConfig, run: dict, wall_s: float) -> dict:
-    from t2s_fast.jsonl import read_jsonl
-    from t2s_fast.runinfo import device_info, peak_gpu_memory, write_run_json
-
-    m, state, out = run["meter"], run["trainer"].state, run["out"]
-    rows = read_jsonl(out / "train_log.jsonl", tolerate_torn_tail=True) if (out / "train_log.jsonl").is_file() else []
+def summarize_steps(rows: list[dict]) -> dict:
+    """run.json's summary of train_log.jsonl's rows: median seconds per step (generation / reward / training),
+    trained tokens/s, vLLM-vs-trainer log-prob gap, first and last reward, mean zero-variance share. Also what a
+    report reads from the log of a run stopped before it wrote run.json."""
     steps = [r for r in rows if r.get("reward") is not None]
-    info = {
-        "started_at": run["started_at"], "stop_reason": m.stop_reason,
-        "stage": "rl", "method": "grpo", "config": cfg.to_dict(), "engine": run["engine"],
-        "model": {"source": cfg.model_name, "path": run["model_path"], "adapter_path": cfg.adapter_path},
-        "filter": run["filter"], "device": device_info(),
-        "world_size": 1, "resumed_from": run["resume_from"], "global_step": state.global_step,
-        "max_steps": state.max_steps, "epoch": state.epoch,
-        "completions_per_step": cfg.completions_per_step,
+    return {
         "step_seconds_median": {"total": _median(steps, "step_time_s"), "generation": _median(steps, "generation_s"),
                                 "reward": _median(steps, "reward_s"), "training": _median(steps, "train_s")},
         "train_tokens_per_s_median": _median(steps, "train_tokens_per_s"),
@@ -192,7 +183,23 @@ def _write_run_json(cfg: RLConfig, run: dict, wall_s: float) -> dict:
         "first_reward": steps[0]["reward"] if steps else None, "final_reward": steps[-1]["reward"] if steps else None,
         "mean_frac_reward_zero_std": round(statistics.mean(r["frac_reward_zero_std"] for r in steps), 4)
         if steps and all("frac_reward_zero_std" in r for r in steps) else None,
-        **peak_gpu_memory(),
+    }
+
+
+def _write_run_json(cfg: RLConfig, run: dict, wall_s: float) -> dict:
+    from t2s_fast.jsonl import read_jsonl
+    from t2s_fast.runinfo import device_info, peak_gpu_memory, write_run_json
+
+    m, state, out = run["meter"], run["trainer"].state, run["out"]
+    rows = read_jsonl(out / "train_log.jsonl", tolerate_torn_tail=True) if (out / "train_log.jsonl").is_file() else []
+    info = {
+        "started_at": run["started_at"], "stop_reason": m.stop_reason,
+        "stage": "rl", "method": "grpo", "config": cfg.to_dict(), "engine": run["engine"],
+        "model": {"source": cfg.model_name, "path": run["model_path"], "adapter_path": cfg.adapter_path},
+        "filter": run["filter"], "device": device_info(),
+        "world_size": 1, "resumed_from": run["resume_from"], "global_step": state.global_step,
+        "max_steps": state.max_steps, "epoch": state.epoch,
+        "completions_per_step": cfg.completions_per_step, **summarize_steps(rows), **peak_gpu_memory(),
         "wall_time_s": round(wall_s, 2), "elapsed_s_total": round(m.elapsed_s(), 2),
         "cost_usd": round(m.cost_usd(), 6),
         "cost_usd_at_stop": round(m.cost_at_stop, 6) if m.cost_at_stop is not None else None,
