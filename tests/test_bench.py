@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -513,6 +514,38 @@ def test_the_weight_sync_check_tells_a_synced_engine_from_one_that_samples_anoth
     stale = sync_check([{"match_rate": s - 0.2 + e, "start_match_rate": s} for s, e in zip(start, noise)], 16)
     assert stale["difference"] == pytest.approx(-0.2) and stale["ci95"][1] < 0
     assert sync_check([{"match_rate": 0.5}], 16) is None  # no start rates (no filter pass): no check
+
+
+def test_lease_keep_brings_back_the_sft_start_and_finished_filter_passes_in_pieces_that_rejoin(tmp_path):
+    """`payload.sh keep` packs what a later lease starts from: the SFT adapter and every finished filter pass (one
+    with pass.json), in pieces of at most 15 MiB ($OUT's limit is 16), that join back into the same files."""
+    if shutil.which("bash") is None or shutil.which("split") is None:
+        pytest.skip("needs bash and split")
+    work, out = tmp_path / "work", tmp_path / "out"
+    adapter = work / "sft" / "adapter"
+    adapter.mkdir(parents=True)
+    weights = os.urandom(20 * 2**20)  # incompressible: more than one piece
+    (adapter / "adapter_model.safetensors").write_bytes(weights)
+    for f in ("run.json", "train_log.jsonl"):
+        (work / "sft" / f).write_text("{}\n")
+    (work / "rl-lr1e-5" / "prompts").mkdir(parents=True)
+    (work / "rl-lr1e-5" / "prompts" / "pass.json").write_text('{"settings_key": "k"}')
+    (work / "rl-lr4e-5" / "prompts").mkdir(parents=True)  # a pass that did not finish: left out
+    (work / "rl-lr4e-5" / "prompts" / "settings.json").write_text("{}")
+    (work / "rl-lr1e-5" / "checkpoints").mkdir()  # training state is not part of a start
+    (work / "rl-lr1e-5" / "checkpoints" / "x.bin").write_bytes(b"x")
+    out.mkdir()
+    subprocess.run(["bash", str(REPO / "bench/lease/payload.sh"), "keep", str(work)],
+                   env={**os.environ, "OUT": str(out)}, check=True, capture_output=True, text=True, timeout=120)
+    pieces = sorted(out.glob("start.tgz.*"))
+    assert len(pieces) == 2 and all(p.stat().st_size <= 15 * 2**20 for p in pieces)
+    joined = tmp_path / "start.tgz"
+    joined.write_bytes(b"".join(p.read_bytes() for p in pieces))
+    with tarfile.open(joined) as tar:
+        names = {m.name for m in tar.getmembers() if m.isfile()}
+        assert tar.extractfile("sft/adapter/adapter_model.safetensors").read() == weights
+    assert names == {"sft/adapter/adapter_model.safetensors", "sft/run.json", "sft/train_log.jsonl",
+                     "rl-lr1e-5/prompts/pass.json"}
 
 
 def test_rl_report_summarizes_a_grpo_run_cut_before_it_wrote_run_json(tmp_path):
