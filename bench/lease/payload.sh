@@ -25,7 +25,8 @@
 # WORK_DIR, in 15 MiB pieces (what $OUT brings back per file), so that a lease cut short after them need not pay
 # for them again: `START=FOLDER_OF_PIECES bash bench/lease/payload.sh build ...` packs them, land unpacks them to
 # /tmp/pay/start, and `cp -r /tmp/pay/start/. WORK_DIR/` before the driver starts makes it skip SFT (its adapter is
-# there) and reuse the filter pass (same settings key: same adapter path, training file and filter settings).
+# there) and reuse the filter pass (its settings key matches: the same adapter and training file, by path and by
+# content, and the same filter settings, RL_PROMPTS included).
 #
 # collect: logs, run.json files, train logs, curves, filter summaries, reports and gzipped per-question files (no
 # weights, optimizer states or caches), so that a lease cut short still brings back what finished.
