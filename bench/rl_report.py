@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from t2s_fast.evaluate.paired import LEVEL, N_BOOT, compare_adapters, ex_of, markdown_table, read_per_question
+from t2s_fast.jsonl import read_jsonl
 from t2s_fast.rl.plot import plot_rl_curves
 from t2s_fast.rl.trainer import summarize_steps
 
@@ -185,8 +186,8 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                      f"${sft['cost_usd']:.2f} | {sft.get('trained_tokens_per_s') or 0:,.0f} tok/s | "
                      f"{sft.get('peak_gpu_memory_allocated_gib', '-')} | | | | |")
     for d in sorted(p for p in work.glob("rl-*") if p.is_dir()):
-        rows = [json.loads(x) for x in (d / "train_log.jsonl").read_text().splitlines()
-                if x.strip()] if (d / "train_log.jsonl").is_file() else []
+        log = d / "train_log.jsonl"  # a run cut mid-append leaves a torn last line
+        rows = read_jsonl(log, tolerate_torn_tail=True) if log.is_file() else []
         info = _json(d / "run.json") or _cut_run_info(d, rows)
         if not info:
             lines.append(f"| {d.name} | did not finish a step (see its log) | | | | | | | | | |")

@@ -560,7 +560,8 @@ def test_rl_report_summarizes_a_grpo_run_cut_before_it_wrote_run_json(tmp_path):
              "reward_s": 0.25, "train_s": t - 1.25, "elapsed_s": 60.0 + 14 * i, "cost_usd": 0.01 * i,
              "learning_rate": 4e-5, "match_rate": 0.5, "start_match_rate": 0.5, "sync_logp_diff_mean": 0.005}
             for i, t in ((1, 16.0), (2, 14.0), (3, 13.0))]
-    (run / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    torn = '{"step": 4, "rew'  # the line being appended when the machine went
+    (run / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + torn)
     out = tmp_path / "out"
     subprocess.run([sys.executable, str(REPO / "bench/rl_report.py"), str(tmp_path / "work"), str(out)], check=True,
                    capture_output=True, text=True, timeout=300)
