@@ -6,7 +6,8 @@
 #
 #   bash bench/rl_real_model.sh MODEL DATA_DIR PREPARED_DIR WORK_DIR      (a GPU machine with the wheels installed)
 #   T2S_SMOKE=1 bash bench/rl_real_model.sh TINY_MODEL_DIR ...           (the plumbing on a CPU: a few questions,
-#                                                                         2 steps; no figure from it means anything)
+#                                                                         2 steps, or RL_STEPS when given; no figure
+#                                                                         from it means anything)
 # MODEL: an alias (qwen2.5-coder-0.5b) or a model folder; DATA_DIR holds spider1/ (with database/);
 # PREPARED_DIR holds `t2s-fast prepare`'s stage1_train.jsonl and stage1_valid.jsonl. Settings by environment:
 # RL_STEPS (40), RL_LRS ("1e-5 3e-5"), RL_PROMPTS (2000: training prompts sampled for the filter), RL_SAVE (10),
@@ -17,12 +18,15 @@
 # ONLY_SHAPE (1: that phase alone), SHAPE_ARGS (more rl flags for it, e.g. "--engine unsloth --load-in-4bit" or
 # "--no-gradient-checkpointing --micro-batch-completions 8") and SHAPE_TAG (its folder: rl-shape-8b-TAG).
 # Logs: WORK_DIR/<job>.log; every command run: WORK_DIR/commands.sh; WORK_DIR/ALLDONE at the end.
+# A WORK_DIR holding a kept start (bench/lease/payload.sh keep) goes on from it: SFT is skipped when its adapter is
+# there, a filter pass with the same settings is reused, and each GRPO run resumes from its newest checkpoint (a
+# larger RL_STEPS trains on; the dollars already spent count).
 set -uo pipefail
 M=${1:?model}; DATA=${2:?data dir with spider1/}; PREP=${3:?prepared dir}; B=${4:?work dir}
 R=$(cd "$(dirname "$0")/.." && pwd); T2S="python3 -m t2s_fast"; T0=$(date +%s)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 \
   UNSLOTH_DISABLE_STATISTICS=1
-RL_STEPS=${RL_STEPS:-40}; RL_LRS=${RL_LRS:-"1e-5 3e-5"}; RL_PROMPTS=${RL_PROMPTS:-2000}
+RL_STEPS_GIVEN=${RL_STEPS:-}; RL_STEPS=${RL_STEPS:-40}; RL_LRS=${RL_LRS:-"1e-5 3e-5"}; RL_PROMPTS=${RL_PROMPTS:-2000}
 SFT_EPOCHS=${SFT_EPOCHS:-1}; SFT_LR=${SFT_LR:-4e-4}; SAVE=${RL_SAVE:-10}
 SMOKE=${T2S_SMOKE:-}; CUT=(); SFT_CUT=(); RL_CUT=()
 GEN=(--gpu-memory-utilization 0.15 --vllm-cache-dir "$B/vllm-cache")
@@ -30,7 +34,7 @@ VALID=$PREP/stage1_valid.jsonl; TRAIN=$PREP/stage1_train.jsonl
 mkdir -p "$B"
 if [ -n "$SMOKE" ]; then
   CUT=(--limit 6); SFT_CUT=(--max-steps 1 --max-seq-length 1024 --per-device-train-batch-size 1
-  --gradient-accumulation-steps 1 --no-auto-setup --no-packing); RL_STEPS=2; SAVE=1; RL_PROMPTS=4
+  --gradient-accumulation-steps 1 --no-auto-setup --no-packing); RL_STEPS=${RL_STEPS_GIVEN:-2}; SAVE=1; RL_PROMPTS=4
   RL_CUT=(--filter-samples 2 --filter-min-correct 0 --num-generations 2 --prompts-per-step 2
           --micro-batch-completions 2 --max-completion-length 8 --reward-workers 1); GEN=()
   head -n 6 "$VALID" > "$B/valid6.jsonl"; VALID=$B/valid6.jsonl
@@ -101,11 +105,14 @@ job prepare-shape prepare_shape & SHAPE_PREP=$!
 if [ -n "${ONLY_SHAPE:-}" ]; then job "$SHAPE_JOB" shape; say "ALLDONE"; touch "$B/ALLDONE"; exit 0; fi
 job sft sft || { say "SFT failed"; touch "$B/ALLDONE"; exit 1; }
 set -- $RL_LRS; first=$1
+kept_steps=$(cat "$B/rl-lr$first/train_log.jsonl" 2>/dev/null | wc -l)  # steps a kept start brought (payload.sh keep)
 job "rl-lr$first" rl "lr$first" "$first" & pids=($!)
 for lr in "${@:2}"; do  # the other rates reuse the first one's filter pass (same adapter, same settings); they
-  # start once the first run has logged a step: by then the filter's engine has exited and the first run's colocated
-  # engine has taken its memory, so no engine profiles its memory while another process frees or takes some
-  while [ ! -s "$B/rl-lr$first/train_log.jsonl" ] && kill -0 "${pids[0]}" 2>/dev/null; do sleep 5; done
+  # start once the first run has logged a step (a new one, when it continues a kept run): by then the filter's
+  # engine has exited and the first run's colocated engine has taken its memory, so no engine profiles its memory
+  # while another process frees or takes some
+  while [ "$(cat "$B/rl-lr$first/train_log.jsonl" 2>/dev/null | wc -l)" -le "$kept_steps" ] \
+    && kill -0 "${pids[0]}" 2>/dev/null; do sleep 5; done
   mkdir -p "$B/rl-lr$lr" && cp -r "$B/rl-lr$first/prompts" "$B/rl-lr$lr/" 2>/dev/null
   job "rl-lr$lr" rl "lr$lr" "$lr" & pids+=($!)
 done

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from t2s_fast.benchmarks.profile_step import classify_kernel, summarize_events, 
 from t2s_fast.benchmarks.scaling import build
 from t2s_fast.benchmarks.train_bench import measure_log, parse_variants
 from t2s_fast.errors import T2SError
+from t2s_fast.jsonl import read_jsonl
 from t2s_fast.train import flops
 
 # --- bench ---
@@ -516,36 +518,76 @@ def test_the_weight_sync_check_tells_a_synced_engine_from_one_that_samples_anoth
     assert sync_check([{"match_rate": 0.5}], 16) is None  # no start rates (no filter pass): no check
 
 
-def test_lease_keep_brings_back_the_sft_start_and_finished_filter_passes_in_pieces_that_rejoin(tmp_path):
-    """`payload.sh keep` packs what a later lease starts from: the SFT adapter and every finished filter pass (one
-    with pass.json), in pieces of at most 15 MiB ($OUT's limit is 16), that join back into the same files."""
+def _keep(work: Path, out: Path, *batch: str, per_call: int = 3) -> str:
+    out.mkdir(exist_ok=True)
+    env = {**os.environ, "OUT": str(out), "KEEP_PIECES_PER_CALL": str(per_call),
+           "KEEP_STORE": str(work.parent / "keep")}
+    return subprocess.run(["bash", str(REPO / "bench/lease/payload.sh"), "keep", str(work), *batch], env=env,
+                          check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def test_lease_keep_brings_back_the_sft_start_filter_passes_and_grpo_checkpoints_in_pieces_that_rejoin(tmp_path):
+    """`payload.sh keep` packs what a later lease starts from: the SFT adapter, every finished filter pass (one
+    with pass.json), and each GRPO run's newest complete checkpoint whole (what --resume reads), its older
+    checkpoints' adapters and its train log, in pieces of at most 15 MiB ($OUT's limit is 16), brought back a few
+    per call, that join back into the same files."""
     if shutil.which("bash") is None or shutil.which("split") is None:
         pytest.skip("needs bash and split")
-    work, out = tmp_path / "work", tmp_path / "out"
+    work = tmp_path / "work"
     adapter = work / "sft" / "adapter"
     adapter.mkdir(parents=True)
     weights = os.urandom(20 * 2**20)  # incompressible: more than one piece
     (adapter / "adapter_model.safetensors").write_bytes(weights)
     for f in ("run.json", "train_log.jsonl"):
         (work / "sft" / f).write_text("{}\n")
-    (work / "rl-lr1e-5" / "prompts").mkdir(parents=True)
-    (work / "rl-lr1e-5" / "prompts" / "pass.json").write_text('{"settings_key": "k"}')
+    run = work / "rl-lr1e-5"
+    (run / "prompts").mkdir(parents=True)
+    (run / "prompts" / "pass.json").write_text('{"settings_key": "k"}')
     (work / "rl-lr4e-5" / "prompts").mkdir(parents=True)  # a pass that did not finish: left out
     (work / "rl-lr4e-5" / "prompts" / "settings.json").write_text("{}")
-    (work / "rl-lr1e-5" / "checkpoints").mkdir()  # training state is not part of a start
-    (work / "rl-lr1e-5" / "checkpoints" / "x.bin").write_bytes(b"x")
-    out.mkdir()
-    subprocess.run(["bash", str(REPO / "bench/lease/payload.sh"), "keep", str(work)],
-                   env={**os.environ, "OUT": str(out)}, check=True, capture_output=True, text=True, timeout=120)
+    (run / "train_log.jsonl").write_text('{"step": 1}\n{"step": 2}\n')
+    optimizer = os.urandom(12 * 2**20)
+    for step, complete in ((5, True), (10, True), (15, False)):  # 15 was being written when the lease ended
+        c = run / "checkpoints" / f"checkpoint-{step}"
+        c.mkdir(parents=True)
+        (c / "adapter_model.safetensors").write_bytes(f"adapter {step}".encode())
+        (c / "adapter_config.json").write_text("{}")
+        (c / "optimizer.pt").write_bytes(optimizer if step == 10 else b"old optimizer")
+        if complete:
+            (c / "trainer_state.json").write_text("{}")
+            (c / "t2s_checkpoint_complete").write_text("")
+    (run / "adapter").mkdir()  # a finished run's final adapter is not what a resume reads
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(b"final")
+
+    out = tmp_path / "out"
+    first = _keep(work, out, per_call=1)
+    assert "brought back pieces 0-0" in first and "keep " + str(work) + " 1" in first
+    assert "keep " + str(work) + " 2" in _keep(work, out, "1", per_call=1)
+    assert "all 3 pieces brought back" in _keep(work, out, "2", per_call=1)
     pieces = sorted(out.glob("start.tgz.*"))
-    assert len(pieces) == 2 and all(p.stat().st_size <= 15 * 2**20 for p in pieces)
+    assert len(pieces) == 3 and all(p.stat().st_size <= 15 * 2**20 for p in pieces)
     joined = tmp_path / "start.tgz"
     joined.write_bytes(b"".join(p.read_bytes() for p in pieces))
     with tarfile.open(joined) as tar:
         names = {m.name for m in tar.getmembers() if m.isfile()}
         assert tar.extractfile("sft/adapter/adapter_model.safetensors").read() == weights
+        assert tar.extractfile("rl-lr1e-5/checkpoints/checkpoint-10/optimizer.pt").read() == optimizer
+    ckpt = "rl-lr1e-5/checkpoints/checkpoint-"
     assert names == {"sft/adapter/adapter_model.safetensors", "sft/run.json", "sft/train_log.jsonl",
-                     "rl-lr1e-5/prompts/pass.json"}
+                     "rl-lr1e-5/prompts/pass.json", "rl-lr1e-5/train_log.jsonl",
+                     *(ckpt + "10/" + f for f in ("adapter_model.safetensors", "adapter_config.json",
+                                                  "optimizer.pt", "trainer_state.json", "t2s_checkpoint_complete")),
+                     *(ckpt + "5/" + f for f in ("adapter_model.safetensors", "adapter_config.json",
+                                                 "trainer_state.json", "t2s_checkpoint_complete"))}
+
+    # batch 0 packs afresh: a later call brings back what the run has finished since
+    (run / "checkpoints" / "checkpoint-15" / "trainer_state.json").write_text("{}")
+    again = tmp_path / "again"
+    assert "all 2 pieces brought back" in _keep(work, again, per_call=2)
+    joined.write_bytes(b"".join(p.read_bytes() for p in sorted(again.glob("start.tgz.*"))))
+    with tarfile.open(joined) as tar:
+        assert tar.extractfile(ckpt + "15/optimizer.pt").read() == b"old optimizer"
+        assert ckpt + "10/optimizer.pt" not in tar.getnames()
 
 
 def test_rl_report_summarizes_a_grpo_run_cut_before_it_wrote_run_json(tmp_path):
@@ -602,3 +644,55 @@ def test_rl_driver_weight_sync_form_runs_on_the_cpu_and_reports_the_check(tmp_pa
     check = report["runs"]["rl-lr0"]["sync_check"]
     assert check["steps"] == 2 and check["prompts"] == 4 and "sync_check" not in report["runs"]["rl-lr4e-5"]
     assert "Weight-sync check (rl-lr0, learning rate 0" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_rl_driver_goes_on_from_a_kept_start_without_redoing_sft_or_the_filter(tmp_path, spider1_dir, tiny_qwen3_dir):
+    """A lease cut after a GRPO checkpoint: `payload.sh keep` brings back the SFT adapter, the filter pass and the
+    checkpoint; a later lease unpacks them into the same work folder and the driver trains on from that checkpoint
+    (a larger RL_STEPS), skipping SFT and the filter pass, with the first lease's dollars counted."""
+    if shutil.which("bash") is None or shutil.which("split") is None:
+        pytest.skip("needs bash and split")
+    prepared = _prepared_concert_singer(spider1_dir, tmp_path / "prepared",
+                                        {"stage1_train.jsonl": 8, "stage1_valid.jsonl": 4})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "spider1").symlink_to(spider1_dir)
+    env = {**os.environ, "T2S_SMOKE": "1", "STOP_AFTER_RL": "1", "RL_LRS": "4e-5", "SFT_MAX_STEPS": "1",
+           "RL_ARGS": "--filter-min-correct 0 --filter-max-correct 2",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("WORLD_SIZE", None)
+    work = tmp_path / "work"
+    driver = ["bash", str(REPO / "bench/rl_real_model.sh"), str(tiny_qwen3_dir), str(tmp_path / "data"),
+              str(prepared), str(work)]
+
+    def lease(steps: int) -> subprocess.CompletedProcess:
+        proc = subprocess.run(driver, env={**env, "RL_STEPS": str(steps)}, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0 and "end rl-lr4e-5 rc=0" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
+
+    lease(1)
+    run = work / "rl-lr4e-5"
+    first = json.loads((run / "run.json").read_text())
+    assert first["global_step"] == 1 and first["resumed_from"] is None
+    sft_weights = (work / "sft" / "adapter" / "adapter_model.safetensors").read_bytes()
+    pass_json = (run / "prompts" / "pass.json").read_text()
+    ckpt_weights = (run / "checkpoints" / "checkpoint-1" / "adapter_model.safetensors").read_bytes()
+
+    out = tmp_path / "out"
+    assert "all" in _keep(work, out, per_call=8)
+    shutil.rmtree(work)  # the next lease: a fresh machine, the kept start unpacked where the driver looks
+    work.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in sorted(out.glob("start.tgz.*"))))) as tar:
+        tar.extractall(work, filter="data")
+    assert (run / "checkpoints" / "checkpoint-1" / "adapter_model.safetensors").read_bytes() == ckpt_weights
+
+    lease(2)
+    assert "t2s_fast train" not in (work / "commands.sh").read_text()  # SFT skipped
+    assert (work / "sft" / "adapter" / "adapter_model.safetensors").read_bytes() == sft_weights
+    assert "filter:" not in (work / "rl-lr4e-5.log").read_text()  # the kept pass reused
+    assert (run / "prompts" / "pass.json").read_text() == pass_json
+    second = json.loads((run / "run.json").read_text())
+    assert second["global_step"] == 2 and second["resumed_from"].endswith("checkpoint-1")
+    assert [r["step"] for r in read_jsonl(run / "train_log.jsonl")] == [1, 2]
+    assert second["cost_usd"] > first["cost_usd"]  # the first lease's dollars carried over

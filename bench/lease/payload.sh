@@ -4,7 +4,7 @@
 #   bash bench/lease/payload.sh build DIR [MODEL ...]   here, in the repository root: wheels, data, models -> .p1 ... .pN
 #   bash bench/lease/payload.sh land N                  there, carrying .pN, after `bash .pK/land.sh` for K < N
 #   bash bench/lease/payload.sh collect WORK_DIR        there: what a driver wrote so far -> $OUT/results.tgz
-#   bash bench/lease/payload.sh keep WORK_DIR           there: finished work a later lease can start from -> $OUT/start.tgz.NN
+#   bash bench/lease/payload.sh keep WORK_DIR [K]       there: finished work a later lease can start from -> $OUT/start.tgz.NN
 #
 # build: DIR gets the vLLM and training wheel sets (../shared/tools/*-wheels.sh) with gguf and rapidfuzz, the
 # Spider 1.0 and 2.0 folders as data.tar.xz, per MODEL (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b) its GGUF under
@@ -21,17 +21,23 @@
 # nothing (that once cost a whole lease). Then, in the same call:
 #   . /tmp/pay/env.sh && cd /tmp/repo && (setsid bash bench/rl_real_model.sh ... > /tmp/driver.log 2>&1 < /dev/null &)
 #
-# keep: the SFT start (sft/: adapter, run.json, train log) and every finished filter pass (rl-*/prompts/) of
-# WORK_DIR, in 15 MiB pieces (what $OUT brings back per file), so that a lease cut short after them need not pay
-# for them again: `START=FOLDER_OF_PIECES bash bench/lease/payload.sh build ...` packs them, land unpacks them to
-# /tmp/pay/start, and `cp -r /tmp/pay/start/. WORK_DIR/` before the driver starts makes it skip SFT (its adapter is
-# there) and reuse the filter pass (its settings key matches: the same adapter and training file, by path and by
-# content, and the same filter settings, RL_PROMPTS included).
+# keep: what a later lease can start from, in 15 MiB pieces ($OUT brings back at most 16 MiB a file): the SFT
+# start (sft/: adapter, run.json, train log), every finished filter pass (rl-*/prompts/), and each GRPO run's newest
+# complete checkpoint whole (adapter, optimizer, trainer state: what --resume continues from), its older
+# checkpoints' adapters (the held-out choice reads every one) and its train log (the dollars spent so far). Batch 0
+# packs afresh into /tmp/keep and brings back its first KEEP_PIECES_PER_CALL (3) pieces; `keep WORK_DIR K` brings
+# back batch K, one call each, as it prints. `START=FOLDER_OF_PIECES bash bench/lease/payload.sh build ...` packs
+# them, land unpacks them to /tmp/pay/start, and `cp -r /tmp/pay/start/. WORK_DIR/` before the driver starts makes
+# it skip SFT (its adapter is there), reuse the filter pass (its settings key matches: the same adapter and training
+# file, by path and by content, and the same filter settings, RL_PROMPTS included) and continue each GRPO run from
+# its checkpoint (the driver passes --resume; a larger RL_STEPS trains on, dollars carried over).
 #
 # collect: logs, run.json files, train logs, curves, filter summaries, reports and gzipped per-question files (no
 # weights, optimizer states or caches), so that a lease cut short still brings back what finished.
 set -euo pipefail
-what=${1:?usage: bench/lease/payload.sh build DIR [MODEL ...] | land N | collect WORK_DIR}; shift
+# $OUT brings back 8 files of 16 MiB, 64 MiB in all, per call: 3 pieces leave room for collect's results.tgz
+KEEP_PIECES_PER_CALL=${KEEP_PIECES_PER_CALL:-3}
+what=${1:?usage: bench/lease/payload.sh build DIR [MODEL ...] | land N | collect WORK_DIR | keep WORK_DIR [K]}; shift
 
 part_size() {  # what one call carries beside the working tree that travels with it (tracked and untracked,
   # not ignored), in whole MiB: 64 less the tree (rounded up) less 1 for the transfer's own overhead
@@ -103,13 +109,44 @@ collect() {
   ls -la "$OUT"
 }
 
-keep() {
-  local b=${1:?work dir} parts=(); : "${OUT:?}"
-  [ -f "$b/sft/adapter/adapter_model.safetensors" ] && parts+=(sft/adapter sft/run.json sft/train_log.jsonl)
-  for d in "$b"/rl-*/prompts; do [ -f "$d/pass.json" ] && parts+=("${d#"$b"/}"); done
-  [ ${#parts[@]} -gt 0 ] || { echo "nothing finished to keep in $b" >&2; return 1; }
-  tar -C "$b" -czf - "${parts[@]}" | split -b 15M -d - "$OUT/start.tgz."
-  ls -la "$OUT"
+keep() {  # keep WORK_DIR [BATCH]: BATCH 0 (the default) packs afresh; each call brings back one batch of pieces
+  local b=${1:?work dir} k=${2:-0} parts=() d c step newest pieces i; : "${OUT:?}"
+  local store=${KEEP_STORE:-/tmp/keep} per=$KEEP_PIECES_PER_CALL
+  if [ "$k" = 0 ]; then
+    [ -f "$b/sft/adapter/adapter_model.safetensors" ] && parts+=(sft/adapter sft/run.json sft/train_log.jsonl)
+    for d in "$b"/rl-*/prompts; do [ -f "$d/pass.json" ] && parts+=("${d#"$b"/}"); done
+    for d in "$b"/rl-*/; do  # GRPO runs: the newest complete checkpoint whole (resume), the older ones' adapters
+      newest=-1
+      for c in "$d"checkpoints/checkpoint-*; do
+        [ -f "$c/t2s_checkpoint_complete" ] || [ -f "$c/trainer_state.json" ] || continue
+        step=${c##*-}; [[ $step =~ ^[0-9]+$ ]] && [ "$step" -gt "$newest" ] && newest=$step
+      done
+      [ "$newest" -ge 0 ] || continue
+      d=${d#"$b"/}; parts+=("${d}checkpoints/checkpoint-$newest")
+      [ -f "$b/${d}train_log.jsonl" ] && parts+=("${d}train_log.jsonl")
+      for c in "$b/$d"checkpoints/checkpoint-*; do
+        [ "${c##*-}" != "$newest" ] && [ -f "$c/adapter_model.safetensors" ] || continue
+        [ -f "$c/t2s_checkpoint_complete" ] || [ -f "$c/trainer_state.json" ] || continue
+        for f in adapter_model.safetensors adapter_config.json trainer_state.json t2s_checkpoint_complete; do
+          [ -f "$c/$f" ] && parts+=("${c#"$b"/}/$f")
+        done
+      done
+    done
+    [ ${#parts[@]} -gt 0 ] || { echo "nothing finished to keep in $b" >&2; return 1; }
+    rm -rf "$store" && mkdir -p "$store"
+    tar -C "$b" -czf - "${parts[@]}" | split -b 15M -d - "$store/start.tgz."
+  fi
+  pieces=("$store"/start.tgz.*)
+  [ -f "${pieces[0]}" ] || { echo "nothing kept yet: run keep $b (batch 0) first" >&2; return 1; }
+  for ((i = k * per; i < (k + 1) * per && i < ${#pieces[@]}; i++)); do cp "${pieces[$i]}" "$OUT/"; done
+  local last=$(( (k + 1) * per < ${#pieces[@]} ? (k + 1) * per - 1 : ${#pieces[@]} - 1 ))
+  echo "kept: ${#pieces[@]} pieces of at most 15 MiB in $store; this call brought back pieces $(( k * per ))-$last"
+  if [ "$last" -lt $(( ${#pieces[@]} - 1 )) ]; then
+    echo "next: OUT=\$OUT bash bench/lease/payload.sh keep $b $(( k + 1 ))"
+  else
+    echo "all ${#pieces[@]} pieces brought back"
+  fi
+  return 0
 }
 
 case "$what" in
