@@ -4,7 +4,7 @@
 #   bash bench/lease/payload.sh build DIR [MODEL ...]   here, in the repository root: wheels, data, models -> .p1 ... .pN
 #   bash bench/lease/payload.sh land N                  there, carrying .pN, after `bash .pK/land.sh` for K < N
 #   bash bench/lease/payload.sh collect WORK_DIR        there: what a driver wrote so far -> $OUT/results.tgz
-#   bash bench/lease/payload.sh keep WORK_DIR [K]       there: finished work a later lease can start from -> $OUT/start.tgz.NN
+#   bash bench/lease/payload.sh keep WORK_DIR [K]       there: what a later lease starts from -> $OUT/start.tgz.NN
 #
 # build: DIR gets the vLLM and training wheel sets (../shared/tools/*-wheels.sh) with gguf and rapidfuzz, the
 # Spider 1.0 and 2.0 folders as data.tar.xz, per MODEL (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b) its GGUF under
@@ -89,7 +89,8 @@ land() {
   mkdir -p /tmp/t2s-data && [ -d /tmp/t2s-data/spider1 ] || tar -C /tmp/t2s-data -xJf /tmp/pay/data.tar.xz
   for m in /tmp/pay/prep-*.tar.xz; do [ -f "$m" ] && tar -C /tmp/pay -xJf "$m"; done
   [ -f /tmp/pay/start.tgz ] && mkdir -p /tmp/pay/start && tar -C /tmp/pay/start -xzf /tmp/pay/start.tgz \
-    && echo "an earlier lease's SFT start and filter passes: /tmp/pay/start (cp -r /tmp/pay/start/. WORK_DIR/)"
+    && echo "an earlier lease's kept start (SFT, filter passes, GRPO checkpoints): /tmp/pay/start" \
+    && echo "  (cp -r /tmp/pay/start/. WORK_DIR/ before the driver starts)"
   ls /tmp/pay /tmp/pay/models
   # the whole working tree but the part folders: a driver may read committed records and configs too
   rm -rf /tmp/repo && mkdir -p /tmp/repo && tar --exclude='./.p[0-9]*' --exclude=./.git -cf - . | tar -C /tmp/repo -xf -
@@ -110,23 +111,24 @@ collect() {
 }
 
 keep() {  # keep WORK_DIR [BATCH]: BATCH 0 (the default) packs afresh; each call brings back one batch of pieces
-  local b=${1:?work dir} k=${2:-0} parts=() d c step newest pieces i; : "${OUT:?}"
+  local b=${1:?work dir} k=${2:-0} parts=() complete d c step newest pieces i; : "${OUT:?}"
   local store=${KEEP_STORE:-/tmp/keep} per=$KEEP_PIECES_PER_CALL
   if [ "$k" = 0 ]; then
     [ -f "$b/sft/adapter/adapter_model.safetensors" ] && parts+=(sft/adapter sft/run.json sft/train_log.jsonl)
     for d in "$b"/rl-*/prompts; do [ -f "$d/pass.json" ] && parts+=("${d#"$b"/}"); done
     for d in "$b"/rl-*/; do  # GRPO runs: the newest complete checkpoint whole (resume), the older ones' adapters
-      newest=-1
+      newest=-1; complete=()  # complete: the marker, else trainer_state.json (what last_complete_checkpoint reads)
       for c in "$d"checkpoints/checkpoint-*; do
+        step=${c##*-}
+        [[ $step =~ ^[0-9]+$ ]] || continue
         [ -f "$c/t2s_checkpoint_complete" ] || [ -f "$c/trainer_state.json" ] || continue
-        step=${c##*-}; [[ $step =~ ^[0-9]+$ ]] && [ "$step" -gt "$newest" ] && newest=$step
+        complete+=("$c"); [ "$step" -gt "$newest" ] && newest=$step
       done
       [ "$newest" -ge 0 ] || continue
-      d=${d#"$b"/}; parts+=("${d}checkpoints/checkpoint-$newest")
-      [ -f "$b/${d}train_log.jsonl" ] && parts+=("${d}train_log.jsonl")
-      for c in "$b/$d"checkpoints/checkpoint-*; do
+      parts+=("${d#"$b"/}checkpoints/checkpoint-$newest")
+      [ -f "${d}train_log.jsonl" ] && parts+=("${d#"$b"/}train_log.jsonl")
+      for c in "${complete[@]}"; do
         [ "${c##*-}" != "$newest" ] && [ -f "$c/adapter_model.safetensors" ] || continue
-        [ -f "$c/t2s_checkpoint_complete" ] || [ -f "$c/trainer_state.json" ] || continue
         for f in adapter_model.safetensors adapter_config.json trainer_state.json t2s_checkpoint_complete; do
           [ -f "$c/$f" ] && parts+=("${c#"$b"/}/$f")
         done
