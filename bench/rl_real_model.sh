@@ -125,15 +125,13 @@ big=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/n
 s=
 [ "${big:-0}" -ge 100000 ] && { job "$SHAPE_JOB" shape & s=$!; }
 if [ -s "$B/chosen.txt" ]; then
-  job dev-greedy dev greedy --repair none & a=$!
-  job dev-repair dev repair --repair auto & b=$!
-  job dev-maj8 dev maj8 --repair none --n-samples 8 --temperature 0.8 & c=$!
-  wait $a; ra=$?; wait $b; rb=$?; wait $c; rc=$?
+  declare -A DECODING=([greedy]="--repair none" [repair]="--repair auto"
+                       [maj8]="--repair none --n-samples 8 --temperature 0.8") DEV_PID=() DEV_RC=()
+  for n in greedy repair maj8; do job "dev-$n" dev "$n" ${DECODING[$n]} & DEV_PID[$n]=$!; done
+  for n in greedy repair maj8; do wait "${DEV_PID[$n]}"; DEV_RC[$n]=$?; done
   # Three engines profiling their memory at once can misjudge what is free on an 80 GB card (one H100 run: one
   # engine saw "Available KV cache memory: -1.57 GiB" and exited); a failed evaluation runs again, alone.
-  [ $ra = 0 ] || job dev-greedy-again dev greedy --repair none
-  [ $rb = 0 ] || job dev-repair-again dev repair --repair auto
-  [ $rc = 0 ] || job dev-maj8-again dev maj8 --repair none --n-samples 8 --temperature 0.8
+  for n in greedy repair maj8; do [ "${DEV_RC[$n]}" = 0 ] || job "dev-$n-again" dev "$n" ${DECODING[$n]}; done
 fi
 if [ -n "$s" ]; then wait $s; else job "$SHAPE_JOB" shape; fi
 unsloth_engine() {  # the same GRPO through Unsloth's fast_inference engine, a few steps, for its seconds per step
