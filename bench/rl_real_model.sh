@@ -52,7 +52,7 @@ rl() {  # rl NAME LR: GRPO from the SFT adapter
   run $T2S rl --model-name "$M" --train-file "$TRAIN" --adapter-path "$B/sft/adapter" \
     --db-root "$DATA/spider1" --output-dir "$B/rl-$1" --learning-rate "$2" --max-steps "$RL_STEPS" \
     --save-steps "$SAVE" --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25 --max-cost-usd 10 \
-    --resume "${RL_CUT[@]}" ${RL_ARGS:-}
+    --vllm-cache-dir "$B/vllm-cache" --resume "${RL_CUT[@]}" ${RL_ARGS:-}
 }
 heldout() {  # the SFT start and every checkpoint of every GRPO run, in one engine, on held-out data
   local ads=(--adapter "sft=$B/sft/adapter") d c

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -271,3 +272,32 @@ def test_the_step_log_keeps_trls_per_token_sync_figures_and_the_progress_line_sh
     progress.on_log(None, state, None, logs=cpu_logs)
     step_log.on_log(None, state, None, logs=cpu_logs)
     assert "sync_logp_diff_mean" not in read_jsonl(log_path)[-1] and "sync" not in capsys.readouterr().err
+
+
+def test_the_vllm_cache_dir_reaches_the_filter_engine_and_the_colocated_one(tmp_path, spider1_dir, db_root,
+                                                                            tiny_qwen3_dir, monkeypatch):
+    """--vllm-cache-dir goes to the filter pass's engine (as eval's does) and becomes VLLM_CACHE_ROOT before the
+    in-process engine is built, so the second engine of a run reuses the first one's compiled graphs."""
+    import t2s_fast.generate.engines as engines
+    from t2s_fast.rl.engines import use_engine_cache
+    from t2s_fast.rl.prompts import sample_pass_counts
+
+    seen = {}
+
+    def capture(backend, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(engines, "make_generator", capture)
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(tmp_path / "not-this-one"))  # restored after the test
+    cache = tmp_path / "vllm-cache"
+    cfg = RLConfig(train_file=str(_train_file(tmp_path, spider1_dir)), adapter_path=str(tmp_path / "a"),
+                   db_root=str(db_root), output_dir=str(tmp_path / "rl"), model_name=str(tiny_qwen3_dir),
+                   vllm_cache_dir=str(cache))
+    with pytest.raises(RuntimeError, match="captured"):
+        sample_pass_counts(cfg, load_training_rows(cfg))
+    assert seen["vllm_cache_dir"] == str(cache)
+    use_engine_cache(cfg, "trl")  # on a CPU the trl engine generates with transformers: no vLLM to point
+    assert not cache.exists()
+    use_engine_cache(cfg, "unsloth")  # Unsloth's fast_inference always builds a vLLM engine
+    assert Path(os.environ["VLLM_CACHE_ROOT"]) == cache.resolve() and cache.is_dir()

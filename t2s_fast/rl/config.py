@@ -59,6 +59,9 @@ class RLConfig:
                                    "weight sync into vLLM).")
     vllm_gpu_memory_utilization: float = _f(0.3, "Share of GPU memory the colocated vLLM engine may take.")
     vllm_max_model_length: int = _f(4096, "Longest prompt + completion the colocated engine serves.")
+    vllm_cache_dir: str | None = _f(None, "vLLM's compile cache folder (VLLM_CACHE_ROOT), shared by the filter pass's "
+                                          "engine and the colocated one: a later engine of the same model starts "
+                                          "faster (as `eval --vllm-cache-dir`).")
     seed: int = _f(3407, "Random seed (prompt order, sampling).")
     resume: bool = _f(False, "Continue from the last complete checkpoint in OUTPUT_DIR/checkpoints.")
     max_cost_usd: float | None = _f(None, "Stop cleanly (adapter saved) before the run's cost would exceed this.")

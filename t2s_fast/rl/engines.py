@@ -123,6 +123,14 @@ def _load_unsloth(cfg: RLConfig, model_path: str, tokenizer_dir: str):
     return model, tokenizer
 
 
+def use_engine_cache(cfg: RLConfig, engine: str) -> None:
+    """Point the in-process vLLM engine at --vllm-cache-dir before anything imports vLLM (Unsloth does on import)."""
+    if cfg.vllm_cache_dir and generates_with_vllm(engine):
+        from t2s_fast.generate.vllm import use_cache_dir
+
+        use_cache_dir(cfg.vllm_cache_dir)
+
+
 def grpo_args(cfg: RLConfig, engine: str, ckpt_dir: str):
     """TRL's GRPOConfig for this run: one generation of prompts_per_step x num_generations completions per
     optimizer step, accumulated over micro-batches of micro_batch_completions."""

@@ -115,7 +115,8 @@ def sample_pass_counts(cfg: RLConfig, rows: list[dict]) -> tuple[list[dict], dic
     t0 = time.time()
     generator = make_generator("auto", base_model=model_path, adapters={"start": cfg.adapter_path},
                                tokenizer_dir=tokenizer_dir, gpu_memory_utilization=0.85,
-                               max_model_len=cfg.vllm_max_model_length, seed=cfg.seed)
+                               max_model_len=cfg.vllm_max_model_length, seed=cfg.seed,
+                               vllm_cache_dir=cfg.vllm_cache_dir)
     t_ready = time.time()  # the engine's start (minutes on a GPU) is kept apart from the sampling itself
     try:
         results = []

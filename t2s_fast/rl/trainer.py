@@ -100,8 +100,17 @@ def _carry_over(meter, out: Path, resume_from: str | None) -> None:
 
 
 def _build(cfg: RLConfig, engine: str, meter, kept: list[dict]) -> dict:
-    from t2s_fast.rl.engines import PlainLogprobs, grpo_args, load_policy, on_gpu, trainer_base, triton_available
+    from t2s_fast.rl.engines import (
+        PlainLogprobs,
+        grpo_args,
+        load_policy,
+        on_gpu,
+        trainer_base,
+        triton_available,
+        use_engine_cache,
+    )
 
+    use_engine_cache(cfg, engine)
     base_cls = trainer_base(engine)  # before anything imports trl: Unsloth patches it on import
     from t2s_fast.models import model_cache_dir, training_source
     from t2s_fast.rl.callbacks import RLProgress, RLStepLog, StepClock, timed_trainer_class
