@@ -12,8 +12,9 @@
 # PREPARED_DIR holds `t2s-fast prepare`'s stage1_train.jsonl and stage1_valid.jsonl. Settings by environment:
 # RL_STEPS (40), RL_LRS ("1e-5 3e-5"), RL_PROMPTS (2000: training prompts sampled for the filter), RL_SAVE (10),
 # RL_ARGS (more `t2s-fast rl` flags for every GRPO run); SFT_EPOCHS (1), SFT_LR (4e-4), SFT_MAX_STEPS (-1: the
-# epochs); STOP_AFTER_RL (1: end after the GRPO runs; with RL_LRS="0 4e-5" and a short SFT_MAX_STEPS it is the
-# weight-sync check, bench/README.md); UNSLOTH_STEPS (6: the Unsloth engine's short run, last; 0 skips it);
+# epochs); STOP_AFTER_RL (1: end after the GRPO runs and the Unsloth run; with RL_LRS="0 4e-5" and a short
+# SFT_MAX_STEPS it is the weight-sync check, bench/README.md); UNSLOTH_STEPS (6: the Unsloth engine's short run,
+# last; 0 skips it), UNSLOTH_LR (its rate; default: the first of RL_LRS);
 # SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER, SHAPE_STEPS (4),
 # ONLY_SHAPE (1: that phase alone), SHAPE_ARGS (more rl flags for it, e.g. "--engine unsloth --load-in-4bit" or
 # "--no-gradient-checkpointing --micro-batch-completions 8") and SHAPE_TAG (its folder: rl-shape-8b-TAG).
@@ -117,7 +118,16 @@ for lr in "${@:2}"; do  # the other rates reuse the first one's filter pass (sam
   job "rl-lr$lr" rl "lr$lr" "$lr" & pids+=($!)
 done
 wait "${pids[@]}"
-[ -n "${STOP_AFTER_RL:-}" ] && { say "ALLDONE"; touch "$B/ALLDONE"; exit 0; }
+unsloth_engine() {  # the same GRPO through Unsloth's fast_inference engine, a few steps, for its seconds per step
+  mkdir -p "$B/rl-unsloth" && cp -r "$B/rl-lr$first/prompts" "$B/rl-unsloth/" 2>/dev/null
+  run $T2S rl --engine unsloth --no-load-in-4bit --model-name "$M" --train-file "$TRAIN" \
+    --adapter-path "$B/sft/adapter" --db-root "$DATA/spider1" --output-dir "$B/rl-unsloth" \
+    --learning-rate "${UNSLOTH_LR:-$first}" --max-steps "${UNSLOTH_STEPS:-6}" --save-steps 1000 \
+    --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25 --vllm-cache-dir "$B/vllm-cache" \
+    --resume "${RL_CUT[@]}"
+}
+unsloth() { [ -n "$SMOKE" ] || [ "${UNSLOTH_STEPS:-6}" = 0 ] || job rl-unsloth unsloth_engine; }
+[ -n "${STOP_AFTER_RL:-}" ] && { unsloth; say "ALLDONE"; touch "$B/ALLDONE"; exit 0; }
 job heldout heldout && chosen > "$B/chosen.txt" && say "chosen on held-out: $(cat "$B/chosen.txt")"
 # On a card of 100 GB or more the 8B-shape run loads (and its engine starts) while the dev evaluations run; its
 # log has the times of its steps, the evaluations' logs theirs. On a smaller card it waits for them.
@@ -134,12 +144,5 @@ if [ -s "$B/chosen.txt" ]; then
   for n in greedy repair maj8; do [ "${DEV_RC[$n]}" = 0 ] || job "dev-$n-again" dev "$n" ${DECODING[$n]}; done
 fi
 if [ -n "$s" ]; then wait $s; else job "$SHAPE_JOB" shape; fi
-unsloth_engine() {  # the same GRPO through Unsloth's fast_inference engine, a few steps, for its seconds per step
-  mkdir -p "$B/rl-unsloth" && cp -r "$B/rl-lr$first/prompts" "$B/rl-unsloth/" 2>/dev/null
-  run $T2S rl --engine unsloth --no-load-in-4bit --model-name "$M" --train-file "$TRAIN" \
-    --adapter-path "$B/sft/adapter" --db-root "$DATA/spider1" --output-dir "$B/rl-unsloth" --learning-rate "$first" \
-    --max-steps "${UNSLOTH_STEPS:-6}" --save-steps 1000 --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25 \
-    --resume "${RL_CUT[@]}"
-}
-[ -n "$SMOKE" ] || [ "${UNSLOTH_STEPS:-6}" = 0 ] || job rl-unsloth unsloth_engine
+unsloth
 say "ALLDONE"; touch "$B/ALLDONE"
