@@ -222,7 +222,14 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                     f"against {check['start_match_rate']:.1%} in the filter pass on the same prompts; difference "
                     f"{check['difference']:+.1%} (95% interval over steps {check['ci95'][0]:+.1%} to "
                     f"{check['ci95'][1]:+.1%}): " + ("no sign of a sync error." if held else
-                                                      "the generation does NOT sample the starting adapter."), ""]
+                                                      "the generation does NOT sample the starting adapter.")]
+                filt = info.get("filter") or {}
+                if filt.get("kept") != filt.get("prompts"):  # kept for their counts: those counts regress to the mean
+                    sync_lines += ["", f"The check is biased: its prompts were kept because of their filter-pass "
+                                   f"counts ({filt.get('rule')}), so those counts are a biased estimate of the same "
+                                   f"prompts' rate on fresh samples (selection on the measurement). Run it with "
+                                   f"--filter-min-correct 0 --filter-max-correct K (every prompt kept)."]
+                sync_lines.append("")
         lines.append(f"| {d.name} ({info['engine']}, lr {info['config']['learning_rate']:g}) | {info['global_step']} | "
                      f"{info['stop_reason']} | {info['elapsed_s_total'] / 60:.1f} | ${info['cost_usd']:.2f} | "
                      f"{med['total']} ({med['generation']} / {med['reward']} / {med['training']}"

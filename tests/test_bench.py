@@ -615,6 +615,29 @@ def test_rl_report_summarizes_a_grpo_run_cut_before_it_wrote_run_json(tmp_path):
     assert (out / "rl-lr4e-5" / "rl_curves.png").is_file()
 
 
+@pytest.mark.parametrize("kept, biased", [(40, False), (25, True)])
+def test_the_sync_check_on_prompts_the_filter_chose_is_called_biased(tmp_path, kept, biased):
+    """At learning rate 0 the step's share of right completions is compared with the filter pass's counts of the
+    same prompts. Prompts kept *because of* those counts make them a biased estimate, and the report says so."""
+    run = tmp_path / "work" / "rl-lr0"
+    (run / "prompts").mkdir(parents=True)
+    rule = "0 <= right of 8 <= 8" if kept == 40 else "1 <= right of 8 <= 7"
+    (run / "prompts" / "filter.json").write_text(json.dumps({"prompts": 40, "kept": kept, "never_right": 5,
+                                                             "always_right": 10, "rule": rule}))
+    (run / "prompts" / "settings.json").write_text(json.dumps({"learning_rate": 0, "prompts_per_step": 16}))
+    rows = [{"step": i, "reward": 0.5, "frac_reward_zero_std": 0.125, "step_time_s": 14.0, "generation_s": 1.0,
+             "reward_s": 0.25, "train_s": 12.75, "elapsed_s": 60.0 + 14 * i, "cost_usd": 0.01 * i, "learning_rate": 0,
+             "match_rate": 0.5 + (i % 2 - 0.5) / 10, "start_match_rate": 0.5} for i in range(1, 7)]
+    (run / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(REPO / "bench/rl_report.py"), str(tmp_path / "work"), str(out)], check=True,
+                   capture_output=True, text=True, timeout=300)
+    text = (out / "README.md").read_text()
+    assert "Weight-sync check (rl-lr0, learning rate 0, 96 prompts over 6 steps)" in text
+    assert "no sign of a sync error" in text
+    assert ("The check is biased" in text) == biased
+
+
 @pytest.mark.slow
 def test_rl_driver_weight_sync_form_runs_on_the_cpu_and_reports_the_check(tmp_path, spider1_dir, tiny_qwen3_dir):
     """The short lease the RL driver offers (SFT, one filter pass, GRPO at learning rate 0 and at a real rate,
