@@ -4,9 +4,9 @@
 
 OUT_DIR receives README.md and report.json (every figure below, with the file it comes from), the per-question
 files (held-out: every adapter; Spider dev: the SFT start and the choice, greedy, the default repair and maj@8),
-each run's run.json, train_log.jsonl and curves, the filter's summary, and heldout_ex_vs_step.png. Differences
-are quoted with their 95% paired bootstrap interval (`t2s_fast.evaluate.paired`); one whose interval holds 0 is
-called noise.
+each run's run.json, train_log.jsonl and curves, the filter's summary, heldout_ex_vs_step.png and
+seconds_per_step.png. Differences are quoted with their 95% paired bootstrap interval (`t2s_fast.evaluate.paired`);
+one whose interval holds 0 is called noise.
 """
 
 from __future__ import annotations
@@ -122,6 +122,10 @@ def _tps(tokens_per_s: float | None) -> str:
     return f" at {tokens_per_s:,.0f} tok/s" if tokens_per_s else ""
 
 
+def _or_dash(x) -> str:
+    return "-" if x is None else str(x)
+
+
 def _r3(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -172,6 +176,7 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     report["runs"] = {}
     sync_lines: list[str] = []
+    step_rows: dict[str, list[dict]] = {}
     sft = _json(work / "sft" / "run.json")
     if sft:
         _copy(work / "sft" / "run.json", out / "sft" / "run.json")
@@ -197,6 +202,7 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
         if not (d / "rl_curves.png").is_file() and rows:
             plot_rl_curves(d / "train_log.jsonl", out / d.name / "rl_curves.png", title=f"{d.name} (cut)")
         steps = [r for r in rows if r.get("reward") is not None]
+        step_rows[f"{d.name} ({info['engine']})"] = steps
         med = info["step_seconds_median"]
         first3 = steps[:3]
         sync = (f"{_mean([r['match_rate'] for r in first3])} vs {_mean([r['start_match_rate'] for r in first3])}"
@@ -236,13 +242,42 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
                      f"{_tps(info.get('train_tokens_per_s_median'))}) | "
                      f"{info.get('peak_gpu_memory_allocated_gib', '-')} | {_r3(info['first_reward'])} → "
                      f"{_r3(info['final_reward'])} | {info['mean_frac_reward_zero_std']} | {sync} | "
-                     f"{info.get('sync_logp_diff_mean_median', '-')} |")
-    filt = next((r["filter"] for r in report["runs"].values() if isinstance(r, dict) and r.get("filter")), None)
-    if filt:
-        lines += ["", f"Prompt filter: {filt['kept']:,} of {filt['prompts']:,} training prompts kept ({filt['rule']}); "
-                  f"{filt['never_right']:,} never right, {filt['always_right']:,} always right; "
+                     f"{_or_dash(info.get('sync_logp_diff_mean_median'))} |")
+    rules: dict[str, list[str]] = {}  # runs sharing a filter pass may keep different prompts of it
+    for name, r in report["runs"].items():
+        if isinstance(r, dict) and r.get("filter"):
+            rules.setdefault(json.dumps(r["filter"], sort_keys=True, default=str), []).append(name)
+    for key, names in rules.items():
+        filt = json.loads(key)
+        lines += ["", f"Prompt filter ({', '.join(names)}): {filt['kept']:,} of {filt['prompts']:,} training prompts "
+                  f"kept ({filt['rule']}); {filt['never_right']:,} never right, {filt['always_right']:,} always right; "
                   f"pass-count histogram {filt.get('pass_count_histogram')}."]
+    if step_rows:
+        _plot_step_seconds(step_rows, out / "seconds_per_step.png")
+        lines += ["", "![seconds per GRPO step, each run](seconds_per_step.png)"]
     return lines + [""] + sync_lines
+
+
+def _plot_step_seconds(runs: dict[str, list[dict]], png: Path) -> None:
+    """Each run's seconds per step against the step (log scale: a first step that compiles dwarfs the rest)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for name, rows in runs.items():
+        pts = [(r["step"], r["step_time_s"]) for r in rows if r.get("step_time_s")]
+        if pts:
+            ax.plot(*zip(*pts), "o-", ms=3, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("GRPO optimizer step")
+    ax.set_ylabel("seconds per step")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -257,7 +292,8 @@ def main() -> None:
     lines += run_section(args.work, args.out, report)
     if (args.work / "heldout").is_dir():
         lines += heldout_section(args.work, args.out, report)
-    lines += dev_section(args.work, args.out, report)
+    if any((args.work / f"dev-{name}").is_dir() for name, _ in DEV_RUNS):
+        lines += dev_section(args.work, args.out, report)
     for f in ("device.txt", "versions.json", "commands.sh"):
         _copy(args.work / f, args.out / f)
     (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")

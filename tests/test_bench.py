@@ -612,7 +612,10 @@ def test_rl_report_summarizes_a_grpo_run_cut_before_it_wrote_run_json(tmp_path):
     assert summary["first_reward"] == 0.51 and summary["final_reward"] == 0.53 and summary["filter"]["kept"] == 25
     row = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("| rl-lr4e-5"))
     assert "cut: stopped before run.json was written" in row and "0.510 → 0.530" in row
-    assert (out / "rl-lr4e-5" / "rl_curves.png").is_file()
+    assert (out / "rl-lr4e-5" / "rl_curves.png").is_file() and (out / "seconds_per_step.png").is_file()
+    text = (out / "README.md").read_text()
+    assert "Prompt filter (rl-lr4e-5): 25 of 40 training prompts kept (1 <= right of 8 <= 7)" in text
+    assert "## Spider dev" not in text  # no dev evaluation in this folder: no empty table
 
 
 @pytest.mark.parametrize("kept, biased", [(40, False), (25, True)])

@@ -301,3 +301,23 @@ def test_the_vllm_cache_dir_reaches_the_filter_engine_and_the_colocated_one(tmp_
     assert not cache.exists()
     use_engine_cache(cfg, "unsloth")  # Unsloth's fast_inference always builds a vLLM engine
     assert Path(os.environ["VLLM_CACHE_ROOT"]) == cache.resolve() and cache.is_dir()
+
+
+def test_the_unsloth_engine_is_imported_before_transformers_peft_and_trl(tmp_path, spider1_dir, db_root, adapter):
+    """Unsloth patches transformers, peft and trl when it is imported first (otherwise it warns that it may run
+    slower). A stand-in `unsloth` package records what `t2s-fast rl --engine unsloth` had imported by then."""
+    fake = tmp_path / "fake" / "unsloth"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "import json, os, sys\n"
+        "json.dump({m: m in sys.modules for m in ('transformers', 'peft', 'trl')}, open(os.environ['SEEN'], 'w'))\n"
+        "raise SystemExit(7)\n")
+    seen = tmp_path / "seen.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")]),
+           "SEEN": str(seen)}
+    proc = subprocess.run([sys.executable, "-m", "t2s_fast", "rl", "--engine", "unsloth", "--filter-samples", "0",
+                           "--train-file", str(_train_file(tmp_path, spider1_dir)), "--adapter-path", str(adapter),
+                           "--db-root", str(db_root), "--output-dir", str(tmp_path / "rl"), "--max-steps", "1"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 7, proc.stderr[-2000:]
+    assert json.loads(seen.read_text()) == {"transformers": False, "peft": False, "trl": False}

@@ -1,0 +1,4 @@
+# 2026-12-07T21:36:39Z CUDA_VISIBLE_DEVICES=all
+python3 -m t2s_fast rl --model-name qwen2.5-coder-0.5b --train-file /tmp/pay/prep-qwen2.5-coder-0.5b/stage1_train.jsonl --adapter-path /tmp/rl/sft/adapter --db-root /tmp/t2s-data/spider1 --output-dir /tmp/rl/rl-lr0 --learning-rate 0 --max-steps 20 --save-steps 1000 --max-prompts 1200 --vllm-gpu-memory-utilization 0.25 --max-cost-usd 10 --vllm-cache-dir /tmp/rl/vllm-cache --resume --filter-min-correct 0 --filter-max-correct 8
+# 2026-12-07T21:44:45Z CUDA_VISIBLE_DEVICES=all
+python3 -m t2s_fast rl --engine unsloth --no-load-in-4bit --model-name qwen2.5-coder-0.5b --train-file /tmp/pay/prep-qwen2.5-coder-0.5b/stage1_train.jsonl --adapter-path /tmp/rl/sft/adapter --db-root /tmp/t2s-data/spider1 --output-dir /tmp/rl/rl-unsloth --learning-rate 4e-5 --max-steps 8 --save-steps 1000 --max-prompts 1200 --vllm-gpu-memory-utilization 0.25 --vllm-cache-dir /tmp/rl/vllm-cache --resume
