@@ -122,6 +122,10 @@ def _tps(tokens_per_s: float | None) -> str:
     return f" at {tokens_per_s:,.0f} tok/s" if tokens_per_s else ""
 
 
+def _pad(share: float | None) -> str:
+    return "" if share is None else f", {share:.0%} padding"
+
+
 def _or_dash(x) -> str:
     return "-" if x is None else str(x)
 
@@ -210,6 +214,7 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
         report["runs"][d.name] = {"global_step": info["global_step"], "cost_usd": info["cost_usd"],
                                   "elapsed_s_total": info["elapsed_s_total"], "step_seconds_median": med,
                                   "train_tokens_per_s_median": info.get("train_tokens_per_s_median"),
+                                  "padding_share_median": info.get("padding_share_median"),
                                   "peak_gpu_memory_allocated_gib": info.get("peak_gpu_memory_allocated_gib"),
                                   "engine": info["engine"], "learning_rate": info["config"]["learning_rate"],
                                   "filter": info["filter"],
@@ -239,7 +244,7 @@ def run_section(work: Path, out: Path, report: dict) -> list[str]:
         lines.append(f"| {d.name} ({info['engine']}, lr {info['config']['learning_rate']:g}) | {info['global_step']} | "
                      f"{info['stop_reason']} | {info['elapsed_s_total'] / 60:.1f} | ${info['cost_usd']:.2f} | "
                      f"{med['total']} ({med['generation']} / {med['reward']} / {med['training']}"
-                     f"{_tps(info.get('train_tokens_per_s_median'))}) | "
+                     f"{_tps(info.get('train_tokens_per_s_median'))}{_pad(info.get('padding_share_median'))}) | "
                      f"{info.get('peak_gpu_memory_allocated_gib', '-')} | {_r3(info['first_reward'])} → "
                      f"{_r3(info['final_reward'])} | {info['mean_frac_reward_zero_std']} | {sync} | "
                      f"{_or_dash(info.get('sync_logp_diff_mean_median'))} |")

@@ -93,11 +93,26 @@ def test_grpo_trains_from_the_sft_adapter_and_records_each_step(grpo_run):
         assert r["generation_s"] > 0 and r["generation_s"] + r["reward_s"] <= r["step_time_s"] + 1e-6
         # every prompt and completion token trained on is counted; the loss is taken on the completions'
         assert 0 < r["loss_tokens"] < r["trained_tokens"] and r["train_tokens_per_s"] > 0
+        # the micro-batches' positions, padding included, and the share of them that was padding
+        assert r["batch_tokens"] >= r["trained_tokens"] and 0 <= r["padding_share"] < 1
     assert set(info["step_seconds_median"]) == {"total", "generation", "reward", "training"}
     assert info["train_tokens_per_s_median"] > 0
     assert info["cost_usd"] > rows[-1]["cost_usd"] > rows[0]["cost_usd"] > 0
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["adapter_path"] and run["stage"] == "rl" and run["engine"] == "trl"
+
+
+def test_length_grouped_steps_run_through_trls_sampler_in_the_datasets_order(tmp_path, tiny_qwen3_dir, prepared,
+                                                                            sft_adapter, spider1_dir):
+    from t2s_fast.rl.config import RLConfig
+    from t2s_fast.rl.trainer import train_rl
+
+    out = tmp_path / "grouped"
+    info = train_rl(RLConfig(**_settings(tiny_qwen3_dir, prepared, sft_adapter, spider1_dir, out, max_steps=2,
+                                         length_grouped_steps=2)))
+    assert info["stop_reason"] == "completed" and info["global_step"] == 2
+    assert json.loads((out / "run.json").read_text())["config"]["length_grouped_steps"] == 2
+    assert info["padding_share_median"] is not None
 
 
 def test_checkpoints_are_what_eval_checkpoints_reads(grpo_run):

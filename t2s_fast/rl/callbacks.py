@@ -7,7 +7,9 @@ wraps the trainer's generation and reward methods with a clock and counts the to
 holds, and `RLStepLog` writes per optimizer step, into train_log.jsonl: the loss, the mean reward and its spread,
 `frac_reward_zero_std` (the share of groups whose completions all got the same reward, which teach nothing), the
 mean completion length, the match and failure rates, the seconds spent generating, scoring and training, and the
-tokens trained on (prompt + completion; `loss_tokens`: the completions') with the training step's tokens/s.
+tokens trained on (prompt + completion; `loss_tokens`: the completions') with the training step's tokens/s, and
+`padding_share`: the share of the micro-batches' token positions that were padding (TRL pads a step's prompts to
+its longest; `--length-grouped-steps` makes a step's prompts alike in length).
 """
 
 from __future__ import annotations
@@ -33,15 +35,19 @@ LOGGED = {"reward": "reward", "reward_std": "reward_std", "frac_reward_zero_std"
 
 
 class StepClock:
-    """Seconds spent generating and scoring since the last optimizer step."""
+    """Seconds spent generating and scoring since the last optimizer step, and the token positions its training
+    micro-batches held (padding included)."""
 
     def __init__(self):
         self.generation_s = 0.0
         self.reward_s = 0.0
+        self.batch_tokens = 0
 
     def take(self) -> dict:
-        out = {"generation_s": round(self.generation_s, 3), "reward_s": round(self.reward_s, 3)}
+        out = {"generation_s": round(self.generation_s, 3), "reward_s": round(self.reward_s, 3),
+               "batch_tokens": self.batch_tokens}
         self.generation_s = self.reward_s = 0.0
+        self.batch_tokens = 0
         return out
 
 
@@ -55,6 +61,7 @@ def timed_trainer_class(base_cls, clock: StepClock, meter: RunMeter, *mixins):
             prompt, completion = inputs.get("prompt_mask"), inputs.get("completion_mask")
             done = int(completion.sum().item()) if completion is not None else 0
             meter.count_batch(done + (int(prompt.sum().item()) if prompt is not None else 0), done)
+            clock.batch_tokens += sum(m.numel() for m in (prompt, completion) if m is not None)
             return super().compute_loss(model, inputs, *args, **kwargs)
 
         def _generate(self, *args, **kwargs):
@@ -91,6 +98,9 @@ class RLStepLog(StepLogCallback):
             self.pending.update(timing, train_s=round(train_s, 3), **self.reward.take_stats())
             if train_s > 0:  # the training step's own throughput (tokens_per_s spreads them over the whole step)
                 self.pending["train_tokens_per_s"] = round(self.pending["trained_tokens"] / train_s, 1)
+            if self.pending["batch_tokens"]:  # the share of the micro-batches' positions that were padding
+                share = 1 - self.pending["trained_tokens"] / self.pending["batch_tokens"]
+                self.pending["padding_share"] = round(share, 4)
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and self.pending is not None and self.pending["step"] == state.global_step:

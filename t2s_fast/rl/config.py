@@ -38,6 +38,10 @@ class RLConfig:
     num_generations: int = _f(8, "Completions per prompt (the group GRPO compares within).")
     prompts_per_step: int = _f(16, "Prompts per optimizer step (x num_generations completions).")
     micro_batch_completions: int = _f(16, "Completions per forward/backward micro-batch (accumulated to a step).")
+    length_grouped_steps: int = _f(0, "Sort the prompts by length within groups of this many steps, then take the "
+                                      "steps in a seeded random order: a step's prompts share one padded width "
+                                      "(TRL pads every prompt of a step to its longest), so the training step "
+                                      "computes less padding; 0: TRL's random order.")
     max_completion_length: int = _f(256, "Longest completion in tokens.")
     temperature: float = _f(1.0, "Sampling temperature of the rollouts.")
     learning_rate: float = _f(1e-5, "Peak learning rate.")
@@ -90,6 +94,8 @@ class RLConfig:
                      "max_completion_length", "save_steps", "logging_steps", "reward_workers"):
             if getattr(self, name) < 1:
                 raise T2SError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.length_grouped_steps < 0:
+            raise T2SError(f"--length-grouped-steps must be 0 (off) or more (got {self.length_grouped_steps})")
         if self.num_generations < 2:
             raise T2SError("--num-generations must be at least 2: GRPO compares completions within a group")
         if self.filter_samples and not 0 <= self.filter_min_correct <= self.max_correct <= self.filter_samples:

@@ -150,7 +150,7 @@ def grpo_args(cfg: RLConfig, engine: str, ckpt_dir: str):
         data_seed=cfg.seed, report_to=[] if cfg.report_to in ("none", "") else cfg.report_to, disable_tqdm=True,
         bf16=gpu, gradient_checkpointing=cfg.gradient_checkpointing and engine != "unsloth",
         chat_template_kwargs=dict(CHAT_TEMPLATE_KWARGS), log_completions=False, remove_unused_columns=False,
-        use_vllm=vllm,
+        use_vllm=vllm, shuffle_dataset=cfg.length_grouped_steps == 0,  # grouped: the dataset's order is the steps'
     )
     if vllm and engine == "trl":
         kwargs.update(vllm_mode="colocate", vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,

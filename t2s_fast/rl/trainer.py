@@ -16,7 +16,8 @@ Output directory (the layout of a `t2s-fast train` run, so `eval --checkpoints` 
   match_rate is while the policy is still the starting adapter), sync_logp_diff_mean / _max (vLLM's log-probability
   of each sampled token against the training model's: near 0 when the weights reach the engine),
   importance_ratio_mean / _min (0: a sequence passed TRL's cap and was masked out of the loss), fail_rate,
-  generation_s, reward_s, train_s, step_time_s, elapsed_s, cost_usd;
+  generation_s, reward_s, train_s, step_time_s, elapsed_s, cost_usd, batch_tokens and padding_share (the
+  training micro-batches' token positions, and the share of them that was padding);
 - ``rl_curves.png``: reward, loss, zero-variance share and completion length against the step;
 - ``run.json``: settings, the filter's summary, engine, versions, device, steps, timing per step (median
   generation / reward / training seconds), peak GPU memory, dollars (resumed sessions included), stop reason.
@@ -25,6 +26,7 @@ Output directory (the layout of a `t2s-fast train` run, so `eval --checkpoints` 
 from __future__ import annotations
 
 import logging
+import random
 import statistics
 import sys
 import time
@@ -46,8 +48,34 @@ def _check_inputs(cfg: RLConfig) -> None:
     load_training_rows(cfg)  # the train file is readable and the reward reaches its databases
 
 
-def _dataset(kept: list[dict], tokenizer):
-    """TRL's dataset: the prompt as rendered text (the one prompt builder's), gold SQL and database for the reward."""
+def length_grouped_order(lengths: list[int], per_step: int, steps_per_group: int, seed: int) -> list[int]:
+    """An order of the prompts (indexes into ``lengths``) whose consecutive runs of ``per_step`` are the steps:
+    the prompts are shuffled, each group of ``per_step x steps_per_group`` is sorted by length and cut into steps,
+    and the whole steps are shuffled; a last partial step stays last (TRL drops it, so it shifts no other step)."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    group = per_step * steps_per_group
+    steps = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start:start + group], key=lambda i: lengths[i])
+        steps += [chunk[i:i + per_step] for i in range(0, len(chunk), per_step)]
+    whole = [s for s in steps if len(s) == per_step]
+    rng.shuffle(whole)
+    return [i for s in whole + [s for s in steps if len(s) < per_step] for i in s]
+
+
+def prompt_padding_share(lengths: list[int], order: list[int], per_step: int) -> float:
+    """The share of padding among the prompt positions of the whole steps taken in ``order`` (TRL pads a step's
+    prompts to its longest)."""
+    steps = [order[i:i + per_step] for i in range(0, len(order) - len(order) % per_step, per_step)]
+    real = sum(lengths[i] for s in steps for i in s)
+    return round(1 - real / sum(per_step * max(lengths[i] for i in s) for s in steps), 4)
+
+
+def _dataset(kept: list[dict], tokenizer, cfg: RLConfig):
+    """TRL's dataset: the prompt as rendered text (the one prompt builder's), gold SQL and database for the reward;
+    with --length-grouped-steps, in the order of the steps (``length_grouped_order``)."""
     from datasets import Dataset
 
     from t2s_fast.prompt import render_prompt
@@ -57,6 +85,10 @@ def _dataset(kept: list[dict], tokenizer):
     if all("correct" in r for r in kept):  # the filter pass's pass rate (none without a pass)
         for row, r in zip(rows, kept):
             row["pass_rate"] = r["correct"] / r["samples"]
+    if cfg.length_grouped_steps:
+        lengths = [len(ids) for ids in tokenizer([r["prompt"] for r in rows], add_special_tokens=False)["input_ids"]]
+        rows = [rows[i] for i in length_grouped_order(lengths, cfg.prompts_per_step, cfg.length_grouped_steps,
+                                                      cfg.seed)]
     return Dataset.from_list(rows)
 
 
@@ -133,7 +165,7 @@ def _build(cfg: RLConfig, engine: str, meter, kept: list[dict]) -> dict:
     signal_guard = SignalGuard(meter)
     out = Path(cfg.output_dir)
     trainer = cls(model=model, reward_funcs=[reward], args=grpo_args(cfg, engine, str(out / "checkpoints")),
-                  train_dataset=_dataset(kept, tokenizer), processing_class=tokenizer,
+                  train_dataset=_dataset(kept, tokenizer, cfg), processing_class=tokenizer,
                   callbacks=[RLStepLog(meter, out / "train_log.jsonl", clock, reward), BudgetGuard(meter),
                              signal_guard, RLProgress(meter)])
     return {"trainer": trainer, "tokenizer": tokenizer, "meter": meter, "signal_guard": signal_guard,
@@ -181,13 +213,14 @@ def _median(rows: list[dict], key: str) -> float | None:
 
 def summarize_steps(rows: list[dict]) -> dict:
     """run.json's summary of train_log.jsonl's rows: median seconds per step (generation / reward / training),
-    trained tokens/s, vLLM-vs-trainer log-prob gap, first and last reward, mean zero-variance share. Also what a
-    report reads from the log of a run stopped before it wrote run.json."""
+    trained tokens/s, padding share, vLLM-vs-trainer log-prob gap, first and last reward, mean zero-variance share.
+    Also what a report reads from the log of a run stopped before it wrote run.json."""
     steps = [r for r in rows if r.get("reward") is not None]
     return {
         "step_seconds_median": {"total": _median(steps, "step_time_s"), "generation": _median(steps, "generation_s"),
                                 "reward": _median(steps, "reward_s"), "training": _median(steps, "train_s")},
         "train_tokens_per_s_median": _median(steps, "train_tokens_per_s"),
+        "padding_share_median": _median(steps, "padding_share"),
         "sync_logp_diff_mean_median": _median(steps, "sync_logp_diff_mean"),
         "first_reward": steps[0]["reward"] if steps else None, "final_reward": steps[-1]["reward"] if steps else None,
         "mean_frac_reward_zero_std": round(statistics.mean(r["frac_reward_zero_std"] for r in steps), 4)
