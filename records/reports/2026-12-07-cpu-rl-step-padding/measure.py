@@ -1,7 +1,8 @@
 """How much of a GRPO step's prompt positions are padding, in TRL's random order and with length-grouped steps
 (`t2s-fast rl --length-grouped-steps N`), on a prepared training file, on the CPU:
 
-    python bench/rl_padding.py PREPARED/stage1_train.jsonl --tokenizer TOKENIZER [--prompts 1200] [--out FILE.json]
+    python records/reports/2026-12-07-cpu-rl-step-padding/measure.py PREPARED/stage1_train.jsonl \
+        --tokenizer TOKENIZER [--prompts 1200] [--out FILE.json]
 
 TRL pads every prompt of a step (prompts_per_step prompts, each repeated num_generations times) to the step's
 longest, and every training micro-batch keeps that width, so the training step computes on the padding too. The
