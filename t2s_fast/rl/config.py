@@ -41,7 +41,8 @@ class RLConfig:
     length_grouped_steps: int = _f(0, "Sort the prompts by length within groups of this many steps, then take the "
                                       "steps in a seeded random order: a step's prompts share one padded width "
                                       "(TRL pads every prompt of a step to its longest), so the training step "
-                                      "computes less padding; 0: TRL's random order.")
+                                      "computes less padding (a second epoch repeats the order); 0: TRL's "
+                                      "random order.")
     max_completion_length: int = _f(256, "Longest completion in tokens.")
     temperature: float = _f(1.0, "Sampling temperature of the rollouts.")
     learning_rate: float = _f(1e-5, "Peak learning rate.")
