@@ -49,11 +49,13 @@ sft() {
     --learning-rate "$SFT_LR" --max-cost-usd 5 \
     "${SFT_CUT[@]}"
 }
-rl() {  # rl NAME LR: GRPO from the SFT adapter
+grpo() {  # grpo NAME LR FLAGS...: GRPO from the SFT adapter into WORK_DIR/rl-NAME (FLAGS last: they win)
   run $T2S rl --model-name "$M" --train-file "$TRAIN" --adapter-path "$B/sft/adapter" \
-    --db-root "$DATA/spider1" --output-dir "$B/rl-$1" --learning-rate "$2" --max-steps "$RL_STEPS" \
-    --save-steps "$SAVE" --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25 --max-cost-usd 10 \
-    --vllm-cache-dir "$B/vllm-cache" --resume "${RL_CUT[@]}" ${RL_ARGS:-}
+    --db-root "$DATA/spider1" --output-dir "$B/rl-$1" --learning-rate "$2" --max-prompts "$RL_PROMPTS" \
+    --vllm-gpu-memory-utilization 0.25 --vllm-cache-dir "$B/vllm-cache" --resume "${RL_CUT[@]}" "${@:3}"
+}
+rl() {  # rl NAME LR: the measured runs (RL_STEPS, RL_SAVE, RL_ARGS)
+  grpo "$1" "$2" --max-steps "$RL_STEPS" --save-steps "$SAVE" --max-cost-usd 10 ${RL_ARGS:-}
 }
 heldout() {  # the SFT start and every checkpoint of every GRPO run, in one engine, on held-out data
   local ads=(--adapter "sft=$B/sft/adapter") d c
@@ -120,11 +122,8 @@ done
 wait "${pids[@]}"
 unsloth_engine() {  # the same GRPO through Unsloth's fast_inference engine, a few steps, for its seconds per step
   mkdir -p "$B/rl-unsloth" && cp -r "$B/rl-lr$first/prompts" "$B/rl-unsloth/" 2>/dev/null
-  run $T2S rl --engine unsloth --no-load-in-4bit --model-name "$M" --train-file "$TRAIN" \
-    --adapter-path "$B/sft/adapter" --db-root "$DATA/spider1" --output-dir "$B/rl-unsloth" \
-    --learning-rate "${UNSLOTH_LR:-$first}" --max-steps "${UNSLOTH_STEPS:-6}" --save-steps 1000 \
-    --max-prompts "$RL_PROMPTS" --vllm-gpu-memory-utilization 0.25 --vllm-cache-dir "$B/vllm-cache" \
-    --resume "${RL_CUT[@]}"
+  grpo unsloth "${UNSLOTH_LR:-$first}" --engine unsloth --no-load-in-4bit --max-steps "${UNSLOTH_STEPS:-6}" \
+    --save-steps 1000
 }
 unsloth() { [ -n "$SMOKE" ] || [ "${UNSLOTH_STEPS:-6}" = 0 ] || job rl-unsloth unsloth_engine; }
 [ -n "${STOP_AFTER_RL:-}" ] && { unsloth; say "ALLDONE"; touch "$B/ALLDONE"; exit 0; }
