@@ -68,3 +68,102 @@ def test_a_negative_group_is_refused(bad):
 
     with pytest.raises(T2SError, match="--length-grouped-steps"):
         RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir="o", length_grouped_steps=bad).validate()
+
+
+# ------------------------------------------------------------------ micro-batches cut from sorted rollouts
+def _rollouts(tokenizer, prompt_lens, completion_lens, seed=0):
+    """A step's rollouts as TRL's `_generate_and_score_completions` returns them: prompts left-padded and
+    completions right-padded to the step's longest, a group of 2 completions per prompt."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    pad, b = tokenizer.pad_token_id or 0, len(prompt_lens)
+    p_w, c_w = max(prompt_lens), max(completion_lens)
+    prompt_ids = torch.full((b, p_w), pad)
+    prompt_mask = torch.zeros(b, p_w, dtype=torch.long)
+    completion_ids = torch.full((b, c_w), pad)
+    completion_mask = torch.zeros(b, c_w, dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompt_lens, completion_lens)):
+        prompt_ids[i, p_w - p:] = torch.randint(10, 5000, (p,), generator=g)
+        prompt_mask[i, p_w - p:] = 1
+        completion_ids[i, :c] = torch.randint(10, 5000, (c,), generator=g)
+        completion_mask[i, :c] = 1
+    return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
+            "completion_mask": completion_mask, "advantages": torch.randn(b, generator=g),
+            "num_items_in_batch": completion_mask.sum()}
+
+
+def _one_step(cls, model, cfg, rollouts, tmp_path):
+    """One optimizer step's gradients (summed over its micro-batches, as the Trainer accumulates them) through
+    trainer class ``cls`` fed ``rollouts``, and the token positions its micro-batches held."""
+    from datasets import Dataset
+
+    from t2s_fast.rl.engines import grpo_args
+
+    trainer = cls(model=model, reward_funcs=[lambda completions, **_: [0.0] * len(completions)],
+                  args=grpo_args(cfg, "trl", str(tmp_path / cls.__name__)),
+                  train_dataset=Dataset.from_list([{"prompt": "SELECT"}] * 8))
+    trainer._generate_and_score_completions = lambda batch: dict(rollouts)
+    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps
+    model.train()
+    model.zero_grad()
+    positions = 0
+    for _ in range(trainer.args.gradient_accumulation_steps):
+        inputs = trainer._prepare_inputs(None)
+        positions += inputs["prompt_mask"].numel() + inputs["completion_mask"].numel()
+        trainer.compute_loss(model, inputs).backward()
+        trainer._step += 1
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}, positions
+
+
+def test_sorted_trimmed_micro_batches_give_trls_update_on_fewer_positions(tiny_qwen3_dir, tmp_path):
+    """The step's update is the sum of its micro-batches' losses, so cutting them from length-sorted rollouts and
+    trimming each to its own longest must leave the gradients as TRL's random, step-wide-padded cut gives them."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+
+    from t2s_fast.rl.engines import PlainLogprobs, SortedMicroBatches
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir, dtype=torch.float32)
+    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir=str(tmp_path), num_generations=2,
+                   prompts_per_step=4, micro_batch_completions=2, max_completion_length=16)
+    prompt_lens = [p for p in (40, 7, 23, 12) for _ in range(2)]  # a group's completions share its prompt
+    rollouts = _rollouts(tokenizer, prompt_lens, [16, 3, 5, 9, 1, 14, 6, 6])
+    trl_cut = type("TRLCut", (PlainLogprobs, GRPOTrainer), {})
+    sorted_cut = type("SortedCut", (SortedMicroBatches, PlainLogprobs, GRPOTrainer), {})
+    want, trl_positions = _one_step(trl_cut, model, cfg, rollouts, tmp_path)
+    got, sorted_positions = _one_step(sorted_cut, model, cfg, rollouts, tmp_path)
+    assert want.keys() == got.keys() and want
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert sorted_positions < 0.6 * trl_positions  # (40 + 16) x 8 padded positions against far fewer
+    # the gradients are not all zero (a comparison of zeros would prove nothing)
+    assert any(g.abs().max() > 0 for g in want.values())
+
+
+def test_a_trimmed_micro_batch_keeps_every_real_token_and_its_per_token_values():
+    import torch
+
+    from t2s_fast.rl.engines import length_sorted, trimmed
+
+    prompt_mask = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    completion_mask = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
+    batch = {"prompt_ids": prompt_mask * 7, "prompt_mask": prompt_mask, "completion_ids": completion_mask * 9,
+             "completion_mask": completion_mask, "advantages": torch.tensor([0.5, -1.0, 2.0]),
+             "old_per_token_logps": torch.arange(12.0).view(3, 4),
+             "importance_sampling_ratio": torch.ones(3, 4), "num_items_in_batch": completion_mask.sum()}
+    rows = length_sorted(batch)
+    assert rows["advantages"].tolist() == [0.5, -1.0, 2.0]  # prompt lengths 2, 3, 5: already in order
+    swapped = length_sorted({k: (v[[2, 0, 1]] if v.ndim else v) for k, v in batch.items()})
+    assert swapped["advantages"].tolist() == [0.5, -1.0, 2.0]  # rows move together, back to length order
+    assert torch.equal(swapped["old_per_token_logps"], batch["old_per_token_logps"])
+    first_two = trimmed({k: (v[:2] if v.ndim else v) for k, v in batch.items()})
+    assert first_two["prompt_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]  # the two all-padding columns go
+    assert first_two["completion_mask"].tolist() == [[1, 1], [1, 0]]  # past the longest completion go
+    assert first_two["old_per_token_logps"].tolist() == [[0.0, 1.0], [4.0, 5.0]]
+    assert first_two["importance_sampling_ratio"].shape == (2, 2)
+    assert first_two["num_items_in_batch"] == batch["num_items_in_batch"]  # the step's count, untouched
+    assert trimmed(batch)["prompt_mask"].shape == (3, 5)  # nothing to cut: every column holds a token

@@ -38,6 +38,11 @@ class RLConfig:
     num_generations: int = _f(8, "Completions per prompt (the group GRPO compares within).")
     prompts_per_step: int = _f(16, "Prompts per optimizer step (x num_generations completions).")
     micro_batch_completions: int = _f(16, "Completions per forward/backward micro-batch (accumulated to a step).")
+    sorted_micro_batches: bool = _f(True, "Cut a step's micro-batches from its rollouts sorted by length, each "
+                                          "trimmed to its own longest prompt and completion, instead of TRL's random "
+                                          "cut padded to the step's longest: the same update (a step sums its "
+                                          "micro-batches) on fewer padded positions. Engine trl; Unsloth's trainer "
+                                          "keeps its own.")
     length_grouped_steps: int = _f(0, "Sort the prompts by length within groups of this many steps, then take the "
                                       "steps in a seeded random order: a step's prompts share one padded width "
                                       "(TRL pads every prompt of a step to its longest), so the training step "

@@ -70,6 +70,71 @@ class PlainLogprobs:
         return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
 
+# the rollout tensors aligned with the completion tokens (batch x completion width), trimmed with them
+COMPLETION_ALIGNED = ("completion_ids", "completion_mask", "old_per_token_logps", "importance_sampling_ratio",
+                      "sampling_per_token_logps", "ref_per_token_logps", "tool_mask")
+
+
+def length_sorted(batch: dict) -> dict:
+    """A step's rollouts reordered by prompt length, then completion length: consecutive rows, the completions of
+    one prompt among them, then share a width. Every per-row value moves with its row (as TRL's shuffle moves them)."""
+    import torch
+
+    prompt_len = batch["prompt_mask"].sum(1).tolist()
+    completion_len = batch["completion_mask"].sum(1).tolist()
+    order = sorted(range(len(prompt_len)), key=lambda i: (prompt_len[i], completion_len[i], i))
+    index = torch.tensor(order, dtype=torch.long)
+
+    def move(v):
+        if isinstance(v, torch.Tensor) and v.ndim >= 1:
+            return v[index.to(v.device)]
+        if isinstance(v, list):
+            return [v[i] for i in order]
+        return v  # None, a 0-dim tensor (num_items_in_batch), a plain number
+
+    return {k: move(v) for k, v in batch.items()}
+
+
+def trimmed(chunk: dict) -> dict:
+    """A micro-batch cut to its own longest prompt and completion: the prompt columns (left-padded) that are
+    padding on every row and the completion columns (right-padded) past every row's last token go. The loss is
+    the same: the model never attends to a masked position, no loss is taken on one, and a causal model's
+    earlier positions do not see later ones (RoPE depends on positions' differences only)."""
+    out = dict(chunk)
+    prompt_mask, completion_mask = chunk["prompt_mask"], chunk["completion_mask"]
+    used = prompt_mask.any(0).nonzero()
+    first = int(used[0]) if len(used) else prompt_mask.size(1) - 1
+    out["prompt_ids"], out["prompt_mask"] = chunk["prompt_ids"][:, first:], prompt_mask[:, first:]
+    used = completion_mask.any(0).nonzero()
+    width, full = (int(used[-1]) + 1 if len(used) else 1), completion_mask.size(1)
+    for key in COMPLETION_ALIGNED:
+        v = chunk.get(key)
+        if v is not None and v.ndim == 2 and v.size(1) == full:
+            out[key] = v[:, :width]
+    return out
+
+
+class SortedMicroBatches:
+    """TRL's GRPOTrainer cuts a step's rollouts into micro-batches in a random order, each padded to the step's
+    longest prompt and completion. When a step makes one optimizer update from one generation (this stage's
+    setting: the update sums the micro-batches' losses, so their order and makeup do not change it), this cuts
+    them from the rollouts sorted by length and trims each to its own longest (`length_sorted`, `trimmed`):
+    the same update on fewer padded positions. Any other setting keeps TRL's way."""
+
+    def _prepare_inputs(self, generation_batch):
+        from trl.trainer.utils import split_tensor_dict
+
+        one_update = (self.num_iterations == 1
+                      and self.args.steps_per_generation == self.args.gradient_accumulation_steps)
+        if not (self.model.training and one_update):
+            return super()._prepare_inputs(generation_batch)
+        k = self.args.steps_per_generation
+        if self._step % k == 0 or self._buffered_inputs is None:  # None: resumed from a checkpoint
+            rollouts = length_sorted(self._generate_and_score_completions(generation_batch))
+            self._buffered_inputs = [trimmed(c) for c in split_tensor_dict(rollouts, k)]
+        return self._buffered_inputs[self._step % k]
+
+
 def trainer_base(engine: str):
     if engine == "unsloth":
         import unsloth  # noqa: F401  (patches trl's GRPOTrainer: must come before trl)

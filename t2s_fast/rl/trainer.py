@@ -134,6 +134,7 @@ def _carry_over(meter, out: Path, resume_from: str | None) -> None:
 def _build(cfg: RLConfig, engine: str, meter, kept: list[dict]) -> dict:
     from t2s_fast.rl.engines import (
         PlainLogprobs,
+        SortedMicroBatches,
         grpo_args,
         load_policy,
         on_gpu,
@@ -157,10 +158,12 @@ def _build(cfg: RLConfig, engine: str, meter, kept: list[dict]) -> dict:
         tokenizer.pad_token = tokenizer.eos_token
     reward = ExecutionReward(cfg.db_root, cfg.reward, cfg.reward_workers, cfg.reward_timeout_s)
     clock, mixins = StepClock(), ()
+    if cfg.sorted_micro_batches and engine == "trl":
+        mixins += (SortedMicroBatches,)
     if not triton_available():
         log.warning("triton is not installed (CPU torch): log-probabilities come from the full logits instead of "
                     "TRL's fused LM head (same quantity, more memory)")
-        mixins = (PlainLogprobs,)
+        mixins += (PlainLogprobs,)
     cls = timed_trainer_class(base_cls, clock, meter, *mixins)
     signal_guard = SignalGuard(meter)
     out = Path(cfg.output_dir)
