@@ -116,9 +116,11 @@ def _one_step(cls, model, cfg, rollouts, tmp_path):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}, positions
 
 
-def test_sorted_trimmed_micro_batches_give_trls_update_on_fewer_positions(tiny_qwen3_dir, tmp_path):
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_sorted_trimmed_micro_batches_give_trls_update_on_fewer_positions(tiny_qwen3_dir, tmp_path, loss_type):
     """The step's update is the sum of its micro-batches' losses, so cutting them from length-sorted rollouts and
-    trimming each to its own longest must leave the gradients as TRL's random, step-wide-padded cut gives them."""
+    trimming each to its own longest must leave the gradients as TRL's random, step-wide-padded cut gives them
+    (dapo divides by the step's token count, grpo averages equal-sized micro-batches' sequence means)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
@@ -129,7 +131,7 @@ def test_sorted_trimmed_micro_batches_give_trls_update_on_fewer_positions(tiny_q
     tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir, dtype=torch.float32)
     cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir=str(tmp_path), num_generations=2,
-                   prompts_per_step=4, micro_batch_completions=2, max_completion_length=16)
+                   prompts_per_step=4, micro_batch_completions=2, max_completion_length=16, loss_type=loss_type)
     prompt_lens = [p for p in (40, 7, 23, 12) for _ in range(2)]  # a group's completions share its prompt
     rollouts = _rollouts(tokenizer, prompt_lens, [16, 3, 5, 9, 1, 14, 6, 6])
     trl_cut = type("TRLCut", (PlainLogprobs, GRPOTrainer), {})
@@ -167,3 +169,21 @@ def test_a_trimmed_micro_batch_keeps_every_real_token_and_its_per_token_values()
     assert first_two["importance_sampling_ratio"].shape == (2, 2)
     assert first_two["num_items_in_batch"] == batch["num_items_in_batch"]  # the step's count, untouched
     assert trimmed(batch)["prompt_mask"].shape == (3, 5)  # nothing to cut: every column holds a token
+
+
+def test_a_loss_normalized_per_micro_batch_keeps_trls_cut(tiny_qwen3_dir, tmp_path):
+    """bnpo divides each micro-batch's loss by its own token count, so the cut changes the update: TRL's stays."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+
+    from t2s_fast.rl.engines import PlainLogprobs, SortedMicroBatches
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir, dtype=torch.float32)
+    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir=str(tmp_path), num_generations=2,
+                   prompts_per_step=4, micro_batch_completions=2, max_completion_length=16, loss_type="bnpo")
+    rollouts = _rollouts(tokenizer, [p for p in (40, 7, 23, 12) for _ in range(2)], [16, 3, 5, 9, 1, 14, 6, 6])
+    sorted_cut = type("SortedCut", (SortedMicroBatches, PlainLogprobs, GRPOTrainer), {})
+    _, positions = _one_step(sorted_cut, model, cfg, rollouts, tmp_path)
+    assert positions == (40 + 16) * 8  # every micro-batch at the step's width: TRL's own cut

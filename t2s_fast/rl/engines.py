@@ -119,14 +119,21 @@ class SortedMicroBatches:
     longest prompt and completion. When a step makes one optimizer update from one generation (this stage's
     setting: the update sums the micro-batches' losses, so their order and makeup do not change it), this cuts
     them from the rollouts sorted by length and trims each to its own longest (`length_sorted`, `trimmed`):
-    the same update on fewer padded positions. Any other setting keeps TRL's way."""
+    the same update on fewer padded positions. Any other setting keeps TRL's way: several updates per generation,
+    a loss normalized by each micro-batch's own token count (bnpo), an entropy mask or bonus taken per
+    micro-batch."""
+
+    def _cut_is_free(self) -> bool:
+        """Whether the step's update is the same however its rollouts are cut into micro-batches."""
+        return (self.num_iterations == 1
+                and self.args.steps_per_generation == self.args.gradient_accumulation_steps
+                and self.loss_type != "bnpo" and self.top_entropy_quantile == 1.0
+                and not getattr(self, "_entropy_bonus_enabled", False))
 
     def _prepare_inputs(self, generation_batch):
         from trl.trainer.utils import split_tensor_dict
 
-        one_update = (self.num_iterations == 1
-                      and self.args.steps_per_generation == self.args.gradient_accumulation_steps)
-        if not (self.model.training and one_update):
+        if not (self.model.training and self._cut_is_free()):
             return super()._prepare_inputs(generation_batch)
         k = self.args.steps_per_generation
         if self._step % k == 0 or self._buffered_inputs is None:  # None: resumed from a checkpoint
