@@ -187,3 +187,49 @@ def test_a_loss_normalized_per_micro_batch_keeps_trls_cut(tiny_qwen3_dir, tmp_pa
     sorted_cut = type("SortedCut", (SortedMicroBatches, PlainLogprobs, GRPOTrainer), {})
     _, positions = _one_step(sorted_cut, model, cfg, rollouts, tmp_path)
     assert positions == (40 + 16) * 8  # every micro-batch at the step's width: TRL's own cut
+
+
+@pytest.mark.parametrize("loss_type,skips", [("dapo", True), ("grpo", False)])
+def test_rollouts_without_an_advantage_leave_the_step_only_where_the_update_stays(tiny_qwen3_dir, tmp_path,
+                                                                                  loss_type, skips):
+    """A group whose completions all got one reward has advantage 0 (or 1e-13 when the rewards were 0.1: float
+    rounding), so under dapo its tokens' loss is zero and leaving it out of the step changes nothing; under grpo
+    each micro-batch is averaged over its own rows, so the rows must stay."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+
+    from t2s_fast.rl.engines import PlainLogprobs, SortedMicroBatches
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir, dtype=torch.float32)
+    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir=str(tmp_path), num_generations=2,
+                   prompts_per_step=4, micro_batch_completions=2, max_completion_length=16, loss_type=loss_type)
+    rollouts = _rollouts(tokenizer, [p for p in (40, 7, 23, 12) for _ in range(2)], [16, 3, 5, 9, 1, 14, 6, 6])
+    rollouts["advantages"][0:2] = 0.0  # the longest prompt's group: all right or all wrong
+    rollouts["advantages"][4:6] = 1.4e-13  # a group all at 0.1: (0.1 - mean) / (std + 1e-4) is not quite 0
+    trl_cut = type("TRLCut", (PlainLogprobs, GRPOTrainer), {})
+    sorted_cut = type("SortedCut", (SortedMicroBatches, PlainLogprobs, GRPOTrainer), {})
+    skipping = type("Skipping", (SortedMicroBatches, PlainLogprobs, GRPOTrainer), {"skip_no_advantage": True})
+    want, _ = _one_step(trl_cut, model, cfg, rollouts, tmp_path)
+    _, sorted_positions = _one_step(sorted_cut, model, cfg, rollouts, tmp_path)
+    got, positions = _one_step(skipping, model, cfg, rollouts, tmp_path)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert any(g.abs().max() > 0 for g in want.values())
+    assert (positions < sorted_positions) == skips and (positions <= sorted_positions)
+
+
+def test_without_an_advantage_rows_go_but_every_micro_batch_keeps_one():
+    import torch
+
+    from t2s_fast.rl.engines import split_rows, with_advantage
+
+    batch = {"advantages": torch.tensor([0.0, 0.7, 1e-13, -0.4, 0.0, 0.0]), "ids": list("abcdef"),
+             "num_items_in_batch": torch.tensor(60)}
+    kept = with_advantage(batch, at_least=2)
+    assert kept["ids"] == ["b", "d"] and kept["num_items_in_batch"] == 60  # the step's token count stays
+    assert with_advantage(batch, at_least=4)["ids"] == ["a", "b", "c", "d"]  # filled with rows without, in order
+    chunks = split_rows(with_advantage(batch, at_least=3), 2)
+    assert [c["ids"] for c in chunks] == [["a"], ["b", "d"]]  # sizes differ by at most one, order kept

@@ -43,6 +43,10 @@ class RLConfig:
                                           "cut padded to the step's longest: the same update (a step sums its "
                                           "micro-batches) on fewer padded positions. Engine trl; Unsloth's trainer "
                                           "keeps its own.")
+    skip_no_advantage: bool = _f(True, "With --sorted-micro-batches and a loss divided by the step's token count "
+                                       "(dapo, cispo) at --beta 0: leave the rollouts without an advantage (a "
+                                       "group whose completions all got one reward, `frac_reward_zero_std`) out of "
+                                       "the training step. Their loss is zero, so the update is the same.")
     length_grouped_steps: int = _f(0, "Sort the prompts by length within groups of this many steps, then take the "
                                       "steps in a seeded random order: a step's prompts share one padded width "
                                       "(TRL pads every prompt of a step to its longest), so the training step "

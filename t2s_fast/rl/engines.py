@@ -75,24 +75,53 @@ COMPLETION_ALIGNED = ("completion_ids", "completion_mask", "old_per_token_logps"
                       "sampling_per_token_logps", "ref_per_token_logps", "tool_mask")
 
 
-def length_sorted(batch: dict) -> dict:
-    """A step's rollouts reordered by prompt length, then completion length: consecutive rows, the completions of
-    one prompt among them, then share a width. Every per-row value moves with its row (as TRL's shuffle moves them)."""
+def _take_rows(batch: dict, rows: list[int]) -> dict:
+    """The rollouts ``rows`` (in that order): every per-row value moves with its row, as TRL's shuffle moves them."""
     import torch
 
-    prompt_len = batch["prompt_mask"].sum(1).tolist()
-    completion_len = batch["completion_mask"].sum(1).tolist()
-    order = sorted(range(len(prompt_len)), key=lambda i: (prompt_len[i], completion_len[i], i))
-    index = torch.tensor(order, dtype=torch.long)
+    index = torch.tensor(rows, dtype=torch.long)
 
-    def move(v):
+    def take(v):
         if isinstance(v, torch.Tensor) and v.ndim >= 1:
             return v[index.to(v.device)]
         if isinstance(v, list):
-            return [v[i] for i in order]
+            return [v[i] for i in rows]
         return v  # None, a 0-dim tensor (num_items_in_batch), a plain number
 
-    return {k: move(v) for k, v in batch.items()}
+    return {k: take(v) for k, v in batch.items()}
+
+
+def length_sorted(batch: dict) -> dict:
+    """A step's rollouts reordered by prompt length, then completion length: consecutive rows, the completions of
+    one prompt among them, then share a width."""
+    prompt_len = batch["prompt_mask"].sum(1).tolist()
+    completion_len = batch["completion_mask"].sum(1).tolist()
+    return _take_rows(batch, sorted(range(len(prompt_len)), key=lambda i: (prompt_len[i], completion_len[i], i)))
+
+
+# an advantage this small is a group whose completions all got the same reward (TRL divides by its std + 1e-4)
+NO_ADVANTAGE = 1e-6
+
+
+def with_advantage(batch: dict, at_least: int) -> dict:
+    """The rollouts with an advantage, in their order; rollouts without one (a group whose completions all got
+    the same reward) contribute nothing to a loss taken per token times the advantage, so they are left out.
+    ``at_least`` rows stay (the first ones without, when too few have one): every micro-batch needs a row."""
+    adv = batch["advantages"]
+    if adv.ndim != 1:
+        return batch
+    informative = (adv.abs() > NO_ADVANTAGE).tolist()
+    rows = [i for i, keep in enumerate(informative) if keep]
+    rows += [i for i, keep in enumerate(informative) if not keep][:max(0, at_least - len(rows))]
+    return _take_rows(batch, sorted(rows))
+
+
+def split_rows(batch: dict, k: int) -> list[dict]:
+    """``k`` micro-batches of consecutive rows, their sizes differing by at most one (TRL's split needs equal
+    ones; a loss normalized by the whole step's token count does not)."""
+    n = len(batch["advantages"])
+    bounds = [n * i // k for i in range(k + 1)]
+    return [_take_rows(batch, list(range(bounds[i], bounds[i + 1]))) for i in range(k)]
 
 
 def trimmed(chunk: dict) -> dict:
@@ -121,7 +150,13 @@ class SortedMicroBatches:
     them from the rollouts sorted by length and trims each to its own longest (`length_sorted`, `trimmed`):
     the same update on fewer padded positions. Any other setting keeps TRL's way: several updates per generation,
     a loss normalized by each micro-batch's own token count (bnpo), an entropy mask or bonus taken per
-    micro-batch."""
+    micro-batch.
+
+    With ``skip_no_advantage`` and a loss divided by the whole step's token count with no KL term (dapo, cispo:
+    each token's loss is a multiple of its advantage), the rollouts without an advantage are left out first
+    (`with_advantage`): the same update again, without their forward and backward passes."""
+
+    skip_no_advantage = False
 
     def _cut_is_free(self) -> bool:
         """Whether the step's update is the same however its rollouts are cut into micro-batches."""
@@ -130,6 +165,10 @@ class SortedMicroBatches:
                 and self.loss_type != "bnpo" and self.top_entropy_quantile == 1.0
                 and not getattr(self, "_entropy_bonus_enabled", False))
 
+    def _rows_are_free(self) -> bool:
+        """Whether leaving out the rollouts without an advantage leaves the update as it is."""
+        return self.skip_no_advantage and self.loss_type in ("dapo", "cispo") and self.beta == 0.0
+
     def _prepare_inputs(self, generation_batch):
         from trl.trainer.utils import split_tensor_dict
 
@@ -137,8 +176,12 @@ class SortedMicroBatches:
             return super()._prepare_inputs(generation_batch)
         k = self.args.steps_per_generation
         if self._step % k == 0 or self._buffered_inputs is None:  # None: resumed from a checkpoint
-            rollouts = length_sorted(self._generate_and_score_completions(generation_batch))
-            self._buffered_inputs = [trimmed(c) for c in split_tensor_dict(rollouts, k)]
+            rollouts = self._generate_and_score_completions(generation_batch)
+            if self._rows_are_free():
+                chunks = split_rows(length_sorted(with_advantage(rollouts, k)), k)
+            else:
+                chunks = split_tensor_dict(length_sorted(rollouts), k)
+            self._buffered_inputs = [trimmed(c) for c in chunks]
         return self._buffered_inputs[self._step % k]
 
 
