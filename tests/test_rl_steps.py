@@ -116,16 +116,11 @@ def _one_step(cls, model, cfg, rollouts, tmp_path):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}, positions
 
 
-@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
-def test_sorted_trimmed_micro_batches_give_trls_update_on_fewer_positions(tiny_qwen3_dir, tmp_path, loss_type):
-    """The step's update is the sum of its micro-batches' losses, so cutting them from length-sorted rollouts and
-    trimming each to its own longest must leave the gradients as TRL's random, step-wide-padded cut gives them
-    (dapo divides by the step's token count, grpo averages equal-sized micro-batches' sequence means)."""
+def _tiny_step(tiny_qwen3_dir, tmp_path, loss_type):
+    """The scaled-down Qwen3, a 4-prompt x 2-completion step's settings (micro-batches of 2) and its rollouts:
+    prompts of 40, 7, 23 and 12 tokens, completions of 1 to 16."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOTrainer
-
-    from t2s_fast.rl.engines import PlainLogprobs, SortedMicroBatches
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3_dir)
@@ -133,7 +128,20 @@ def test_sorted_trimmed_micro_batches_give_trls_update_on_fewer_positions(tiny_q
     cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir=str(tmp_path), num_generations=2,
                    prompts_per_step=4, micro_batch_completions=2, max_completion_length=16, loss_type=loss_type)
     prompt_lens = [p for p in (40, 7, 23, 12) for _ in range(2)]  # a group's completions share its prompt
-    rollouts = _rollouts(tokenizer, prompt_lens, [16, 3, 5, 9, 1, 14, 6, 6])
+    return model, cfg, _rollouts(tokenizer, prompt_lens, [16, 3, 5, 9, 1, 14, 6, 6])
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_sorted_trimmed_micro_batches_give_trls_update_on_fewer_positions(tiny_qwen3_dir, tmp_path, loss_type):
+    """The step's update is the sum of its micro-batches' losses, so cutting them from length-sorted rollouts and
+    trimming each to its own longest must leave the gradients as TRL's random, step-wide-padded cut gives them
+    (dapo divides by the step's token count, grpo averages equal-sized micro-batches' sequence means)."""
+    import torch
+    from trl import GRPOTrainer
+
+    from t2s_fast.rl.engines import PlainLogprobs, SortedMicroBatches
+
+    model, cfg, rollouts = _tiny_step(tiny_qwen3_dir, tmp_path, loss_type)
     trl_cut = type("TRLCut", (PlainLogprobs, GRPOTrainer), {})
     sorted_cut = type("SortedCut", (SortedMicroBatches, PlainLogprobs, GRPOTrainer), {})
     want, trl_positions = _one_step(trl_cut, model, cfg, rollouts, tmp_path)
@@ -173,17 +181,11 @@ def test_a_trimmed_micro_batch_keeps_every_real_token_and_its_per_token_values()
 
 def test_a_loss_normalized_per_micro_batch_keeps_trls_cut(tiny_qwen3_dir, tmp_path):
     """bnpo divides each micro-batch's loss by its own token count, so the cut changes the update: TRL's stays."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
     from t2s_fast.rl.engines import PlainLogprobs, SortedMicroBatches
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir, dtype=torch.float32)
-    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir=str(tmp_path), num_generations=2,
-                   prompts_per_step=4, micro_batch_completions=2, max_completion_length=16, loss_type="bnpo")
-    rollouts = _rollouts(tokenizer, [p for p in (40, 7, 23, 12) for _ in range(2)], [16, 3, 5, 9, 1, 14, 6, 6])
+    model, cfg, rollouts = _tiny_step(tiny_qwen3_dir, tmp_path, "bnpo")
     sorted_cut = type("SortedCut", (SortedMicroBatches, PlainLogprobs, GRPOTrainer), {})
     _, positions = _one_step(sorted_cut, model, cfg, rollouts, tmp_path)
     assert positions == (40 + 16) * 8  # every micro-batch at the step's width: TRL's own cut
@@ -196,17 +198,11 @@ def test_rollouts_without_an_advantage_leave_the_step_only_where_the_update_stay
     rounding), so under dapo its tokens' loss is zero and leaving it out of the step changes nothing; under grpo
     each micro-batch is averaged over its own rows, so the rows must stay."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
     from t2s_fast.rl.engines import PlainLogprobs, SortedMicroBatches
 
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir, dtype=torch.float32)
-    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir=str(tmp_path), num_generations=2,
-                   prompts_per_step=4, micro_batch_completions=2, max_completion_length=16, loss_type=loss_type)
-    rollouts = _rollouts(tokenizer, [p for p in (40, 7, 23, 12) for _ in range(2)], [16, 3, 5, 9, 1, 14, 6, 6])
+    model, cfg, rollouts = _tiny_step(tiny_qwen3_dir, tmp_path, loss_type)
     rollouts["advantages"][0:2] = 0.0  # the longest prompt's group: all right or all wrong
     rollouts["advantages"][4:6] = 1.4e-13  # a group all at 0.1: (0.1 - mean) / (std + 1e-4) is not quite 0
     trl_cut = type("TRLCut", (PlainLogprobs, GRPOTrainer), {})

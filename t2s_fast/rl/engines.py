@@ -117,8 +117,8 @@ def with_advantage(batch: dict, at_least: int) -> dict:
 
 
 def split_rows(batch: dict, k: int) -> list[dict]:
-    """``k`` micro-batches of consecutive rows, their sizes differing by at most one (TRL's split needs equal
-    ones; a loss normalized by the whole step's token count does not)."""
+    """``k`` micro-batches of consecutive rows, their sizes differing by at most one: equal when the rows divide
+    by ``k`` (as TRL's split makes them), else only a loss divided by the whole step's token count is unchanged."""
     n = len(batch["advantages"])
     bounds = [n * i // k for i in range(k + 1)]
     return [_take_rows(batch, list(range(bounds[i], bounds[i + 1]))) for i in range(k)]
@@ -170,18 +170,15 @@ class SortedMicroBatches:
         return self.skip_no_advantage and self.loss_type in ("dapo", "cispo") and self.beta == 0.0
 
     def _prepare_inputs(self, generation_batch):
-        from trl.trainer.utils import split_tensor_dict
-
         if not (self.model.training and self._cut_is_free()):
             return super()._prepare_inputs(generation_batch)
         k = self.args.steps_per_generation
         if self._step % k == 0 or self._buffered_inputs is None:  # None: resumed from a checkpoint
             rollouts = self._generate_and_score_completions(generation_batch)
             if self._rows_are_free():
-                chunks = split_rows(length_sorted(with_advantage(rollouts, k)), k)
-            else:
-                chunks = split_tensor_dict(length_sorted(rollouts), k)
-            self._buffered_inputs = [trimmed(c) for c in chunks]
+                rollouts = with_advantage(rollouts, k)
+            # a whole generation batch is per_device_train_batch_size x k rows: equal micro-batches, as TRL's
+            self._buffered_inputs = [trimmed(c) for c in split_rows(length_sorted(rollouts), k)]
         return self._buffered_inputs[self._step % k]
 
 
