@@ -15,6 +15,9 @@
 # epochs); STOP_AFTER_RL (1: end after the GRPO runs and the Unsloth run; with RL_LRS="0 4e-5" and a short
 # SFT_MAX_STEPS it is the weight-sync check, bench/README.md); UNSLOTH_STEPS (6: the Unsloth engine's short run,
 # last; 0 skips it), UNSLOTH_LR (its rate; default: the first of RL_LRS);
+# DEADLINE (epoch seconds the lease ends; each GRPO run then gets the --max-cost-usd that stops it RESERVE_S, 600,
+# before it, so the held-out choice and Spider dev still run; without it $10); a GRPO run given
+# "--filter-engine colocated" in RL_ARGS that fails before its filter pass is written runs again with its own engine;
 # SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER, SHAPE_STEPS (4),
 # ONLY_SHAPE (1: that phase alone), SHAPE_ARGS (more rl flags for it, e.g. "--engine unsloth --load-in-4bit" or
 # "--no-gradient-checkpointing --micro-batch-completions 8") and SHAPE_TAG (its folder: rl-shape-8b-TAG).
@@ -54,8 +57,20 @@ grpo() {  # grpo NAME LR FLAGS...: GRPO from the SFT adapter into WORK_DIR/rl-NA
     --db-root "$DATA/spider1" --output-dir "$B/rl-$1" --learning-rate "$2" --max-prompts "$RL_PROMPTS" \
     --vllm-gpu-memory-utilization 0.25 --vllm-cache-dir "$B/vllm-cache" --resume "${RL_CUT[@]}" "${@:3}"
 }
+rl_budget() {  # the dollars that end a GRPO run RESERVE_S before DEADLINE (at the card's $3.44/h), else $10
+  [ -n "${DEADLINE:-}" ] || { echo 10; return; }
+  python3 -c "import time; print(round(max($DEADLINE - time.time() - ${RESERVE_S:-600}, 60) * 3.44 / 3600, 4))"
+}
 rl() {  # rl NAME LR: the measured runs (RL_STEPS, RL_SAVE, RL_ARGS)
-  grpo "$1" "$2" --max-steps "$RL_STEPS" --save-steps "$SAVE" --max-cost-usd 10 ${RL_ARGS:-}
+  local rc
+  grpo "$1" "$2" --max-steps "$RL_STEPS" --save-steps "$SAVE" --max-cost-usd "$(rl_budget)" ${RL_ARGS:-}; rc=$?
+  if [ $rc != 0 ] && [[ " ${RL_ARGS:-} " == *" --filter-engine colocated "* ]] && [ ! -f "$B/rl-$1/prompts/pass.json" ]
+  then
+    say "rl-$1: exit $rc before the colocated filter pass was written: again, the pass in its own engine"
+    grpo "$1" "$2" --max-steps "$RL_STEPS" --save-steps "$SAVE" --max-cost-usd "$(rl_budget)" ${RL_ARGS:-} \
+      --filter-engine separate; rc=$?
+  fi
+  return $rc
 }
 heldout() {  # the SFT start and every checkpoint of every GRPO run, in one engine, on held-out data
   local ads=(--adapter "sft=$B/sft/adapter") d c

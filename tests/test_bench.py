@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -651,8 +652,10 @@ def test_rl_driver_weight_sync_form_runs_on_the_cpu_and_reports_the_check(tmp_pa
                                         {"stage1_train.jsonl": 8, "stage1_valid.jsonl": 4})
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "spider1").symlink_to(spider1_dir)
+    # a lease ending an hour and RESERVE_S (600 s) from now: each GRPO run gets about an hour's dollars
     env = {**os.environ, "T2S_SMOKE": "1", "STOP_AFTER_RL": "1", "RL_LRS": "0 4e-5", "SFT_MAX_STEPS": "1",
-           "RL_ARGS": "--filter-min-correct 0 --filter-max-correct 2",
+           "RL_ARGS": "--filter-min-correct 0 --filter-max-correct 2 --filter-engine colocated",
+           "DEADLINE": str(int(time.time()) + 600 + 3600),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("WORLD_SIZE", None)
     work = tmp_path / "work"
@@ -663,6 +666,10 @@ def test_rl_driver_weight_sync_form_runs_on_the_cpu_and_reports_the_check(tmp_pa
     assert not (work / "heldout").exists()  # stopped after the GRPO runs
     lr0 = json.loads((work / "rl-lr0" / "run.json").read_text())
     assert lr0["config"]["learning_rate"] == 0 and lr0["filter"]["rule"] == "0 <= right of 2 <= 2"
+    assert 3.3 < lr0["max_cost_usd"] < 3.44  # the hour to the deadline, at $3.44/h
+    # a CPU has no colocated vLLM engine: the pass took its own, and said so
+    assert lr0["config"]["filter_engine"] == "colocated" and lr0["filter"]["generator"] != "colocated"
+    assert "takes an engine of its own" in (work / "rl-lr0.log").read_text()
     out = tmp_path / "report"
     subprocess.run([sys.executable, str(REPO / "bench/rl_report.py"), str(work), str(out)], check=True,
                    capture_output=True, text=True, timeout=300)

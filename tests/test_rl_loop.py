@@ -115,6 +115,36 @@ def test_length_grouped_steps_run_through_trls_sampler_in_the_datasets_order(tmp
     assert info["padding_share_median"] is not None
 
 
+def test_a_filter_pass_in_the_trainers_engine_trains_on_the_kept_prompts_only(tmp_path, tiny_qwen3_dir, prepared,
+                                                                              sft_adapter, spider1_dir, monkeypatch):
+    """--filter-engine colocated: the trainer is built on every prompt, the pass samples through it (here a
+    stand-in for the colocated vLLM engine, which a CPU has not), and training then takes the kept prompts."""
+    from t2s_fast.rl import engines
+    from t2s_fast.rl.config import RLConfig
+    from t2s_fast.rl.trainer import train_rl
+
+    rows = [json.loads(line) for line in prepared.read_text().splitlines()]
+    seen = []
+
+    def sampler(trainer, temperature):
+        seen.append(len(trainer.train_dataset))  # built on every prompt, before the pass
+
+        def sample(prompts, k):  # right on concert_singer (every sample), wrong elsewhere
+            gold = [next(r["sql"] for r in rows if r["question"] in p) for p in prompts]
+            return [[g if "concert" in p else "SELECT 0" for _ in range(k)] for g, p in zip(gold, prompts)]
+        return sample
+
+    monkeypatch.setattr(engines, "samples_in_trainer", lambda cfg, engine: True)
+    monkeypatch.setattr(engines, "colocated_sampler", sampler)
+    out = tmp_path / "colocated"
+    info = train_rl(RLConfig(**_settings(tiny_qwen3_dir, prepared, sft_adapter, spider1_dir, out, max_steps=2,
+                                         filter_engine="colocated", filter_min_correct=1)))
+    assert seen == [8] and info["stop_reason"] == "completed" and info["global_step"] == 2
+    assert info["filter"]["kept"] == 4 and info["filter"]["generator"] == "colocated"
+    # every step's prompts come from the kept ones, each with the pass rate the pass gave it
+    assert [r["start_match_rate"] for r in _log(out) if r.get("reward") is not None] == [1.0, 1.0]
+
+
 def test_checkpoints_are_what_eval_checkpoints_reads(grpo_run):
     from t2s_fast.adapters import ADAPTER_WEIGHTS, is_adapter_dir
     from t2s_fast.evaluate.checkpoints import checkpoint_adapters

@@ -184,6 +184,83 @@ def test_an_empty_filtered_set_is_refused_and_leaves_no_run(tmp_path, spider1_di
     assert not (out / "run.json").exists() and not (out / "checkpoints").exists() and not (out / "adapter").exists()
 
 
+class _FakeColocatedGeneration:
+    """TRL's VLLMGeneration as the colocated sampler uses it: a weight sync, then token prompts in (one row per
+    completion) and completion ids out; ``answer(prompt_text, k)`` is the k-th completion of a prompt."""
+
+    def __init__(self, tokenizer, answer, fail=False):
+        self.tokenizer, self.answer, self.fail = tokenizer, answer, fail
+        self.temperature, self.syncs, self.calls = 1.0, 0, []
+
+    def sync_weights(self):
+        self.syncs += 1
+
+    def generate(self, prompts, images, num_generations):
+        self.calls.append({"temperature": self.temperature, "prompts": prompts, "n": num_generations})
+        if self.fail:
+            raise RuntimeError("engine died")
+        end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        ids = [self.tokenizer(self.answer(self.tokenizer.decode(p), i % num_generations),
+                              add_special_tokens=False)["input_ids"] + [end] for i, p in enumerate(prompts)]
+        return prompts, ids, None, None
+
+
+def test_the_colocated_sampler_gives_k_completions_per_prompt_in_order_at_the_filters_temperature(qwen3_tokenizer):
+    from types import SimpleNamespace
+
+    from t2s_fast.rl.engines import colocated_sampler
+
+    gen = _FakeColocatedGeneration(qwen3_tokenizer, lambda prompt, k: f"SELECT {k} -- {prompt[-3:]}")
+    sample = colocated_sampler(SimpleNamespace(vllm_generation=gen, processing_class=qwen3_tokenizer), 0.7)
+    prompts = ["<|im_start|>user\nq one<|im_end|>\n<|im_start|>assistant\n", "plain two"]
+    assert sample(prompts, 3) == [[f"SELECT {k} -- {prompts[0][-3:]}" for k in range(3)],
+                                  [f"SELECT {k} -- two" for k in range(3)]]
+    call = gen.calls[0]
+    # each prompt tokenized as TRL tokenizes a text prompt, once per completion, in order
+    ids = qwen3_tokenizer(text=prompts)["input_ids"]
+    assert call["prompts"] == [ids[0]] * 3 + [ids[1]] * 3 and call["n"] == 3
+    # the filter's temperature while it samples; the rollouts' own again afterwards
+    assert call["temperature"] == 0.7 and gen.temperature == 1.0
+    sample(prompts[:1], 2)
+    assert gen.syncs == 1  # the starting adapter's weights go to the engine once
+    gen.fail = True
+    with pytest.raises(RuntimeError):
+        sample(prompts, 2)
+    assert gen.temperature == 1.0
+
+
+def test_a_pass_through_a_running_engine_is_written_as_the_separate_pass_and_reused(tmp_path, spider1_dir,
+                                                                                    db_root, adapter):
+    from t2s_fast.rl.prompts import finished_pass, run_pass_with
+
+    cfg = RLConfig(train_file=str(_train_file(tmp_path, spider1_dir)), adapter_path=str(adapter),
+                   db_root=str(db_root), output_dir=str(tmp_path / "rl"), filter_samples=2, reward_workers=1)
+    rows = load_training_rows(cfg)
+    gold = {r["messages"][-1]["content"]: r["gold"] for r in rows}
+    right = {q: n for q, n in zip(gold, (2, 1, 0))}  # right samples of each prompt
+
+    def sample(prompts, k):
+        return [[gold[p] if i < right[p] else "SELECT nonsense FROM nowhere" for i in range(k)] for p in prompts]
+
+    info = run_pass_with(cfg, rows, sample, [r["messages"][-1]["content"] for r in rows], "colocated")
+    assert info["generator"] == "colocated" and info["engine_start_s"] == 0 and info["samples"] == 6
+    assert finished_pass(cfg) is not None  # a resumed run, or a run with other thresholds, reuses it
+    kept, summary = filter_prompts(cfg)
+    assert [k["correct"] for k in kept] == [1] and summary["pass_count_histogram"] == {"0": 1, "1": 1, "2": 1}
+
+
+def test_colocated_filter_sampling_needs_the_trl_engine_with_vllm_on_a_gpu(caplog):
+    from t2s_fast.rl.engines import on_gpu, samples_in_trainer
+
+    if on_gpu():
+        pytest.skip("checks the CPU fallback")
+    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir="o", filter_engine="colocated")
+    with caplog.at_level("WARNING"):
+        assert samples_in_trainer(cfg, "trl") is False
+    assert "takes an engine of its own" in caplog.text
+    assert samples_in_trainer(RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir="o"), "trl") is False
+
+
 # ------------------------------------------------------------------------------------------ config and CLI
 @pytest.mark.parametrize("change, message", [
     ({"num_generations": 1}, "at least 2"),
@@ -192,6 +269,7 @@ def test_an_empty_filtered_set_is_refused_and_leaves_no_run(tmp_path, spider1_di
     ({"max_steps": 0}, "nothing to train"),
     ({"engine": "fast"}, "--engine"),
     ({"reward": "shaped"}, "--reward"),
+    ({"filter_engine": "shared"}, "--filter-engine"),
     ({"max_cost_usd": 0.0}, "--max-cost-usd"),
 ])
 def test_bad_settings_are_refused(change, message):

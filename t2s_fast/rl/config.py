@@ -8,6 +8,7 @@ from t2s_fast.configs import setting as _f
 from t2s_fast.errors import T2SError
 
 ENGINES = ("auto", "trl", "unsloth")
+FILTER_ENGINES = ("separate", "colocated")
 REWARDS = ("arctic", "binary")
 
 
@@ -33,6 +34,12 @@ class RLConfig:
     filter_min_correct: int = _f(1, "Keep a prompt when at least this many of its K samples are right ...")
     filter_max_correct: int | None = _f(None, "... and at most this many (default: K - 1: never all right).")
     filter_temperature: float = _f(1.0, "Sampling temperature of the filter pass (the rollouts' own, by default).")
+    filter_engine: str = _f("separate", "separate|colocated: who samples the filter pass. separate: a vLLM engine "
+                                        "of its own in a child process, on the whole card, stopped before training "
+                                        "loads; colocated: the training process's colocated engine (engine trl on "
+                                        "a GPU), once the trainer is built, which saves that engine's start "
+                                        "(minutes) but samples at most one generation batch of sequences at once. "
+                                        "Elsewhere colocated falls back to separate.", choices=FILTER_ENGINES)
     max_prompts: int | None = _f(None, "Use at most this many training prompts (a seeded sample) before filtering.")
     # --- GRPO
     num_generations: int = _f(8, "Completions per prompt (the group GRPO compares within).")
@@ -96,6 +103,8 @@ class RLConfig:
                 raise T2SError(f"--{name.replace('_', '-')} is required")
         if self.engine not in ENGINES:
             raise T2SError(f"--engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if self.filter_engine not in FILTER_ENGINES:
+            raise T2SError(f"--filter-engine {self.filter_engine!r}: choose one of {', '.join(FILTER_ENGINES)}")
         if self.reward not in REWARDS:
             raise T2SError(f"--reward {self.reward!r}: choose one of {', '.join(REWARDS)}")
         if self.filter_samples < 0:

@@ -235,6 +235,41 @@ def _load_unsloth(cfg: RLConfig, model_path: str, tokenizer_dir: str):
     return model, tokenizer
 
 
+def samples_in_trainer(cfg: RLConfig, engine: str) -> bool:
+    """Whether the filter pass samples in the trainer's colocated vLLM engine (--filter-engine colocated, engine
+    trl, vLLM on a GPU); elsewhere it takes an engine of its own, and says so when colocated was asked for."""
+    if cfg.filter_engine != "colocated" or not cfg.filter_samples:
+        return False
+    if engine == "trl" and on_gpu() and generates_with_vllm(engine):
+        return True
+    log.warning("--filter-engine colocated needs engine trl with vLLM on a GPU (here: engine %s, %s): the filter "
+                "pass takes an engine of its own", engine, "GPU" if on_gpu() else "no GPU")
+    return False
+
+
+def colocated_sampler(trainer, temperature: float):
+    """``sample(prompts, k)``: k completions (text) per prompt from the trainer's colocated vLLM engine, in order,
+    decoded as TRL decodes a rollout. The engine first gets the policy's weights (the starting adapter merged, as
+    before every generation); the filter's temperature stands in for the rollouts' while it samples."""
+    generation, tokenizer = trainer.vllm_generation, trainer.processing_class
+
+    def sample(prompts: list[str], k: int) -> list[list[str]]:
+        if getattr(trainer, "_t2s_filter_synced", False) is False:
+            generation.sync_weights()
+            trainer._t2s_filter_synced = True
+        ids = tokenizer(text=prompts)["input_ids"]  # a text prompt, tokenized as TRL tokenizes it
+        rollout_temperature, generation.temperature = generation.temperature, temperature
+        try:
+            _, completion_ids, _, _ = generation.generate(prompts=[p for p in ids for _ in range(k)], images=None,
+                                                          num_generations=k)
+        finally:
+            generation.temperature = rollout_temperature
+        texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        return [texts[i * k:(i + 1) * k] for i in range(len(prompts))]
+
+    return sample
+
+
 def use_engine_cache(cfg: RLConfig, engine: str) -> None:
     """Point the in-process vLLM engine at --vllm-cache-dir before anything imports vLLM (Unsloth does on import)."""
     if cfg.vllm_cache_dir and generates_with_vllm(engine):

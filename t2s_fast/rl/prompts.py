@@ -11,8 +11,10 @@ The prompt is the training prompt itself, rendered by the one prompt builder (`p
 with its count of right samples) and ``prompts/pass.json``; a finished pass with the same settings is reused, so
 a resumed run does not pay twice, and other thresholds re-filter it at once. The rule's result goes to
 ``prompts/filtered.jsonl`` and its summary (counts, the histogram) to ``prompts/filter.json``.
-It runs in its own process (`python -m t2s_fast.rl.prompts SETTINGS.json`) so that its vLLM engine's GPU memory
-is free again before training starts its own.
+By default the pass runs in its own process (`python -m t2s_fast.rl.prompts SETTINGS.json`) so that its vLLM
+engine's GPU memory is free again before training starts its own. With --filter-engine colocated it samples in
+the training process's colocated engine instead (`run_pass_with`, called by the trainer once it is built): one
+engine start fewer, fewer sequences at once.
 """
 
 from __future__ import annotations
@@ -93,15 +95,33 @@ def finished_pass(cfg: RLConfig) -> dict | None:
     return info if info.get("settings_key") == settings_key(cfg) else None
 
 
+def count_right(cfg: RLConfig, rows: list[dict], samples: dict[str, list[str]]) -> tuple[list[dict], float]:
+    """Each row with its count of right samples (``samples``: row id -> its K completions as text), scored by the
+    reward's executor; and the seconds that scoring took."""
+    from t2s_fast.rl.reward import ExecutionReward
+
+    ids = [r["id"] for r in rows for _ in samples[r["id"]]]
+    by_row = {r["id"]: r for r in rows}
+    reward = ExecutionReward(cfg.db_root, cfg.reward, cfg.reward_workers, cfg.reward_timeout_s)
+    t0 = time.time()
+    scored = reward.score([text for r in rows for text in samples[r["id"]]], [by_row[i]["gold"] for i in ids],
+                          [by_row[i]["db_id"] for i in ids])
+    correct = Counter()
+    for i, s in zip(ids, scored):
+        correct[i] += int(s["exec_match"])
+    counts = [{**r, "correct": correct[r["id"]], "samples": len(samples[r["id"]])} for r in rows]
+    return counts, round(time.time() - t0, 1)
+
+
 def sample_pass_counts(cfg: RLConfig, rows: list[dict]) -> tuple[list[dict], dict]:
-    """K samples of the starting adapter per prompt, scored: [{id, db_id, gold, messages, correct, samples}]."""
+    """K samples of the starting adapter per prompt from an engine of its own, scored:
+    [{id, db_id, gold, messages, correct, samples}] and the pass's timing."""
     from transformers import AutoTokenizer
 
     from t2s_fast.generate.base import GenRequest, GenSettings
     from t2s_fast.generate.engines import make_generator
     from t2s_fast.models import find_tokenizer_dir, resolve_model
     from t2s_fast.prompt import render_prompt
-    from t2s_fast.rl.reward import ExecutionReward
 
     model_path = resolve_model(cfg.model_name).path
     tokenizer_dir = find_tokenizer_dir(model_path, cfg.tokenizer)
@@ -128,32 +148,50 @@ def sample_pass_counts(cfg: RLConfig, rows: list[dict]) -> tuple[list[dict], dic
     finally:
         gen_s = time.time() - t_ready
         generator.close()
-    by_row = {r["id"]: r for r in rows}
-    reward = ExecutionReward(cfg.db_root, cfg.reward, cfg.reward_workers, cfg.reward_timeout_s)
-    t1 = time.time()
-    scored = reward.score([res.text for res in results], [by_row[res.key.rsplit("|", 1)[0]]["gold"] for res in results],
-                          [by_row[res.key.rsplit("|", 1)[0]]["db_id"] for res in results])
-    correct = Counter()
-    for res, s in zip(results, scored):
-        correct[res.key.rsplit("|", 1)[0]] += int(s["exec_match"])
-    counts = [{**r, "correct": correct[r["id"]], "samples": cfg.filter_samples} for r in rows]
-    timing = {"engine_start_s": round(t_ready - t0, 1), "generation_s": round(gen_s, 1),
-              "scoring_s": round(time.time() - t1, 1),
+    samples = {r["id"]: [] for r in rows}
+    for res in results:
+        samples[res.key.rsplit("|", 1)[0]].append(res.text)
+    counts, scoring_s = count_right(cfg, rows, samples)
+    timing = {"engine_start_s": round(t_ready - t0, 1), "generation_s": round(gen_s, 1), "scoring_s": scoring_s,
               "samples": len(results), "generator": getattr(generator, "name", "?")}
     return counts, timing
 
 
-def run_filter_pass(cfg: RLConfig) -> dict:
-    """The sampling pass in this process: writes pass_counts.jsonl (every prompt with its count of right samples)
-    and pass.json (settings key, timing); returns pass.json's content."""
-    rows = load_training_rows(cfg)
-    counts, timing = sample_pass_counts(cfg, rows)
+def write_pass(cfg: RLConfig, counts: list[dict], timing: dict) -> dict:
+    """pass_counts.jsonl (every prompt with its count of right samples), then pass.json (settings key, timing),
+    whose presence marks a finished pass; returns pass.json's content."""
     out = prompts_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "pass_counts.jsonl", counts)
     info = {"settings_key": settings_key(cfg), "samples_per_prompt": cfg.filter_samples, **timing}
     write_json(out / "pass.json", info)  # last: its presence marks a finished pass
     return info
+
+
+def run_filter_pass(cfg: RLConfig) -> dict:
+    """The sampling pass with an engine of its own, in this process; returns pass.json's content."""
+    rows = load_training_rows(cfg)
+    counts, timing = sample_pass_counts(cfg, rows)
+    return write_pass(cfg, counts, timing)
+
+
+def run_pass_with(cfg: RLConfig, rows: list[dict], sample, prompts: list[str], name: str) -> dict:
+    """The sampling pass through an engine that is already running (the training process's colocated one):
+    ``sample(prompts, k)`` returns k completions (text) per prompt, in order; ``prompts`` are ``rows`` rendered
+    by the one prompt builder. Writes the pass as `run_filter_pass` does; returns pass.json's content."""
+    t0 = time.time()
+    samples = {}
+    chunk = 128  # prompts per call: progress, and a bounded request list
+    for start in range(0, len(rows), chunk):
+        texts = sample(prompts[start:start + chunk], cfg.filter_samples)
+        for r, k_texts in zip(rows[start:start + chunk], texts):
+            samples[r["id"]] = list(k_texts)
+        print(f"filter: generated {len(samples) * cfg.filter_samples:,}/{len(rows) * cfg.filter_samples:,} "
+              f"samples in the {name} engine ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    gen_s = round(time.time() - t0, 1)
+    counts, scoring_s = count_right(cfg, rows, samples)
+    return write_pass(cfg, counts, {"engine_start_s": 0.0, "generation_s": gen_s, "scoring_s": scoring_s,
+                                    "samples": sum(len(v) for v in samples.values()), "generator": name})
 
 
 def summarize_filter(cfg: RLConfig, counts: list[dict], kept: list[dict], pass_info: dict) -> dict:

@@ -1,9 +1,10 @@
 """`t2s-fast rl`: GRPO on an execution reward, continuing a stage-1 or stage-2 adapter (stage 3).
 
 The run, in order: check every input before anything is written (the adapter, the train file, that the reward
-reaches the databases); choose the prompts worth learning from (`prompts.py`, a pass in its own process); train
-with TRL's GRPOTrainer under `train`'s dollar meter, budget stop and SIGTERM handling; save the adapter, the
-curves and run.json.
+reaches the databases); choose the prompts worth learning from (`prompts.py`: a pass in its own process, or
+with --filter-engine colocated in the trainer's colocated engine once the trainer is built); train with TRL's
+GRPOTrainer under `train`'s dollar meter, budget stop and SIGTERM handling; save the adapter, the curves and
+run.json.
 
 Output directory (the layout of a `t2s-fast train` run, so `eval --checkpoints` and `--resume` read it alike):
 
@@ -111,15 +112,37 @@ def train_rl(cfg: RLConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     _carry_over(meter, out, resume_from)
 
-    from t2s_fast.rl.prompts import filter_prompts
+    from t2s_fast.rl.engines import samples_in_trainer
+    from t2s_fast.rl.prompts import filter_prompts, finished_pass, load_training_rows
 
-    kept, filter_info = filter_prompts(cfg)
+    if finished_pass(cfg) is None and samples_in_trainer(cfg, engine):
+        # the filter pass samples in the trainer's own engine: build it on every prompt, then train on the kept
+        rows = load_training_rows(cfg)
+        run = _build(cfg, engine, meter, rows)
+        _sample_pass_in_trainer(cfg, run, rows)
+        kept, filter_info = filter_prompts(cfg)  # the pass just written, under the rule
+        run["trainer"].train_dataset, run["prompts"] = _dataset(kept, run["tokenizer"], cfg), len(kept)
+    else:
+        kept, filter_info = filter_prompts(cfg)
+        run = _build(cfg, engine, meter, kept)
     print(f"rl: {filter_info['kept']:,} of {filter_info['prompts']:,} prompts kept ({filter_info['rule']}; "
           f"{filter_info['never_right']:,} never right, {filter_info['always_right']:,} always right); "
           f"${meter.cost_usd():.3f} spent so far", file=sys.stderr, flush=True)
-    run = _build(cfg, engine, meter, kept)
     run.update(out=out, started_at=started_at, resume_from=resume_from, filter=filter_info, engine=engine)
     return _train_and_save(cfg, run)
+
+
+def _sample_pass_in_trainer(cfg: RLConfig, run: dict, rows: list[dict]) -> None:
+    """The filter pass through the trainer's colocated engine (``engines.colocated_sampler``), written as the
+    separate pass writes it (``prompts.run_pass_with``)."""
+    from t2s_fast.prompt import render_prompt
+    from t2s_fast.rl.engines import colocated_sampler
+    from t2s_fast.rl.prompts import run_pass_with
+
+    print(f"filter: {cfg.filter_samples} samples per training prompt from {cfg.adapter_path}, in the trainer's "
+          "colocated engine", file=sys.stderr, flush=True)
+    prompts = [render_prompt(run["tokenizer"], r["messages"]) for r in rows]
+    run_pass_with(cfg, rows, colocated_sampler(run["trainer"], cfg.filter_temperature), prompts, "colocated")
 
 
 def _carry_over(meter, out: Path, resume_from: str | None) -> None:
