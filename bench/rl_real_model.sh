@@ -72,11 +72,14 @@ rl() {  # rl NAME LR: the measured runs (RL_STEPS, RL_SAVE, RL_ARGS)
   fi
   return $rc
 }
-heldout() {  # the SFT start and every checkpoint of every GRPO run, in one engine, on held-out data
-  local ads=(--adapter "sft=$B/sft/adapter") d c
+heldout() {  # the SFT start and every checkpoint of every GRPO run, in one engine, on held-out data; a run's final
+  # adapter too when no checkpoint holds its last step (a budget stop between checkpoints)
+  local ads=(--adapter "sft=$B/sft/adapter") d c last
   for d in "$B"/rl-lr*/; do n=$(basename "$d"); for c in "$d"checkpoints/checkpoint-*; do
     [ -f "$c/adapter_model.safetensors" ] && ads+=(--adapter "$n-step-${c##*-}=$c"); done
-    [ -d "$d/adapter" ] && ads+=(--adapter "$n-final=$d/adapter"); done
+    last=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['global_step'])" "$d/run.json" 2>/dev/null)
+    [ -d "$d/adapter" ] && [ ! -f "${d}checkpoints/checkpoint-$last/adapter_model.safetensors" ] \
+      && ads+=(--adapter "$n-final=$d/adapter"); done
   run $T2S eval --base-model "$M" "${ads[@]}" --suite heldout --questions "$VALID" --spider-dir "$DATA/spider1" \
     --repair none --workers 12 --timeout 10 --out-dir "$B/heldout" "${GEN[@]}" "${CUT[@]}"
 }

@@ -680,6 +680,36 @@ def test_rl_driver_weight_sync_form_runs_on_the_cpu_and_reports_the_check(tmp_pa
 
 
 @pytest.mark.slow
+def test_rl_driver_full_form_chooses_on_held_out_then_evaluates_the_choice_on_dev(tmp_path, spider1_dir,
+                                                                                  tiny_qwen3_dir):
+    """What a lease runs for a model's accuracy figures, in smoke mode: SFT, the filter, GRPO with a checkpoint
+    each step, the SFT start and every checkpoint on held-out data in one engine (the final adapter left out: the
+    last checkpoint holds the same step), the choice, then Spider dev greedy, with the repair default and maj@8."""
+    if shutil.which("bash") is None:
+        pytest.skip("needs bash")
+    prepared = _prepared_concert_singer(spider1_dir, tmp_path / "prepared",
+                                        {"stage1_train.jsonl": 8, "stage1_valid.jsonl": 4})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "spider1").symlink_to(spider1_dir)
+    env = {**os.environ, "T2S_SMOKE": "1", "RL_LRS": "4e-5", "UNSLOTH_STEPS": "0", "SFT_MAX_STEPS": "1",
+           "RL_ARGS": "--filter-min-correct 0 --filter-max-correct 2",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("WORLD_SIZE", None)
+    work = tmp_path / "work"
+    proc = subprocess.run(["bash", str(REPO / "bench/rl_real_model.sh"), str(tiny_qwen3_dir), str(tmp_path / "data"),
+                           str(prepared), str(work)], env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0 and (work / "ALLDONE").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    heldout = json.loads((work / "heldout" / "report.json").read_text())["adapters"]
+    assert set(heldout) == {"sft", "rl-lr4e-5-step-1", "rl-lr4e-5-step-2"}
+    chosen, path = (work / "chosen.txt").read_text().split()
+    assert chosen in heldout and Path(path).is_dir()
+    for decoding in ("greedy", "repair", "maj8"):
+        dev = json.loads((work / f"dev-{decoding}" / "report.json").read_text())
+        assert set(dev["adapters"]) == {"sft", "chosen"}, decoding
+        assert (work / f"dev-{decoding}" / "scored.jsonl").is_file()
+
+
+@pytest.mark.slow
 def test_rl_driver_goes_on_from_a_kept_start_without_redoing_sft_or_the_filter(tmp_path, spider1_dir, tiny_qwen3_dir):
     """A lease cut after a GRPO checkpoint: `payload.sh keep` brings back the SFT adapter, the filter pass and the
     checkpoint; a later lease unpacks them into the same work folder and the driver trains on from that checkpoint
