@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage 3 (GRPO) on a real pretrained model, measured: SFT stage 1, the prompt filter, GRPO at two learning rates
 # side by side, every checkpoint and the SFT start on held-out data in one engine, the held-out choice on Spider
-# dev (greedy, the default repair, maj@8; per-question files), then GRPO steps/s and peak memory at the Qwen3-8B
+# dev (greedy, the default repair, maj@8; per-question files) in that same engine (if it fails, each evaluation
+# runs in an engine of its own, resuming from what it wrote), then GRPO steps/s and peak memory at the Qwen3-8B
 # shape (random init: speed and memory only).
 #
 #   bash bench/rl_real_model.sh MODEL DATA_DIR PREPARED_DIR WORK_DIR      (a GPU machine with the wheels installed)
@@ -72,14 +73,74 @@ rl() {  # rl NAME LR: the measured runs (RL_STEPS, RL_SAVE, RL_ARGS)
   fi
   return $rc
 }
-heldout() {  # the SFT start and every checkpoint of every GRPO run, in one engine, on held-out data; a run's final
-  # adapter too when no checkpoint holds its last step (a budget stop between checkpoints)
-  local ads=(--adapter "sft=$B/sft/adapter") d c last
+candidates() {  # the SFT start and every checkpoint of every GRPO run as name=path; a run's final adapter too when
+  # no checkpoint holds its last step (a budget stop between checkpoints)
+  local d c n last
+  echo "sft=$B/sft/adapter"
   for d in "$B"/rl-lr*/; do n=$(basename "$d"); for c in "$d"checkpoints/checkpoint-*; do
-    [ -f "$c/adapter_model.safetensors" ] && ads+=(--adapter "$n-step-${c##*-}=$c"); done
+    [ -f "$c/adapter_model.safetensors" ] && echo "$n-step-${c##*-}=$c"; done
     last=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['global_step'])" "$d/run.json" 2>/dev/null)
     [ -d "$d/adapter" ] && [ ! -f "${d}checkpoints/checkpoint-$last/adapter_model.safetensors" ] \
-      && ads+=(--adapter "$n-final=$d/adapter"); done
+      && echo "$n-final=$d/adapter"; done
+}
+write_one_engine() {  # the held-out choice, then Spider dev greedy / repair / maj@8 of the SFT start and the
+  # choice, through one engine (the sweep's LazyEngine): one engine start instead of four. Written into WORK_DIR,
+  # so the folder holds what ran; commands.sh has its command line.
+  cat > "$B/choose_and_report.py" <<'PY'
+"""Every candidate on held-out data, the choice (highest EX; ties: the SFT start, then the earlier checkpoint)
+into chosen.txt, then the SFT start and the choice on Spider dev greedy, with the default repair and by maj@8,
+each in its own folder with its per-question file, all through one engine (written by bench/rl_real_model.sh).
+  python3 choose_and_report.py WORK MODEL VALID SPIDER_DIR LIMIT GPU_SHARE CACHE_DIR NAME=PATH ...
+"""
+import sys
+from pathlib import Path
+
+from t2s_fast.evaluate.config import EvalConfig
+from t2s_fast.evaluate.harness import evaluate
+from t2s_fast.evaluate.lazy_engine import LazyEngine
+
+work, model, valid, spider, limit, share, cache = sys.argv[1:8]
+adapters = dict(a.split("=", 1) for a in sys.argv[8:])
+engine_settings = dict(base_model=model, adapters=adapters, timeout=10, limit=int(limit) if limit else None,
+                       **({"gpu_memory_utilization": float(share)} if share else {}),
+                       **({"vllm_cache_dir": cache} if cache else {}))
+held = EvalConfig(**engine_settings, suite="heldout", questions=valid, spider_dir=spider, repair="none",
+                  workers=12, out_dir=f"{work}/heldout")
+
+
+def step(name):
+    tail = name.rsplit("-", 1)[-1]
+    return -1 if name == "sft" else (10**9 if tail == "final" else int(tail))
+
+
+engine = LazyEngine(held)
+try:
+    ex = {name: a["ex"] for name, a in evaluate(held, generator=engine)["adapters"].items()}
+    best = max(ex, key=lambda n: (ex[n], -step(n)))
+    Path(work, "chosen.txt").write_text(f"{best} {adapters[best]}\n")
+    print(f"chosen on held-out: {best} (EX {ex[best]:.4f})", flush=True)
+    finalists = {n: adapters[n] for n in ("sft", best)}
+    for name, decoding in (("greedy", {"repair": "none"}), ("repair", {"repair": "auto"}),
+                           ("maj8", {"repair": "none", "n_samples": 8, "temperature": 0.8})):
+        report = evaluate(EvalConfig(**{**engine_settings, "adapters": finalists}, suite="spider1",
+                                     spider_dir=spider, workers=6, out_dir=f"{work}/dev-{name}", **decoding),
+                          generator=engine)
+        print(f"dev {name}: " + ", ".join(f"{n} {a['ex']:.4f}" for n, a in report["adapters"].items()), flush=True)
+finally:
+    engine.close()
+print(f"engine opened once, in {engine.open_seconds:.0f} s", flush=True)
+PY
+}
+one_engine() {
+  local limit= share= cache=; [ -n "$SMOKE" ] && limit=6
+  [ ${#GEN[@]} -gt 0 ] && share=0.15 && cache=$B/vllm-cache
+  mapfile -t cands < <(candidates)
+  write_one_engine
+  run python3 "$B/choose_and_report.py" "$B" "$M" "$VALID" "$DATA/spider1" "$limit" "$share" "$cache" "${cands[@]}"
+}
+heldout() {  # (if the one engine failed) the candidates on held-out data in an engine of their own
+  local ads=(); mapfile -t cands < <(candidates)
+  for c in "${cands[@]}"; do ads+=(--adapter "$c"); done
   run $T2S eval --base-model "$M" "${ads[@]}" --suite heldout --questions "$VALID" --spider-dir "$DATA/spider1" \
     --repair none --workers 12 --timeout 10 --out-dir "$B/heldout" "${GEN[@]}" "${CUT[@]}"
 }
@@ -94,10 +155,11 @@ best = max(adapters, key=lambda n: (adapters[n]["ex"], -step(n)))
 print(best, adapters[best]["path"])
 PY
 }
-dev() {  # dev NAME EXTRA...: the SFT start and the choice on Spider dev
+dev() {  # dev NAME EXTRA...: the SFT start and the choice on Spider dev, under the choice's own name
   local name=$1; shift
   read -r best path < "$B/chosen.txt"
-  run $T2S eval --base-model "$M" --adapter "sft=$B/sft/adapter" --adapter "chosen=$path" --suite spider1 \
+  local ads=(--adapter "sft=$B/sft/adapter"); [ "$best" = sft ] || ads+=(--adapter "$best=$path")
+  run $T2S eval --base-model "$M" "${ads[@]}" --suite spider1 \
     --spider-dir "$DATA/spider1" --workers 6 --timeout 10 --out-dir "$B/dev-$name" "${GEN[@]}" "${CUT[@]}" "$@"
 }
 prepare_shape() {  # the random-init Qwen3-8B folder and a random adapter, made on the CPU while the GPU trains
@@ -145,13 +207,18 @@ unsloth_engine() {  # the same GRPO through Unsloth's fast_inference engine, a f
 }
 unsloth() { [ -n "$SMOKE" ] || [ "${UNSLOTH_STEPS:-6}" = 0 ] || job rl-unsloth unsloth_engine; }
 [ -n "${STOP_AFTER_RL:-}" ] && { unsloth; say "ALLDONE"; touch "$B/ALLDONE"; exit 0; }
-job heldout heldout && chosen > "$B/chosen.txt" && say "chosen on held-out: $(cat "$B/chosen.txt")"
+if job choose-and-dev one_engine; then
+  say "chosen on held-out: $(cat "$B/chosen.txt")"; DEV_DONE=1
+else  # each evaluation in an engine of its own, resuming from what the one engine wrote
+  say "the one-engine evaluation failed: engines of their own"
+  job heldout heldout && chosen > "$B/chosen.txt" && say "chosen on held-out: $(cat "$B/chosen.txt")"
+fi
 # On a card of 100 GB or more the 8B-shape run loads (and its engine starts) while the dev evaluations run; its
 # log has the times of its steps, the evaluations' logs theirs. On a smaller card it waits for them.
 big=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
 s=
 [ "${big:-0}" -ge 100000 ] && { job "$SHAPE_JOB" shape & s=$!; }
-if [ -s "$B/chosen.txt" ]; then
+if [ -s "$B/chosen.txt" ] && [ -z "${DEV_DONE:-}" ]; then
   declare -A DECODING=([greedy]="--repair none" [repair]="--repair auto"
                        [maj8]="--repair none --n-samples 8 --temperature 0.8") DEV_PID=() DEV_RC=()
   for n in greedy repair maj8; do job "dev-$n" dev "$n" ${DECODING[$n]} & DEV_PID[$n]=$!; done

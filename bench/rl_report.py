@@ -45,10 +45,15 @@ def _step(name: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+def chosen_name(work: Path) -> str | None:
+    """The adapter chosen on held-out data (chosen.txt: name and path), or None before the choice."""
+    return (work / "chosen.txt").read_text().split()[0] if (work / "chosen.txt").is_file() else None
+
+
 def heldout_section(work: Path, out: Path, report: dict) -> list[str]:
     recs = read_per_question(work / "heldout")
     names = list(dict.fromkeys(r["adapter"] for r in recs))
-    chosen = (work / "chosen.txt").read_text().split()[0] if (work / "chosen.txt").is_file() else None
+    chosen = chosen_name(work)
     _copy(work / "heldout" / "scored.jsonl.gz", out / "heldout" / "scored.jsonl.gz")
     rows = []
     for name in names:
@@ -107,11 +112,13 @@ def dev_section(work: Path, out: Path, report: dict) -> list[str]:
         _copy(folder / "scored.jsonl.gz", out / f"dev-{name}" / "scored.jsonl.gz")
         _copy(folder / "report.json", out / f"dev-{name}" / "report.json")
         recs = read_per_question(folder)
-        c = compare_adapters(recs, "sft", recs, "chosen", label_a=f"SFT, {name}", label_b=f"chosen, {name}")
+        # the choice under its own name (e.g. rl-lr4e-5-step-24); earlier runs called it "chosen"
+        chosen = "chosen" if any(r["adapter"] == "chosen" for r in recs) else chosen_name(work)
+        c = compare_adapters(recs, "sft", recs, chosen, label_a=f"SFT, {name}", label_b=f"{chosen}, {name}")
         comparisons.append(c)
         report["dev"][name] = {"file": f"dev-{name}/scored.jsonl.gz", "sft": ex_of(recs, "sft"),
-                               "chosen": ex_of(recs, "chosen"), "chosen_vs_sft": c}
-        lines.append(f"| {label} | {_pct(ex_of(recs, 'sft'))} | {_pct(ex_of(recs, 'chosen'))} | "
+                               "chosen": ex_of(recs, chosen), "chosen_adapter": chosen, "chosen_vs_sft": c}
+        lines.append(f"| {label} | {_pct(ex_of(recs, 'sft'))} | {_pct(ex_of(recs, chosen))} | "
                      f"{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
                      f"{' (noise)' if c['noise'] else ''} | {c['right_to_wrong']} | {c['wrong_to_right']} | "
                      f"`dev-{name}/scored.jsonl.gz` |")

@@ -703,10 +703,19 @@ def test_rl_driver_full_form_chooses_on_held_out_then_evaluates_the_choice_on_de
     assert set(heldout) == {"sft", "rl-lr4e-5-step-1", "rl-lr4e-5-step-2"}
     chosen, path = (work / "chosen.txt").read_text().split()
     assert chosen in heldout and Path(path).is_dir()
+    best = max(heldout.values(), key=lambda a: a["ex"])["ex"]
+    assert heldout[chosen]["ex"] == best and (chosen == "sft" or heldout["sft"]["ex"] < best)  # ties: the start
     for decoding in ("greedy", "repair", "maj8"):
         dev = json.loads((work / f"dev-{decoding}" / "report.json").read_text())
-        assert set(dev["adapters"]) == {"sft", "chosen"}, decoding
+        assert set(dev["adapters"]) == {"sft", chosen}, decoding  # the choice under its own name
         assert (work / f"dev-{decoding}" / "scored.jsonl").is_file()
+    # one engine for the held-out choice and the three dev evaluations; no evaluation in an engine of its own
+    assert "engine opened once" in (work / "choose-and-dev.log").read_text()
+    assert not (work / "heldout.log").exists() and not (work / "dev-greedy.log").exists()
+    out = tmp_path / "report"
+    subprocess.run([sys.executable, str(REPO / "bench/rl_report.py"), str(work), str(out)], check=True,
+                   capture_output=True, text=True, timeout=300)
+    assert set(json.loads((out / "report.json").read_text())["dev"]) == {"greedy", "repair", "maj8"}
 
 
 @pytest.mark.slow
