@@ -8,7 +8,7 @@
 # DATA_DIR holds spider1/ (with database/) and spider2/. The command runs in WORK_DIR, where data/ links to
 # DATA_DIR, so the run file's data/spider1 and data/spider2 resolve; the run folder is the file's out_dir (or
 # --out-dir among FLAGs) under WORK_DIR. FLAGs go to both `t2s-fast run` commands (e.g. --max-cost-usd 2).
-# KILL_AFTER_S (20): seconds between stage 1's first checkpoint and the SIGKILL.
+# KILL_AFTER_S (20): seconds between stage 1's first checkpoint and the SIGKILL; KILL=0: no kill, one session.
 # GREEDY_AND_VOTE=1: afterwards, the base, stage 1 and stage 2 on Spider dev greedy (WORK_DIR/dev-greedy) and by a
 # majority vote of 8 samples at T=0.8 (dev-maj8), two engines side by side, beside the run's own evaluation (eval's
 # default repair): every decoding of the runbook's stages, each with its per-question file. DEV_ARGS: more eval
@@ -33,16 +33,18 @@ PY
 ) && [ -n "$out_dir" ] || { echo "cannot read $RUN_FILE" >&2; exit 2; }
 cmd=(python3 -m t2s_fast run --config "$RUN_FILE" "$@")
 
-say "start 1: ${cmd[*]}"; record "${cmd[@]}"
-setsid "${cmd[@]}" > run-1.out 2>&1 < /dev/null & pid=$!
-until compgen -G "$out_dir/stage1/checkpoints/checkpoint-*" > /dev/null; do
-  kill -0 "$pid" 2>/dev/null || { say "run 1 ended before stage 1 wrote a checkpoint"; break; }; sleep 2; done
-sleep "${KILL_AFTER_S:-20}"
-if kill -0 "$pid" 2>/dev/null; then
-  kill -9 -- "-$pid"; say "SIGKILL to run 1 during $(python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get('stage'))" "$out_dir/status.json" 2>/dev/null)"
-  wait "$pid" 2>/dev/null
+if [ "${KILL:-1}" != 0 ]; then
+  say "start 1: ${cmd[*]}"; record "${cmd[@]}"
+  setsid "${cmd[@]}" > run-1.out 2>&1 < /dev/null & pid=$!
+  until compgen -G "$out_dir/stage1/checkpoints/checkpoint-*" > /dev/null; do
+    kill -0 "$pid" 2>/dev/null || { say "run 1 ended before stage 1 wrote a checkpoint"; break; }; sleep 2; done
+  sleep "${KILL_AFTER_S:-20}"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -9 -- "-$pid"; say "SIGKILL to run 1 during $(python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get('stage'))" "$out_dir/status.json" 2>/dev/null)"
+    wait "$pid" 2>/dev/null
+  fi
+  python3 -m t2s_fast status "$out_dir" > status-after-kill.txt 2>&1
 fi
-python3 -m t2s_fast status "$out_dir" > status-after-kill.txt 2>&1
 say "start 2 (the same command)"
 run "${cmd[@]}" > run-2.out 2>&1 < /dev/null; say "run 2 exit $?"
 python3 -m t2s_fast status "$out_dir" > status.txt 2>&1; cat status.txt
