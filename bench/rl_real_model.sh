@@ -133,7 +133,8 @@ PY
 }
 one_engine() {
   local limit= share= cache=; [ -n "$SMOKE" ] && limit=6
-  [ ${#GEN[@]} -gt 0 ] && share=0.15 && cache=$B/vllm-cache
+  # alone on the card once GRPO has ended, unless the 8B-shape run shares it: more memory, more sequences at once
+  [ ${#GEN[@]} -gt 0 ] && cache=$B/vllm-cache && share=$([ -n "${SHAPE_CONFIG:-}" ] && echo 0.15 || echo 0.6)
   mapfile -t cands < <(candidates)
   write_one_engine
   run python3 "$B/choose_and_report.py" "$B" "$M" "$VALID" "$DATA/spider1" "$limit" "$share" "$cache" "${cands[@]}"
