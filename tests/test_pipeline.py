@@ -210,22 +210,35 @@ def test_the_shipped_run_files_plan_within_their_cap_on_an_h200(tmp_path, monkey
     assert not Path(cfg.out_dir).exists()  # a dry run starts nothing
 
 
-def test_stage3_is_priced_from_the_measured_model_nearest_in_size():
+def test_stage3_is_priced_from_the_measured_model_nearest_in_size_with_its_filter_pass():
     from types import SimpleNamespace
 
     from t2s_fast import paths
-    from t2s_fast.pipeline.plan import project_rl
+    from t2s_fast.pipeline.plan import RL_MEASURED, project_rl
 
-    def plan(model, steps=100, prompts=16):
-        rl = SimpleNamespace(max_steps=steps, prompts_per_step=prompts, num_generations=8)
-        return project_rl(RunConfig(out_dir="x", max_cost_usd=100, model_name=str(model)), rl)
+    def plan(model, steps=100, prompts=16, train_prompts=None, **rl):
+        rl = SimpleNamespace(max_steps=steps, prompts_per_step=prompts, num_generations=8, **rl)
+        return project_rl(RunConfig(out_dir="x", max_cost_usd=100, model_name=str(model)), rl, train_prompts)
 
-    eight = plan("Qwen/Qwen3-8B")  # the H200 measurement at the 8B shape: 85 s a step, 119 s to start
+    # the 1.5B as measured on an H100: its filter pass (1,200 prompts x 8: 174 s engine start, 59.9 s sampling,
+    # 15.4 s scoring), then 138 s to start and 26.5 s a step
+    one = plan("qwen2.5-coder-1.5b", steps=24, train_prompts=7670, max_prompts=1200, filter_samples=8)
+    assert one.seconds == pytest.approx(174 + 59.9 + 15.4 + 138 + 24 * 26.5, abs=0.1)
+    assert "first-steps" in one.basis and "9,600 samples" in one.basis
+    assert one.usd == pytest.approx(one.seconds / 3600 * 3.44, abs=1e-5)
+    # sampling in the colocated engine saves the filter engine's start; no pass at all saves the pass
+    colocated = plan("qwen2.5-coder-1.5b", steps=24, train_prompts=7670, max_prompts=1200, filter_samples=8,
+                     filter_engine="colocated")
+    assert one.seconds - colocated.seconds == pytest.approx(174, abs=0.1)
+    assert plan("qwen2.5-coder-1.5b", steps=24, filter_samples=0).seconds == pytest.approx(138 + 24 * 26.5, abs=0.1)
+    # a step of 8 prompts x 8 completions is half a measured step; every prompt of the file is sampled
+    half = plan("qwen2.5-coder-0.5b", steps=10, prompts=8, train_prompts=100, filter_samples=2)
+    step, start, engine, gen, score, _ = RL_MEASURED["qwen2.5-coder-0.5b"]
+    assert half.seconds == pytest.approx(engine + 200 * (gen + score) + start + 10 * step / 2, abs=0.1)
+    eight = plan("Qwen/Qwen3-8B", filter_samples=0)  # the H200 measurement at the 8B shape: 85 s a step
     assert eight.seconds == pytest.approx(119 + 100 * 85) and "2026-12-07-h200-rl-qwen3-8b-shape" in eight.basis
-    assert eight.usd == pytest.approx(eight.seconds / 3600 * 3.44)
-    assert plan("qwen2.5-coder-0.5b", steps=10, prompts=8).seconds == pytest.approx(90 + 10 * 12 / 2)
     if paths.QWEN3_8B_CONFIG.is_file():  # an 8B-sized model not measured itself takes the 8B figure, and says so
-        shape = plan(paths.QWEN3_8B_CONFIG)
+        shape = plan(paths.QWEN3_8B_CONFIG, filter_samples=0)
         assert shape.seconds == eight.seconds and "measured on Qwen/Qwen3-8B, not on" in shape.basis
     assert "unknown" in plan("Qwen/Qwen3-8B", steps=-1).basis
 

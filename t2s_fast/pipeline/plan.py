@@ -33,15 +33,23 @@ EVAL_MEASURED = {
 }
 REPAIR_FACTOR = 1.5  # --repair resample took about 1.5x the greedy eval's time (README, "How good it gets")
 
-# RL (GRPO) seconds per optimizer step of 16 prompts x 8 completions, and seconds to start:
-# - the 0.5B on one H100 (9-15 s a step, about 90 s to start): ../shared/tools/grpo-probe/README.md;
-# - the Qwen3-8B shape on one H200 (TRL engine, completions at the 256-token cap):
-#   records/reports/2026-12-07-h200-rl-qwen3-8b-shape.
-RL_SECONDS_PER_STEP = {
-    "qwen2.5-coder-0.5b": (12.0, 90.0, "grpo-probe README: 16 prompts x 8 completions, H100"),
-    "Qwen/Qwen3-8B": (85.0, 119.0, "records/reports/2026-12-07-h200-rl-qwen3-8b-shape: random-init Qwen3-8B "
-                                   "shape, 16 prompts x 8 completions of 256 tokens, TRL engine, H200"),
+# RL (GRPO), measured with the TRL engine and vLLM colocated, 16 prompts x 8 completions a step: (median seconds a
+# step, seconds to load the model and start the colocated engine, the filter pass's engine start, its seconds per
+# sample generating and scoring, where). The filter pass sampled 1,200 training prompts x 8 in its own engine.
+_RL05 = "records/reports/2026-12-07-h100-rl-qwen2.5-coder-0.5b"
+_RL15 = "records/reports/2026-12-07-h100-rl-qwen2.5-coder-1.5b-first-steps"
+RL_MEASURED = {
+    "qwen2.5-coder-0.5b": (14.185, 175.0, 99.8, 28.8 / 9600, 7.3 / 9600,
+                           f"{_RL05}: 24 steps, H100; its filter pass in ../2026-12-07-h100-rl-qwen2.5-coder-0.5b-"
+                           "side-by-side-cut"),
+    "qwen2.5-coder-1.5b": (26.5, 138.0, 174.0, 59.9 / 9600, 15.4 / 9600, f"{_RL15}: 21 steps, H100"),
+    # the random-init 8B shape ran without a filter pass: its pass is the 1.5B's, generation scaled by parameters
+    "Qwen/Qwen3-8B": (85.0, 119.0, 174.0, 59.9 / 9600 * 8.2 / 1.54, 15.4 / 9600,
+                      "records/reports/2026-12-07-h200-rl-qwen3-8b-shape: random-init Qwen3-8B shape, completions "
+                      "of 256 tokens, H200; its filter pass the 1.5B's, generation scaled by parameters (not "
+                      "measured)"),
 }
+RL_TRAIN_PROMPTS = (7_670, f"{_RL15}: stage1_train.jsonl, 7,670 SQLite questions")  # before prepare has run
 
 # Not measured yet: allowances, said as such in the plan.
 PREPARE_S = (60.0, "README: `prepare` takes about a minute on a 2-core CPU")
@@ -158,23 +166,35 @@ def project_training(cfg: RunConfig, stage: str, tc, device: Device) -> Projecti
     return _priced(cfg, seconds, f"{how} at {rate}, + {start:.0f} s to start ({TRAIN_START_SOURCE})")
 
 
-def project_rl(cfg: RunConfig, rl_cfg) -> Projection:
-    """Start-up + steps x seconds per step, scaled from the measured 16 prompts x 8 completions by the completions
-    a step generates (the filter pass before the first step is not counted: not measured yet)."""
+def project_rl(cfg: RunConfig, rl_cfg, train_prompts: int | None = None) -> Projection:
+    """The filter pass (its engine's start, unless it samples in the colocated engine, + samples x seconds each) +
+    the start + steps x seconds a step, scaled from the measured 16 prompts x 8 completions by the completions a
+    step generates. ``train_prompts``: the train file's questions (default: the recorded stage-1 count)."""
     steps = getattr(rl_cfg, "max_steps", None)
     measured_on = cfg.model_name
-    if measured_on not in RL_SECONDS_PER_STEP:  # the nearest measured size
+    if measured_on not in RL_MEASURED:  # the nearest measured size
         shape = model_shape(cfg.model_name)
-        measured_on = "Qwen/Qwen3-8B" if shape is not None and shape.n_params > 2e9 else "qwen2.5-coder-0.5b"
-    per_step, start, source = RL_SECONDS_PER_STEP[measured_on]
+        size = shape.n_params if shape is not None else 0
+        measured_on = ("Qwen/Qwen3-8B" if size > 4e9 else "qwen2.5-coder-1.5b" if size > 1e9
+                       else "qwen2.5-coder-0.5b")
+    per_step, start, filter_start, gen_s, score_s, source = RL_MEASURED[measured_on]
+    per_sample = gen_s + score_s
     if not steps or steps < 0:
         return Projection(None, None, "unknown: the RL section sets no max_steps (its own budget guard stops it)")
     completions = getattr(rl_cfg, "prompts_per_step", 16) * getattr(rl_cfg, "num_generations", 8)
     per = per_step * completions / 128
+    prompts = train_prompts or RL_TRAIN_PROMPTS[0]
+    if getattr(rl_cfg, "max_prompts", None):
+        prompts = min(prompts, rl_cfg.max_prompts)
+    samples = prompts * getattr(rl_cfg, "filter_samples", 8)
+    colocated = getattr(rl_cfg, "filter_engine", "separate") == "colocated"
+    filter_s = (0.0 if colocated or not samples else filter_start) + samples * per_sample
     of = "" if measured_on == cfg.model_name else f"; measured on {measured_on}, not on {cfg.model_name}"
-    return _priced(cfg, start + steps * per, f"{steps} steps x {per:.1f} s ({completions} completions a step, "
-                                             f"scaled from {per_step:g} s for 128) + {start:.0f} s to start "
-                                             f"({source}{of})")
+    filt = (f"filter pass {samples:,} samples x {per_sample:.4f} s"
+            + ("" if colocated or not samples else f" + {filter_start:.0f} s engine start") + " + ") if samples else ""
+    return _priced(cfg, filter_s + start + steps * per,
+                   f"{filt}{steps} steps x {per:.1f} s ({completions} completions a step, scaled from {per_step:g} s "
+                   f"for 128) + {start:.0f} s to start ({source}{of})")
 
 
 def _eval_figures(cfg: RunConfig, device: Device):

@@ -417,7 +417,9 @@ def project(ctx: Context, stage: str) -> Projection:
     if stage in ("stage1", "stage2"):
         return project_training(cfg, stage, stage_config(ctx, stage), device)
     if stage == "stage3":
-        return project_rl(cfg, stage_config(ctx, stage))
+        rc = stage_config(ctx, stage)
+        train = Path(getattr(rc, "train_file", "") or "")
+        return project_rl(cfg, rc, sum(1 for _ in train.open()) if train.is_file() else None)
     if stage == "choose":
         ec = choose_config(ctx, {})
         n = len(choose_candidates(ctx)) or _planned_candidates(ctx)
