@@ -188,7 +188,8 @@ def _build(cfg: RLConfig, engine: str, meter, kept: list[dict]) -> dict:
                     "TRL's fused LM head (same quantity, more memory)")
         mixins += (PlainLogprobs,)
     cls = timed_trainer_class(base_cls, clock, meter, *mixins)
-    cls.skip_no_advantage = cfg.skip_no_advantage  # read by SortedMicroBatches
+    if SortedMicroBatches in mixins:
+        cls.skip_no_advantage = cfg.skip_no_advantage
     signal_guard = SignalGuard(meter)
     out = Path(cfg.output_dir)
     trainer = cls(model=model, reward_funcs=[reward], args=grpo_args(cfg, engine, str(out / "checkpoints")),
