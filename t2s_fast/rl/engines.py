@@ -252,11 +252,13 @@ def colocated_sampler(trainer, temperature: float):
     decoded as TRL decodes a rollout. The engine first gets the policy's weights (the starting adapter merged, as
     before every generation); the filter's temperature stands in for the rollouts' while it samples."""
     generation, tokenizer = trainer.vllm_generation, trainer.processing_class
+    synced = False
 
     def sample(prompts: list[str], k: int) -> list[list[str]]:
-        if getattr(trainer, "_t2s_filter_synced", False) is False:
+        nonlocal synced
+        if not synced:
             generation.sync_weights()
-            trainer._t2s_filter_synced = True
+            synced = True
         ids = tokenizer(text=prompts)["input_ids"]  # a text prompt, tokenized as TRL tokenizes it
         rollout_temperature, generation.temperature = generation.temperature, temperature
         try:

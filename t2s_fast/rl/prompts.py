@@ -181,7 +181,7 @@ def run_pass_with(cfg: RLConfig, rows: list[dict], sample, prompts: list[str], n
     by the one prompt builder. Writes the pass as `run_filter_pass` does; returns pass.json's content."""
     t0 = time.time()
     samples = {}
-    chunk = 128  # prompts per call: progress, and a bounded request list
+    chunk = 256  # prompts per call: progress, a bounded request list, and a short tail at its end
     for start in range(0, len(rows), chunk):
         texts = sample(prompts[start:start + chunk], cfg.filter_samples)
         for r, k_texts in zip(rows[start:start + chunk], texts):
