@@ -119,6 +119,7 @@ def test_a_filter_pass_in_the_trainers_engine_trains_on_the_kept_prompts_only(tm
                                                                               sft_adapter, spider1_dir, monkeypatch):
     """--filter-engine colocated: the trainer is built on every prompt, the pass samples through it (here a
     stand-in for the colocated vLLM engine, which a CPU has not), and training then takes the kept prompts."""
+    from t2s_fast.errors import T2SError
     from t2s_fast.rl import engines
     from t2s_fast.rl.config import RLConfig
     from t2s_fast.rl.trainer import train_rl
@@ -143,6 +144,16 @@ def test_a_filter_pass_in_the_trainers_engine_trains_on_the_kept_prompts_only(tm
     assert info["filter"]["kept"] == 4 and info["filter"]["generator"] == "colocated"
     # every step's prompts come from the kept ones, each with the pass rate the pass gave it
     assert [r["start_match_rate"] for r in _log(out) if r.get("reward") is not None] == [1.0, 1.0]
+
+    # a pass that keeps nothing is refused after the trainer was built, and leaves no run behind but the pass
+    monkeypatch.setattr(engines, "colocated_sampler", lambda trainer, temperature: lambda prompts, k: [["SELECT 0"] * k
+                                                                                                      for _ in prompts])
+    empty = tmp_path / "empty"
+    with pytest.raises(T2SError, match="no prompt survived the filter"):
+        train_rl(RLConfig(**_settings(tiny_qwen3_dir, prepared, sft_adapter, spider1_dir, empty, max_steps=2,
+                                      filter_engine="colocated", filter_min_correct=1)))
+    assert (empty / "prompts" / "pass.json").is_file()
+    assert not any((empty / name).exists() for name in ("run.json", "adapter", "checkpoints", "train_log.jsonl"))
 
 
 def test_checkpoints_are_what_eval_checkpoints_reads(grpo_run):

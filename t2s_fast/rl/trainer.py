@@ -120,7 +120,13 @@ def train_rl(cfg: RLConfig) -> dict:
         rows = load_training_rows(cfg)
         run = _build(cfg, engine, meter, rows)
         _sample_pass_in_trainer(cfg, run, rows)
-        kept, filter_info = filter_prompts(cfg)  # the pass just written, under the rule
+        try:
+            kept, filter_info = filter_prompts(cfg)  # the pass just written, under the rule
+        except T2SError:  # nothing to learn from: no run is left behind but the pass (the trainer made checkpoints/)
+            ckpt = out / "checkpoints"
+            if ckpt.is_dir() and not any(ckpt.iterdir()):
+                ckpt.rmdir()
+            raise
         run["trainer"].train_dataset, run["prompts"] = _dataset(kept, run["tokenizer"], cfg), len(kept)
     else:
         kept, filter_info = filter_prompts(cfg)
