@@ -45,7 +45,7 @@ if [ "${KILL:-1}" != 0 ]; then
   fi
   python3 -m t2s_fast status "$out_dir" > status-after-kill.txt 2>&1
 fi
-say "start 2 (the same command)"
+say "$([ "${KILL:-1}" != 0 ] && echo "start 2 (the same command)" || echo "start: ${cmd[*]}")"
 run "${cmd[@]}" > run-2.out 2>&1 < /dev/null; say "run 2 exit $?"
 python3 -m t2s_fast status "$out_dir" > status.txt 2>&1; cat status.txt
 dev() {  # dev NAME FLAG...: the base and both stages on Spider dev in one engine
