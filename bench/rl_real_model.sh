@@ -91,13 +91,30 @@ write_one_engine() {  # the held-out choice, then Spider dev greedy / repair / m
 into chosen.txt, then the SFT start and the choice on Spider dev greedy, with the default repair and by maj@8,
 each in its own folder with its per-question file, all through one engine (written by bench/rl_real_model.sh).
   python3 choose_and_report.py WORK MODEL VALID SPIDER_DIR LIMIT GPU_SHARE CACHE_DIR NAME=PATH ...
+  python3 choose_and_report.py --choose HELDOUT_REPORT_JSON     (the choice alone: "name path")
 """
+import json
 import sys
 from pathlib import Path
 
-from t2s_fast.evaluate.config import EvalConfig
-from t2s_fast.evaluate.harness import evaluate
-from t2s_fast.evaluate.lazy_engine import LazyEngine
+
+def choice(ex: dict) -> str:
+    """The highest EX; ties: the SFT start, then the earlier checkpoint, then a run's final adapter."""
+    def step(name):
+        tail = name.rsplit("-", 1)[-1]
+        return -1 if name == "sft" else (10**9 if tail == "final" else int(tail))
+    return max(ex, key=lambda n: (ex[n], -step(n)))
+
+
+if sys.argv[1] == "--choose":
+    adapters = json.load(open(sys.argv[2]))["adapters"]
+    best = choice({name: a["ex"] for name, a in adapters.items()})
+    print(best, adapters[best]["path"])
+    sys.exit(0)
+
+from t2s_fast.evaluate.config import EvalConfig  # noqa: E402
+from t2s_fast.evaluate.harness import evaluate  # noqa: E402
+from t2s_fast.evaluate.lazy_engine import LazyEngine  # noqa: E402
 
 work, model, valid, spider, limit, share, cache = sys.argv[1:8]
 adapters = dict(a.split("=", 1) for a in sys.argv[8:])
@@ -106,17 +123,10 @@ engine_settings = dict(base_model=model, adapters=adapters, timeout=10, limit=in
                        **({"vllm_cache_dir": cache} if cache else {}))
 held = EvalConfig(**engine_settings, suite="heldout", questions=valid, spider_dir=spider, repair="none",
                   workers=12, out_dir=f"{work}/heldout")
-
-
-def step(name):
-    tail = name.rsplit("-", 1)[-1]
-    return -1 if name == "sft" else (10**9 if tail == "final" else int(tail))
-
-
 engine = LazyEngine(held)
 try:
     ex = {name: a["ex"] for name, a in evaluate(held, generator=engine)["adapters"].items()}
-    best = max(ex, key=lambda n: (ex[n], -step(n)))
+    best = choice(ex)
     Path(work, "chosen.txt").write_text(f"{best} {adapters[best]}\n")
     print(f"chosen on held-out: {best} (EX {ex[best]:.4f})", flush=True)
     finalists = {n: adapters[n] for n in ("sft", best)}
@@ -145,16 +155,8 @@ heldout() {  # (if the one engine failed) the candidates on held-out data in an 
   run $T2S eval --base-model "$M" "${ads[@]}" --suite heldout --questions "$VALID" --spider-dir "$DATA/spider1" \
     --repair none --workers 12 --timeout 10 --out-dir "$B/heldout" "${GEN[@]}" "${CUT[@]}"
 }
-chosen() {  # the best adapter on held-out EX (ties: the SFT start, then the earlier checkpoint)
-  python3 - "$B/heldout/report.json" <<'PY'
-import json, sys
-adapters = json.load(open(sys.argv[1]))["adapters"]
-def step(name):
-    tail = name.rsplit("-", 1)[-1]
-    return -1 if name == "sft" else (10**9 if tail == "final" else int(tail))
-best = max(adapters, key=lambda n: (adapters[n]["ex"], -step(n)))
-print(best, adapters[best]["path"])
-PY
+chosen() {  # the best adapter on held-out EX, by the one engine's rule
+  write_one_engine && python3 "$B/choose_and_report.py" --choose "$B/heldout/report.json"
 }
 dev() {  # dev NAME EXTRA...: the SFT start and the choice on Spider dev, under the choice's own name
   local name=$1; shift

@@ -188,10 +188,11 @@ def project_rl(cfg: RunConfig, rl_cfg, train_prompts: int | None = None) -> Proj
         prompts = min(prompts, rl_cfg.max_prompts)
     samples = prompts * getattr(rl_cfg, "filter_samples", 8)
     colocated = getattr(rl_cfg, "filter_engine", "separate") == "colocated"
-    filter_s = (0.0 if colocated or not samples else filter_start) + samples * per_sample
+    engine_s = 0.0 if colocated or not samples else filter_start  # the colocated engine is already up
+    filter_s = engine_s + samples * per_sample
     of = "" if measured_on == cfg.model_name else f"; measured on {measured_on}, not on {cfg.model_name}"
     filt = (f"filter pass {samples:,} samples x {per_sample:.4f} s"
-            + ("" if colocated or not samples else f" + {filter_start:.0f} s engine start") + " + ") if samples else ""
+            + (f" + {engine_s:.0f} s engine start" if engine_s else "") + " + ") if samples else ""
     return _priced(cfg, filter_s + start + steps * per,
                    f"{filt}{steps} steps x {per:.1f} s ({completions} completions a step, scaled from {per_step:g} s "
                    f"for 128) + {start:.0f} s to start ({source}{of})")
