@@ -418,8 +418,11 @@ def project(ctx: Context, stage: str) -> Projection:
         return project_training(cfg, stage, stage_config(ctx, stage), device)
     if stage == "stage3":
         rc = stage_config(ctx, stage)
-        train = Path(getattr(rc, "train_file", "") or "")
-        return project_rl(cfg, rc, sum(1 for _ in train.open()) if train.is_file() else None)
+        train, prompts = Path(getattr(rc, "train_file", "") or ""), None
+        if train.is_file():
+            with train.open() as f:
+                prompts = sum(1 for _ in f)
+        return project_rl(cfg, rc, prompts)
     if stage == "choose":
         ec = choose_config(ctx, {})
         n = len(choose_candidates(ctx)) or _planned_candidates(ctx)
