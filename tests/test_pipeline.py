@@ -189,6 +189,84 @@ def test_a_stage_switched_off_is_not_run_and_the_rest_adapt(tmp_path, monkeypatc
     assert _state(cfg)["stages"]["stage2"]["status"] == "off"
 
 
+VARIANTS = {"greedy": {"repair": "none"}, "maj8": {"repair": "none", "n_samples": 8, "temperature": 0.8}}
+
+
+def test_eval_variants_evaluate_the_same_models_into_their_own_folders_and_reports(tmp_path, monkeypatch):
+    calls = stand_ins.install(monkeypatch)
+    lines: list[str] = []
+    (tmp_path / "plain").mkdir()
+    plain = _run(_cfg(tmp_path / "plain"), lines)
+    cfg = _cfg(tmp_path, eval_variants=VARIANTS)
+    result = _run(cfg, lines)
+    assert result["outcome"] == "done"
+    dev, greedy, maj8 = _calls(calls, "evaluate")[-3:]  # after the choice: the eval's own, then each variant's
+    assert dev.out_dir == str(Path(cfg.out_dir) / "eval") and dev.repair == "resample"  # eval's default
+    assert greedy.out_dir == str(Path(cfg.out_dir) / "eval" / "greedy") and greedy.repair == "none"
+    assert (maj8.n_samples, maj8.temperature, maj8.repair) == (8, 0.8, "none")
+    assert dev.adapters == greedy.adapters == maj8.adapters and greedy.include_base and greedy.split == "dev"
+    # priced as one engine start and each decoding's answers: more than the eval's own alone, not 3 starts
+    plans = [json.loads((Path(c.out_dir) / "run_state.json").read_text())["first_plan"]["stages"]["eval"]
+             for c in (_cfg(tmp_path / "plain"), cfg)]
+    assert plans[1]["seconds"] > plans[0]["seconds"] and plans[1]["basis"].count(" s (") == 1
+    result_eval = _state(cfg)["stages"]["eval"]["result"]
+    assert list(result_eval["variants"]) == ["greedy", "maj8"]
+    assert result_eval["variants"]["maj8"]["decoding"] == "majority vote of 8 samples at T=0.8, repair none"
+    assert result_eval["decoding"] == "greedy, repair resample (K=8)"
+    md = Path(result["report"]["md"]).read_text()
+    assert "### eval: greedy, repair resample (K=8)" in md and "### maj8: majority vote of 8 samples" in md
+    assert "### " not in Path(plain["report"]["md"]).read_text()  # one decoding: no sub-headings
+    # a changed variant re-runs the eval stage (and what follows), not the training or the choice
+    calls.clear()
+    _run(_cfg(tmp_path, eval_variants={"greedy": {"repair": "none"}}), lines)
+    assert [k for k, _ in calls] == ["evaluate", "evaluate", "merge"]
+    assert any(ln.startswith("eval: settings changed (variants)") for ln in lines), lines
+
+
+def test_eval_variants_share_one_engine_opened_only_when_something_is_missing(tmp_path, monkeypatch):
+    from t2s_fast.evaluate import lazy_engine
+    from t2s_fast.pipeline import stages
+
+    opened, seen = [], []
+
+    class Engine:
+        name = "hf"
+
+        def __init__(self, cfg):
+            self.cfg, self.opened = cfg, False
+
+        def generate(self, requests, settings):
+            if not self.opened:
+                opened.append(self.cfg.out_dir)
+                self.opened = True
+
+        def close(self):
+            seen.append("closed")
+
+    def evaluate(ec, generator=None):
+        seen.append(generator)
+        if "greedy" in ec.out_dir:  # the eval's own run is finished; the variants have answers to make
+            generator.generate([], None)
+        return {}
+
+    monkeypatch.setattr(lazy_engine, "LazyEngine", Engine)
+    monkeypatch.setattr(stages, "_evaluate", evaluate)
+    cfg = _cfg(tmp_path, eval_variants=VARIANTS)
+    ecs = [stages.dev_config(_ctx(cfg), {}, v) for v in (None, "greedy", "maj8")]
+    stages._evaluate_all(ecs)
+    assert len(opened) == 1 and seen[0] is seen[1] is seen[2] and seen[3] == "closed"
+    seen.clear()
+    stages._evaluate_all(ecs[:1])  # the eval's own alone: its own engine, as `t2s-fast eval` opens it
+    assert seen == [None]
+
+
+def _ctx(cfg: RunConfig):
+    from t2s_fast.pipeline.stages import Context
+    from t2s_fast.pipeline.state import RunState
+
+    return Context(cfg, RunState(Path(cfg.out_dir)), Device("cpu", "cpu"), isolate=False)
+
+
 @pytest.mark.parametrize("name, cap", [("qwen2.5-coder-0.5b.yaml", 2), ("qwen3-8b.yaml", 100)])
 def test_the_shipped_run_files_plan_within_their_cap_on_an_h200(tmp_path, monkeypatch, name, cap, spider1_dir,
                                                                  spider2_dir):
@@ -296,6 +374,12 @@ def _state_at(out: Path) -> dict:
     ({"prepare": {"spider_dir": "/no/such/spider"}}, ["prepare.spider_dir", "/no/such/spider", "no such folder"]),
     ({"stage1": {"output_dir": "elsewhere"}}, ["stage1.output_dir", "set by the run"]),
     ({"stages": {"stage9": True}}, ["stages.stage9"]),
+    ({"eval_variants": {"maj8": {"n_sample": 8}}}, ["eval_variants.maj8", "'n_sample'", "did you mean 'n_samples'"]),
+    ({"eval_variants": {"lean": {"gpu_memory_utilization": 0.3}}},
+     ["eval_variants.lean.gpu_memory_utilization", "one engine"]),
+    ({"eval_variants": {"other": {"include_base": False}}}, ["eval_variants.other.include_base", "one engine"]),
+    ({"eval_variants": {"../up": {"repair": "none"}}}, ["eval_variants.../up", "folder"]),
+    ({"eval_variants": {"greedy": {}}}, ["eval_variants.greedy", "keys this variant changes"]),
 ])
 def test_a_bad_run_file_exits_2_naming_the_file_and_the_key_and_starts_nothing(tmp_path, capsys, change, names):
     spider = tmp_path / "spider"
@@ -337,12 +421,27 @@ def _run_file(inputs, name: str, **over) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def finished(inputs):
-    """The whole runbook once, uninterrupted, with an on-finish command."""
-    f, out = _run_file(inputs, "whole")
+    """The whole runbook once, uninterrupted, with an on-finish command and a second decoding of Spider dev (two
+    samples, voted); every engine opened is counted."""
+    from t2s_fast.evaluate import generation, harness
+
+    f, out = _run_file(inputs, "whole", eval_variants={"vote2": {"n_samples": 2, "temperature": 0.8}})
     marker = inputs["root"] / "finished.txt"
-    rc = _main(["run", "--config", str(f), "--on-finish", f"echo \"$T2S_RUN_OUTCOME $T2S_RUN_DIR\" > {marker}"])
+    opened = []
+
+    def counted(cfg, *args, **kw):
+        opened.append(cfg.out_dir)
+        return open_generator(cfg, *args, **kw)
+
+    open_generator = generation.open_generator
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(generation, "open_generator", counted)
+        mp.setattr(harness, "open_generator", counted)
+        rc = _main(["run", "--config", str(f), "--on-finish",
+                    f"echo \"$T2S_RUN_OUTCOME $T2S_RUN_DIR\" > {marker}"])
     report = json.loads((out / "report.json").read_text())
-    return {"rc": rc, "out": out, "config": f, "marker": marker, "report": report, "state": _state_at(out)}
+    return {"rc": rc, "out": out, "config": f, "marker": marker, "report": report, "state": _state_at(out),
+            "engines": opened}
 
 
 @pytest.mark.slow
@@ -374,6 +473,14 @@ def test_the_whole_runbook_runs_under_one_cap(finished, capsys):
     assert {"__base__", "stage1", "stage2"} <= set(dev["adapters"]) and dev["split"] == "dev"
     assert all(a["n"] == 4 and "by_hardness" in a for a in dev["adapters"].values())
     assert Path(dev["files"]["per_question"]).is_file()
+    # the second decoding: the same models, its own folder and per-question file, through the eval's engine
+    vote = dev["variants"]["vote2"]
+    assert set(vote["adapters"]) == set(dev["adapters"]) and vote["out_dir"] == str(out / "eval" / "vote2")
+    assert Path(vote["files"]["per_question"]).is_file() and "majority vote of 2" in vote["decoding"]
+    assert finished["engines"] == [str(out / "choose"), str(out / "eval")]  # one for the choice, one for dev
+    # each stage's difference from the base on the same questions, with its paired interval
+    assert all("vs_base" in a for n, a in dev["adapters"].items() if n != "__base__")
+    assert "Δ vs base, pts [95% paired CI]" in (out / "report.md").read_text()
     assert (Path(report["merged_model"]) / "config.json").is_file()
     assert report["versions"]["torch"] and report["device"]["kind"] == "cpu"
     html = (out / "report.html").read_text()
@@ -464,6 +571,7 @@ def test_killed_at_every_stage_boundary_and_mid_stage_then_resumed_ends_with_the
                 r["outcome"], r["chosen_adapter"]["name"])
 
     assert shape(report) == shape(same)
+    assert set(same["eval"]["variants"]) == {"vote2"} and "variants" not in report["eval"]  # the one difference
     assert marker.read_text().split() == ["interrupted", "done"]  # a SIGKILL leaves no time for on-finish
 
 

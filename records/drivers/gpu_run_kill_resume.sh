@@ -9,11 +9,8 @@
 # DATA_DIR, so the run file's data/spider1 and data/spider2 resolve; the run folder is the file's out_dir (or
 # --out-dir among FLAGs) under WORK_DIR. FLAGs go to both `t2s-fast run` commands (e.g. --max-cost-usd 2).
 # KILL_AFTER_S (20): seconds between stage 1's first checkpoint and the SIGKILL; KILL=0: no kill, one session.
-# GREEDY_AND_VOTE=1: afterwards, the base, stage 1 and stage 2 on Spider dev greedy (WORK_DIR/dev-greedy) and by a
-# majority vote of 8 samples at T=0.8 (dev-maj8), two engines side by side, beside the run's own evaluation (eval's
-# default repair): every decoding of the runbook's stages, each with its per-question file. DEV_ARGS: more eval
-# flags for both (a CPU smoke run: DEV_ARGS="--limit 4 --max-new-tokens 16").
-# Logs: WORK_DIR/run-1.out (killed), run-2.out (resumed), status-after-kill.txt, status.txt, dev-*.log; every
+# Every decoding of Spider dev (greedy, maj@8 beside eval's repair) comes from the run file's eval_variants.
+# Logs: WORK_DIR/run-1.out (killed), run-2.out (resumed), status-after-kill.txt, status.txt; every
 # command run: WORK_DIR/commands.sh; the driver's own lines on stdout; WORK_DIR/ALLDONE at the end.
 set -uo pipefail
 RUN_FILE=$(realpath "${1:?run file}"); DATA=$(realpath "${2:?data dir with spider1/ and spider2/}")
@@ -23,12 +20,11 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPL
 R=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$W" && cd "$W" && ln -sfn "$DATA" data && B=$PWD
 source "$R/bench/lease/lib.sh"  # say, record (every command into $B/commands.sh), run, job (its log: $B/NAME.log)
-read -r out_dir model spider < <(python3 - "$RUN_FILE" "$@" <<'PY'
+read -r out_dir < <(python3 - "$RUN_FILE" "$@" <<'PY'
 import sys
 from t2s_fast.pipeline.config import load_run_config
 cfg, args = load_run_config(sys.argv[1]), sys.argv[2:]
-flag = lambda name, default: args[args.index(name) + 1] if name in args else default  # noqa: E731
-print(flag("--out-dir", cfg.out_dir), flag("--model-name", cfg.model_name), cfg.spider_dir)
+print(args[args.index("--out-dir") + 1] if "--out-dir" in args else cfg.out_dir)
 PY
 ) && [ -n "$out_dir" ] || { echo "cannot read $RUN_FILE" >&2; exit 2; }
 cmd=(python3 -m t2s_fast run --config "$RUN_FILE" "$@")
@@ -48,15 +44,4 @@ fi
 say "$([ "${KILL:-1}" != 0 ] && echo "start 2 (the same command)" || echo "start: ${cmd[*]}")"
 run "${cmd[@]}" > run-2.out 2>&1 < /dev/null; say "run 2 exit $?"
 python3 -m t2s_fast status "$out_dir" > status.txt 2>&1; cat status.txt
-dev() {  # dev NAME FLAG...: the base and both stages on Spider dev in one engine
-  local ev=(python3 -m t2s_fast eval --base-model "$model" --include-base --adapter "stage1=$out_dir/stage1/adapter"
-            --adapter "stage2=$out_dir/stage2/adapter" --suite spider1 --spider-dir "$spider" --out-dir "dev-$1"
-            --gpu-memory-utilization 0.4 "${@:2}" ${DEV_ARGS:-})
-  job "dev-$1" run "${ev[@]}"
-}
-if [ -n "${GREEDY_AND_VOTE:-}" ]; then
-  dev greedy --repair none & a=$!
-  dev maj8 --repair none --n-samples 8 --temperature 0.8 & b=$!
-  wait $a $b
-fi
 touch ALLDONE

@@ -8,6 +8,7 @@ the file and the key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from t2s_fast.errors import T2SError
 STAGES = ("prepare", "stage1", "stage2", "stage3", "choose", "eval", "merge", "report")
 TRAINING = ("stage1", "stage2", "stage3")
 DEFAULT_ON = {s: s != "stage3" for s in STAGES}  # RL is opt-in
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # an eval variant's folder under OUT_DIR/eval
 # keys each section may not set: the pipeline sets them (folders, budgets, the model, resuming)
 OWNED = {
     "prepare": (),
@@ -98,6 +100,11 @@ class RunConfig:
     eval: dict = _f({}, "`t2s-fast eval` keys of the Spider dev evaluation of the base, each stage and the choice "
                         "(default suite spider1, split dev, spider_dir = prepare.spider_dir; eval's default repair).",
                     cli="file")
+    eval_variants: dict = _f({}, "More Spider dev evaluations, through the eval stage's one engine after its own: NAME "
+                                 "-> the `eval` keys that change, e.g. {greedy: {repair: none}, maj8: {repair: none, "
+                                 "n_samples: 8, temperature: 0.8}}. Each writes OUT_DIR/eval/NAME/ (its per-question "
+                                 "file among them). Keys that make the engine (model, dtype, memory share, "
+                                 "parallelism, batch size) cannot change.", cli="file")
     merge: dict = _f({}, "`t2s-fast merge` keys (dtype, tokenizer); the chosen adapter goes to OUT_DIR/merged.",
                      cli="file")
     source: str = _f("", "The run file this came from (set when loaded).", cli=False)
@@ -134,6 +141,7 @@ class RunConfig:
                                f"or false, got {on!r}")
         for stage in OWNED:
             self._check_section(stage)
+        self._check_eval_variants()
         self._check_folders()
         return self
 
@@ -148,6 +156,30 @@ class RunConfig:
                            "budget per stage); remove it" + (" and set it at the top" if owned[0] in
                                                              ("model_name", "tokenizer", "gpu_hourly_usd") else ""))
         setattr(self, stage, typed)
+
+    def _check_eval_variants(self) -> None:
+        """Each variant is a folder name and a set of `eval` keys that leave the shared engine as it is."""
+        from t2s_fast.evaluate.config import EvalConfig
+        from t2s_fast.evaluate.lazy_engine import ENGINE_FIELDS
+
+        if not isinstance(self.eval_variants, dict):
+            raise T2SError(f"{self.where('eval_variants')}: expected a mapping NAME -> {{eval key: value}}, got "
+                           f"{self.eval_variants!r}")
+        typed = {}
+        for name, changes in self.eval_variants.items():
+            where = self.where(f"eval_variants.{name}")
+            if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+                raise T2SError(f"{where}: a variant's name is its folder under OUT_DIR/eval: letters, digits, "
+                               "'.', '_' or '-'")
+            if not isinstance(changes, dict) or not changes:
+                raise T2SError(f"{where}: expected the `eval` keys this variant changes, e.g. {{repair: none}}, got "
+                               f"{changes!r}")
+            typed[name] = check_settings(changes, where, EvalConfig)
+            fixed = sorted(set(typed[name]) & (set(OWNED["eval"]) | set(ENGINE_FIELDS)))
+            if fixed:
+                raise T2SError(f"{self.where(f'eval_variants.{name}.{fixed[0]}')}: every variant runs through the "
+                               "eval stage's one engine and on its models; set it in `eval` instead")
+        self.eval_variants = typed
 
     def _check_folders(self) -> None:
         """The data a stage reads is there (or is written by an earlier stage that runs)."""

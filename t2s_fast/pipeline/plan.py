@@ -209,14 +209,18 @@ def _eval_figures(cfg: RunConfig, device: Device):
     return start, per, source
 
 
-def project_eval(cfg: RunConfig, ec, n_questions: int, n_adapters: int, device: Device) -> Projection:
+def project_eval(cfg: RunConfig, ecs: list, n_questions: int, n_adapters: int, device: Device) -> Projection:
+    """Evaluations of the same models through one engine (one start): each one's answers x seconds an answer."""
     start, per, source = _eval_figures(cfg, device)
-    answers = n_questions * n_adapters * max(1, ec.n_samples)
-    factor = REPAIR_FACTOR if ec.repair != "none" else 1.0
-    seconds = start + answers * per * factor
-    rep = f" x {factor:g} (repair {ec.repair})" if factor != 1.0 else ""
-    return _priced(cfg, seconds, f"{n_questions:,} questions x {n_adapters} model(s): {answers:,} answers x "
-                                 f"{per:.4f} s{rep} + {start:.0f} s ({source})")
+    seconds, parts = start, []
+    for ec in ecs:
+        answers = n_questions * n_adapters * max(1, ec.n_samples)
+        factor = REPAIR_FACTOR if ec.repair != "none" else 1.0
+        seconds += answers * per * factor
+        rep = f" x {factor:g} (repair {ec.repair})" if factor != 1.0 else ""
+        parts.append(f"{answers:,} answers x {per:.4f} s{rep}")
+    return _priced(cfg, seconds, f"{n_questions:,} questions x {n_adapters} model(s): {' + '.join(parts)} + "
+                                 f"{start:.0f} s ({source})")
 
 
 def count_questions(ec) -> int:

@@ -60,7 +60,7 @@ def build(pipe) -> dict:
                      "seconds": round(rec.get("seconds", 0.0), 1), "sessions": rec.get("sessions", 0)})
     spent = pipe.state.spent_usd(rate)
     choose = (data["stages"].get("choose") or {}).get("result")
-    dev = (data["stages"].get("eval") or {}).get("result")
+    dev = _with_paired((data["stages"].get("eval") or {}).get("result"))
     merged = ((data["stages"].get("merge") or {}).get("result") or {}).get("merged_dir")
     chosen = pipe.ctx.chosen()
     return {
@@ -79,6 +79,42 @@ def build(pipe) -> dict:
         "chosen_adapter": chosen, "merged_model": merged,
         "versions": package_versions(), "device": device_info(), "git": git_revision(),
     }
+
+
+def _with_paired(dev: dict | None) -> dict | None:
+    """The Spider dev section with each model's difference from the base on the same questions and its 95%
+    paired bootstrap interval (from the per-question file), for the eval's own decoding and each variant."""
+    if not dev:
+        return dev
+
+    def paired(section: dict) -> dict:
+        from t2s_fast.errors import T2SError
+        from t2s_fast.evaluate.paired import compare_adapters, read_per_question
+        from t2s_fast.generate.base import BASE_ADAPTER
+
+        adapters = section.get("adapters") or {}
+        folder = Path(section.get("out_dir") or "")
+        if BASE_ADAPTER not in adapters or not folder.is_dir():
+            return section
+        try:
+            records = read_per_question(folder)
+        except T2SError:
+            return section
+        out = {}
+        for name, a in adapters.items():
+            out[name] = dict(a)
+            if name == BASE_ADAPTER:
+                continue
+            try:
+                c = compare_adapters(records, BASE_ADAPTER, records, name)
+            except T2SError:  # no verdicts (an evaluation written without its per-question lines)
+                continue
+            out[name]["vs_base"] = {k: c[k] for k in ("diff", "ci_low", "ci_high", "noise", "n", "right_to_wrong",
+                                                       "wrong_to_right")}
+        return {**section, "adapters": out}
+
+    variants = {name: paired(v) for name, v in (dev.get("variants") or {}).items()}
+    return {**paired(dev), **({"variants": variants} if variants else {})}
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -132,15 +168,34 @@ def _plot_ex(report: dict) -> str | None:
     return _grouped_bars(["all", *levels], series, title="Spider dev: execution accuracy per stage")
 
 
+def _vs_base(a: dict) -> str:
+    c = a.get("vs_base")
+    if not c:
+        return ""
+    return (f"{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]"
+            + (" (noise)" if c["noise"] else ""))
+
+
 def _ex_rows(section: dict | None) -> list[list[str]]:
     rows = []
     for name, a in ((section or {}).get("adapters") or {}).items():
-        rows.append([a.get("display_name", name), _pct(a["ex"]), f"{a['correct']}/{a['n']}",
+        rows.append([a.get("display_name", name), _pct(a["ex"]), f"{a['correct']}/{a['n']}", _vs_base(a),
                      *[_pct(a["by_hardness"].get(h, {}).get("ex")) if h in a["by_hardness"] else "" for h in HARDNESS]])
     return rows
 
 
-EX_HEAD = ["model", "EX", "correct", *HARDNESS]
+def _decodings(dev: dict | None) -> list[tuple[str, dict]]:
+    """(title, section) of the eval's own decoding and of each variant, in the order they ran."""
+    if not dev:
+        return []
+    out = [(f"eval: {dev.get('decoding') or 'the eval section'}", dev)]
+    out += [(f"{name}: {v.get('decoding') or v['changes']}", v) for name, v in (dev.get("variants") or {}).items()]
+    return out
+
+
+EX_HEAD = ["model", "EX", "correct", "Δ vs base, pts [95% paired CI]", *HARDNESS]
+EX_NOTE = ("Δ: the model's EX minus the base's on the same questions, with its 95% paired bootstrap interval "
+           "(t2s_fast/evaluate/paired.py); \"noise\" when it holds 0.")
 COST_HEAD = ["stage", "status", "planned $", "projected $", "spent $", "projected min", "minutes", "note"]
 
 
@@ -195,8 +250,11 @@ def render_markdown(report: dict) -> str:
         out += ["", f"**Error:** {report['error']}"]
     out += ["", "## Dollars and minutes per stage against the plan", ""] + _md_table(COST_HEAD, _cost_rows(report))
     out += ["", "## Spider dev: EX per stage, overall and by hardness", ""]
-    out += _md_table(EX_HEAD, _ex_rows(report.get("eval"))) if report.get("eval") else ["(not evaluated)"]
-    out += [f"- {k}: `{v}`" for k, v in _files(report.get("eval"))]
+    decodings = _decodings(report.get("eval"))
+    for title, section in decodings:
+        out += [f"### {title}", ""] if len(decodings) > 1 else []
+        out += _md_table(EX_HEAD, _ex_rows(section)) + [""] + [f"- {k}: `{v}`" for k, v in _files(section)] + [""]
+    out += [EX_NOTE] if decodings else ["(not evaluated)"]
     choose = report.get("choose")
     out += ["", "## The choice on held-out data", ""]
     if choose:
@@ -234,13 +292,17 @@ def render_html(report: dict) -> str:
         parts.append(f"<p class='err'><b>Error:</b> {e(report['error'])}</p>")
     parts += ["<h2>Dollars and minutes per stage against the plan</h2>", _html_table(COST_HEAD, _cost_rows(report))]
     parts.append("<h2>Spider dev: EX per stage, overall and by hardness</h2>")
-    if report.get("eval"):
-        parts.append(_html_table(EX_HEAD, _ex_rows(report["eval"])))
+    decodings = _decodings(report.get("eval"))
+    if decodings:
         img = _plot_ex(report)
         if img:
             parts.append(f"<img alt='EX per stage' src='data:image/png;base64,{img}'>")
-        parts.append("<ul>" + "".join(f"<li>{e(k)}: <code>{e(v)}</code></li>" for k, v in _files(report["eval"]))
-                     + "</ul>")
+        for title, section in decodings:
+            parts.append(f"<h3>{e(title)}</h3>" if len(decodings) > 1 else "")
+            parts.append(_html_table(EX_HEAD, _ex_rows(section)))
+            parts.append("<ul>" + "".join(f"<li>{e(k)}: <code>{e(v)}</code></li>" for k, v in _files(section))
+                         + "</ul>")
+        parts.append(f"<p>{e(EX_NOTE)}</p>")
     else:
         parts.append("<p>(not evaluated)</p>")
     parts.append("<h2>The choice on held-out data</h2>")

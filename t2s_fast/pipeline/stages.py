@@ -8,6 +8,7 @@ built from the run file's section for it (the same keys as that command's config
 | stage3 | `t2s_fast.rl.trainer.train_rl(RLConfig)` | OUT_DIR/stage3 |
 | choose | `evaluate(EvalConfig)` of every checkpoint on held-out data, then the sweep's rule | OUT_DIR/choose |
 | eval | `evaluate(EvalConfig)` of the base, each stage and the choice on Spider dev | OUT_DIR/eval |
+| eval | the same for each of `eval_variants` (e.g. greedy, maj@8), through the same engine | OUT_DIR/eval/NAME |
 | merge | `t2s_fast.merge.merge` of the chosen adapter | OUT_DIR/merged |
 
 Each stage says what it runs with (`settings`: compared on a re-run), what it reads (`inputs`: fingerprints),
@@ -218,14 +219,15 @@ def _run_training(ctx: Context, stage: str, budget: float) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- evaluations
-def _eval_config(ctx: Context, stage: str, adapters: dict[str, str], defaults: dict):
+def _eval_config(ctx: Context, stage: str, adapters: dict[str, str], defaults: dict, variant: str | None = None):
     from t2s_fast.evaluate.config import EvalConfig
 
     cfg = ctx.cfg
-    settings = {**defaults, **getattr(cfg, stage)}
-    return _build(EvalConfig, _where(ctx, stage), **settings, base_model=cfg.model_name, tokenizer=cfg.tokenizer,
-                  out_dir=str(cfg.stage_dir(stage)), adapters=dict(adapters),
-                  include_base=stage == "eval" or not adapters)
+    settings = {**defaults, **getattr(cfg, stage), **(cfg.eval_variants[variant] if variant else {})}
+    out_dir = cfg.stage_dir(stage) / variant if variant else cfg.stage_dir(stage)
+    where = cfg.where(f"eval_variants.{variant}") if variant else _where(ctx, stage)
+    return _build(EvalConfig, where, **settings, base_model=cfg.model_name, tokenizer=cfg.tokenizer,
+                  out_dir=str(out_dir), adapters=dict(adapters), include_base=stage == "eval" or not adapters)
 
 
 def choose_config(ctx: Context, adapters: dict[str, str]):
@@ -241,10 +243,16 @@ def choose_config(ctx: Context, adapters: dict[str, str]):
     return ec
 
 
-def dev_config(ctx: Context, adapters: dict[str, str]):
+def dev_config(ctx: Context, adapters: dict[str, str], variant: str | None = None):
+    """The Spider dev evaluation: the `eval` section's own, or with one of `eval_variants`' changes."""
     spider = {"spider_dir": ctx.cfg.spider_dir} if ctx.cfg.spider_dir else {}
     defaults = {"suite": "spider1", "split": "dev", **spider}
-    return _eval_config(ctx, "eval", adapters, defaults)
+    return _eval_config(ctx, "eval", adapters, defaults, variant)
+
+
+def dev_configs(ctx: Context, adapters: dict[str, str]) -> list:
+    """The eval stage's evaluations, in the order they run: the `eval` section's own, then each variant's."""
+    return [dev_config(ctx, adapters), *(dev_config(ctx, adapters, name) for name in ctx.cfg.eval_variants)]
 
 
 def choose_candidates(ctx: Context) -> dict[str, str]:
@@ -266,10 +274,24 @@ def dev_adapters(ctx: Context) -> dict[str, str]:
     return adapters
 
 
-def _evaluate(ec) -> dict:
+def _evaluate(ec, generator=None) -> dict:
     from t2s_fast.evaluate.harness import evaluate
 
-    return evaluate(ec)
+    return evaluate(ec, generator=generator)
+
+
+def _evaluate_all(ecs: list) -> list[dict]:
+    """Several evaluations of the same models through one engine, opened when the first of them has something to
+    generate (none when all are finished): one engine start for the eval stage, whatever its variants."""
+    if len(ecs) == 1:
+        return [_evaluate(ecs[0])]
+    from t2s_fast.evaluate.lazy_engine import LazyEngine
+
+    engine = LazyEngine(ecs[0])
+    try:
+        return [_evaluate(ec, generator=engine) for ec in ecs]
+    finally:
+        engine.close()
 
 
 def _summary(report: dict, out_dir: str) -> dict:
@@ -282,7 +304,7 @@ def _summary(report: dict, out_dir: str) -> dict:
     out = Path(out_dir)
     return {"out_dir": out_dir, "suite": report["settings"]["suite"], "split": report["settings"].get("split"),
             "source": report["settings"].get("source"), "adapters": adapters,
-            "files": {"per_question": str(out / "scored.jsonl"), "predictions": str(out / "predictions.jsonl"),
+            "files": {"per_question": str(out / "scored.jsonl.gz"), "predictions": str(out / "predictions.jsonl"),
                       "report_html": str(out / "report.html"), "report_md": str(out / "report.md"),
                       "report_json": str(out / "report.json")}}
 
@@ -310,12 +332,26 @@ def _run_choose(ctx: Context, budget: float, *, force: bool = False) -> dict:
 
 
 def _run_eval(ctx: Context, budget: float, *, force: bool = False) -> dict:
-    ec = dev_config(ctx, dev_adapters(ctx))
-    ec.force = force
-    report = _call(_evaluate, ec, ctx)
+    ecs = dev_configs(ctx, dev_adapters(ctx))
+    for ec in ecs:
+        ec.force = force
+    reports = _call(_evaluate_all, ecs, ctx)
     chosen = ctx.chosen()
-    names = {path: name for name, path in ec.adapters.items()}
-    return {**_summary(report, ec.out_dir), "chosen_as": names.get(chosen["path"]) if chosen else None}
+    names = {path: name for name, path in ecs[0].adapters.items()}
+    variants = {name: {**_summary(report, ec.out_dir), "decoding": decoding_text(ec),
+                       "changes": ctx.cfg.eval_variants[name]}
+                for name, ec, report in zip(ctx.cfg.eval_variants, ecs[1:], reports[1:])}
+    return {**_summary(reports[0], ecs[0].out_dir), "decoding": decoding_text(ecs[0]),
+            "chosen_as": names.get(chosen["path"]) if chosen else None, **({"variants": variants} if variants else {})}
+
+
+def decoding_text(ec) -> str:
+    """How an evaluation decodes, in words: 'greedy, repair auto (K=8)', 'majority vote of 8 at T=0.8, ...'."""
+    if ec.n_samples > 1:
+        sampling = f"majority vote of {ec.n_samples} samples at T={ec.temperature:g}"
+    else:
+        sampling = "greedy" if ec.temperature == 0 else f"one sample at T={ec.temperature:g}"
+    return f"{sampling}, repair {ec.repair}" + (f" (K={ec.repair_k})" if ec.repair != "none" else "")
 
 
 # ---------------------------------------------------------------------------------------------- merge
@@ -352,7 +388,8 @@ def settings(ctx: Context, stage: str) -> dict:
     if stage == "choose":
         return _compared(_eval_settings(choose_config(ctx, {})))
     if stage == "eval":
-        return _compared(_eval_settings(dev_config(ctx, {})))
+        own, *variants = (_eval_settings(ec) for ec in dev_configs(ctx, {}))
+        return _compared({**own, **({"variants": dict(zip(ctx.cfg.eval_variants, variants))} if variants else {})})
     if stage == "merge":
         return _compared({k: v for k, v in asdict(_merge_settings(ctx)).items() if k != "adapter_path"})
     return {}
@@ -426,11 +463,11 @@ def project(ctx: Context, stage: str) -> Projection:
     if stage == "choose":
         ec = choose_config(ctx, {})
         n = len(choose_candidates(ctx)) or _planned_candidates(ctx)
-        return project_eval(cfg, ec, count_questions(ec), n, device)
+        return project_eval(cfg, [ec], count_questions(ec), n, device)
     if stage == "eval":
-        ec = dev_config(ctx, {})
+        ecs = dev_configs(ctx, {})
         n = 1 + (len(dev_adapters(ctx)) or 1 + len([s for s in TRAINING if cfg.stage_on(s)]))
-        return project_eval(cfg, ec, count_questions(ec), n, device)
+        return project_eval(cfg, ecs, count_questions(ecs[0]), n, device)
     if stage == "merge":
         return _priced(cfg, MERGE_S[0], MERGE_S[1])
     return _priced(cfg, REPORT_S[0], REPORT_S[1])
@@ -442,8 +479,8 @@ def expected_answers(ctx: Context, stage: str) -> int | None:
         ec = choose_config(ctx, {})
         return count_questions(ec) * max(1, len(choose_candidates(ctx))) * ec.n_samples
     if stage == "eval":
-        ec = dev_config(ctx, {})
-        return count_questions(ec) * (1 + len(dev_adapters(ctx))) * ec.n_samples
+        ecs = dev_configs(ctx, {})
+        return count_questions(ecs[0]) * (1 + len(dev_adapters(ctx))) * sum(ec.n_samples for ec in ecs)
     return None
 
 

@@ -52,8 +52,12 @@ def training_progress(folder: Path, settings: dict) -> dict:
 
 
 def eval_progress(folder: Path, expected: int | None) -> dict:
-    pred = folder / "predictions.jsonl"
-    done = sum(1 for _ in pred.open(encoding="utf-8")) if pred.is_file() else 0
+    """Answers written so far by the stage's evaluations: its own folder's and its variants' (folder/NAME/)."""
+    done = 0
+    for pred in [folder / "predictions.jsonl", *sorted(folder.glob("*/predictions.jsonl"))]:
+        if pred.is_file():
+            with pred.open(encoding="utf-8") as fh:
+                done += sum(1 for _ in fh)
     if not expected:
         return {"fraction": None, "detail": f"{done} answers"}
     return {"fraction": min(1.0, done / expected), "detail": f"{done}/{expected} answers"}

@@ -40,7 +40,7 @@ def fake_train(tc) -> dict:
     return info
 
 
-def fake_evaluate(ec) -> dict:
+def fake_evaluate(ec, generator=None) -> dict:
     CALLS.append(("evaluate", ec))
     out = Path(ec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
