@@ -481,6 +481,7 @@ def test_the_whole_runbook_runs_under_one_cap(finished, capsys):
     # each stage's difference from the base on the same questions, with its paired interval
     assert all("vs_base" in a for n, a in dev["adapters"].items() if n != "__base__")
     assert "Δ vs base, pts [95% paired CI]" in (out / "report.md").read_text()
+    assert "alt='EX per decoding'" in (out / "report.html").read_text()
     assert (Path(report["merged_model"]) / "config.json").is_file()
     assert report["versions"]["torch"] and report["device"]["kind"] == "cpu"
     html = (out / "report.html").read_text()

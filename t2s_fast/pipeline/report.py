@@ -168,6 +168,21 @@ def _plot_ex(report: dict) -> str | None:
     return _grouped_bars(["all", *levels], series, title="Spider dev: execution accuracy per stage")
 
 
+def _plot_decodings(report: dict) -> str | None:
+    """EX of each model under each decoding (the eval's own and every variant), when there is more than one."""
+    from t2s_fast.evaluate.report import _grouped_bars
+
+    dev = report.get("eval") or {}
+    if not dev.get("variants"):
+        return None
+    adapters = dev.get("adapters") or {}
+    sections = {"eval": dev, **dev["variants"]}
+    series = {f"{name}: {s.get('decoding', '')}": [(s.get("adapters") or {}).get(a, {}).get("ex") for a in adapters]
+              for name, s in sections.items()}
+    return _grouped_bars([a.get("display_name", n) for n, a in adapters.items()], series,
+                         title="Spider dev: execution accuracy per stage and decoding")
+
+
 def _vs_base(a: dict) -> str:
     c = a.get("vs_base")
     if not c:
@@ -294,9 +309,9 @@ def render_html(report: dict) -> str:
     parts.append("<h2>Spider dev: EX per stage, overall and by hardness</h2>")
     decodings = _decodings(report.get("eval"))
     if decodings:
-        img = _plot_ex(report)
-        if img:
-            parts.append(f"<img alt='EX per stage' src='data:image/png;base64,{img}'>")
+        for alt, img in (("EX per stage", _plot_ex(report)), ("EX per decoding", _plot_decodings(report))):
+            if img:
+                parts.append(f"<img alt='{alt}' src='data:image/png;base64,{img}'>")
         for title, section in decodings:
             parts.append(f"<h3>{e(title)}</h3>" if len(decodings) > 1 else "")
             parts.append(_html_table(EX_HEAD, _ex_rows(section)))
