@@ -260,11 +260,59 @@ def test_eval_variants_share_one_engine_opened_only_when_something_is_missing(tm
     assert seen == [None]
 
 
-def _ctx(cfg: RunConfig):
+def _ctx(cfg: RunConfig, device: Device | None = None):
     from t2s_fast.pipeline.stages import Context
     from t2s_fast.pipeline.state import RunState
 
-    return Context(cfg, RunState(Path(cfg.out_dir)), Device("cpu", "cpu"), isolate=False)
+    return Context(cfg, RunState(Path(cfg.out_dir)), device or Device("cpu", "cpu"), isolate=False)
+
+
+def test_with_two_gpus_stages_1_and_2_train_data_parallel_and_every_gpu_hour_is_metered(tmp_path, monkeypatch):
+    from t2s_fast.pipeline import stages
+    from t2s_fast.train.config import TrainConfig
+
+    calls = stand_ins.install(monkeypatch, rl=True)
+    launched = []
+
+    def data_parallel(job):  # what torchrun would start: `t2s-fast train --config FILE` on each of N processes
+        launched.append(job)
+        return stand_ins.fake_train(TrainConfig(**json.loads(Path(job["config"]).read_text())))
+
+    monkeypatch.setattr(stages, "_train_data_parallel", data_parallel)
+    (tmp_path / "one").mkdir()
+    one = _cfg(tmp_path / "one", stages={"stage3": True}, stage3={"max_steps": 3})  # the same on one GPU
+    lines: list[str] = []
+    _run(one, lines)
+    cfg = _cfg(tmp_path, gpus=2, train_processes=2, stages={"stage3": True}, stage3={"max_steps": 3})
+    result = _run(cfg, lines)
+    assert result["outcome"] == "done" and [j["processes"] for j in launched] == [2, 2]
+    stage1, stage2 = _calls(calls, "train")[-2:]
+    # each stage keeps the one-GPU run's optimizer batch (2 x 16), shared by the processes
+    assert stage1.global_batch_size == stage2.global_batch_size == 32 and launched[0]["config"].endswith(
+        "stage1.launch.json")
+    # a trainer meters its processes' hours: each process pays one GPU; RL runs in one process and pays both
+    assert stage1.gpu_hourly_usd == pytest.approx(3.44) and _calls(calls, "train_rl")[-1].gpu_hourly_usd == \
+        pytest.approx(6.88)
+    plans = [json.loads((Path(c.out_dir) / "run_state.json").read_text())["first_plan"] for c in (one, cfg)]
+    assert "x 2 processes" in plans[1]["stages"]["stage1"]["basis"]
+    assert plans[1]["stages"]["stage1"]["seconds"] < plans[0]["stages"]["stage1"]["seconds"]
+    assert plans[1]["stages"]["stage1"]["usd"] > plans[0]["stages"]["stage1"]["usd"] / 2  # every GPU's hour
+
+
+def test_gpus_default_the_training_processes_and_vllm_engines_on_a_cuda_machine(tmp_path, monkeypatch):
+    from t2s_fast.generate import base
+
+    cfg = _cfg(tmp_path, gpus=2)
+    cuda, cpu = _ctx(cfg, Device("cuda", "NVIDIA H200")), _ctx(cfg)
+    assert (cuda.train_processes("stage1"), cuda.train_processes("stage3"), cpu.train_processes("stage1")) == (2, 1, 1)
+    assert cpu.process_hourly_usd("stage1") == pytest.approx(6.88)  # one process, and the idle GPU bills too
+    from t2s_fast.pipeline import stages
+
+    monkeypatch.setattr(base, "select_backend", lambda name="auto": "vllm")
+    assert stages.dev_config(cuda, {}).data_parallel_size == stages.choose_config(cuda, {}).data_parallel_size == 2
+    assert stages.dev_config(cpu, {}).data_parallel_size == 1
+    tp = _cfg(tmp_path, gpus=2, eval={"tensor_parallel_size": 2})  # the section's own spread wins
+    assert stages.dev_config(_ctx(tp, Device("cuda", "NVIDIA H200")), {}).data_parallel_size == 1
 
 
 @pytest.mark.parametrize("name, cap", [("qwen2.5-coder-0.5b.yaml", 2), ("qwen3-8b.yaml", 100)])
@@ -380,6 +428,10 @@ def _state_at(out: Path) -> dict:
     ({"eval_variants": {"other": {"include_base": False}}}, ["eval_variants.other.include_base", "one engine"]),
     ({"eval_variants": {"../up": {"repair": "none"}}}, ["eval_variants.../up", "folder"]),
     ({"eval_variants": {"greedy": {}}}, ["eval_variants.greedy", "keys this variant changes"]),
+    ({"gpus": 2, "train_processes": 2, "stage1": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+                                                  "packing": False}},
+     ["stage1", "2 training processes", "stage1.global_batch_size"]),
+    ({"train_processes": 0}, ["train_processes", "at least 1"]),
 ])
 def test_a_bad_run_file_exits_2_naming_the_file_and_the_key_and_starts_nothing(tmp_path, capsys, change, names):
     spider = tmp_path / "spider"
@@ -574,6 +626,39 @@ def test_killed_at_every_stage_boundary_and_mid_stage_then_resumed_ends_with_the
     assert shape(report) == shape(same)
     assert set(same["eval"]["variants"]) == {"vote2"} and "variants" not in report["eval"]  # the one difference
     assert marker.read_text().split() == ["interrupted", "done"]  # a SIGKILL leaves no time for on-finish
+
+
+@pytest.mark.slow
+def test_two_training_processes_train_data_parallel_stop_on_sigterm_and_resume(inputs):
+    # train_processes 2: stages 1 and 2 under torchrun (two gloo ranks on the CPU), each keeping the one-process
+    # optimizer batch; a SIGTERM to the run in stage 1 stops both ranks at a checkpoint; the same command resumes
+    batch = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 2}
+    f, out = _run_file(inputs, "two-ranks", gpus=2, train_processes=2, stage1={"max_steps": 30, **batch},
+                       stage2=batch, stages={"merge": False})
+    run = ["-m", "t2s_fast", "run", "--config", str(f)]
+    proc = _subprocess(run)
+    log_file, deadline = out / "stage1" / "train_log.jsonl", time.time() + 300
+    while not (log_file.is_file() and '"loss"' in log_file.read_text()) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    rc, text = _finish(proc)
+    assert rc == 143, text
+    state = _state_at(out)
+    assert state["stages"]["stage1"]["status"] == "interrupted" and (out / "stage1.launch.json").is_file()
+    stopped = json.loads((out / "stage1" / "run.json").read_text())
+    assert stopped["stop_reason"] == "interrupted" and stopped["global_step"] < 30 and stopped["world_size"] == 2
+    rc, text = _finish(_subprocess(run))
+    assert rc == 0, text
+    for stage in ("stage1", "stage2"):
+        info = json.loads((out / stage / "run.json").read_text())
+        assert info["world_size"] == 2 and info["config"]["global_batch_size"] == 2, stage
+        assert info["gpu_hourly_usd"] == pytest.approx(3.44)  # each rank pays one of the two GPUs
+    assert info["global_step"] == 1 and json.loads((out / "stage1" / "run.json").read_text())["global_step"] == 30
+    assert json.loads((out / "stage1" / "run.json").read_text())["resumed_from"].endswith(
+        f"checkpoint-{stopped['global_step']}")
+    report = json.loads((out / "report.json").read_text())
+    assert report["outcome"] == "done" and report["gpus"] == 2
+    assert {"stage1", "stage2"} <= set(report["eval"]["adapters"])
 
 
 @pytest.mark.slow

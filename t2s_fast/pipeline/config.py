@@ -80,7 +80,12 @@ class RunConfig:
     tokenizer: str | None = _f(None, "Tokenizer folder or id for training and evaluation (default: the model's).")
     gpu_hourly_usd: float = _f(3.44, "Price of one GPU hour: every stage's wall time is paid at it (the GPU bills "
                                      "while data is prepared and adapters are evaluated too).")
-    gpus: int = _f(1, "GPUs rented: the dollars count each one's hour.")
+    gpus: int = _f(1, "GPUs rented (one host): the dollars count each one's hour. On a CUDA machine stage 1 and "
+                      "stage 2 train data parallel over them and the evaluations spread over them (vLLM data "
+                      "parallel); stage 3 (RL) runs on one.")
+    train_processes: int | None = _f(None, "Processes stage 1 and stage 2 train in, one per GPU (torchrun; each stage "
+                                           "keeps a one-GPU run's global batch unless its section sets "
+                                           "global_batch_size). Default: gpus on a CUDA machine, else 1.")
     stages: dict = _f({}, "Which stages run, e.g. {stage3: true, merge: false}; default: every stage but stage3 "
                           f"(RL). Stages, in order: {', '.join(STAGES)}.", cli="file")
     prepare: dict = _f({}, "`t2s-fast prepare` keys (spider_dir, spider2_dir, tokenizer, stage2_replay_ratio, ...); "
@@ -135,6 +140,8 @@ class RunConfig:
             raise T2SError(f"{self.where('max_cost_usd')} must be a positive dollar cap for the whole run")
         if self.gpu_hourly_usd < 0 or self.gpus < 1:
             raise T2SError(f"{self.where('gpu_hourly_usd')}/gpus: a price of 0 or more and at least 1 GPU")
+        if self.train_processes is not None and self.train_processes < 1:
+            raise T2SError(f"{self.where('train_processes')}: at least 1 (got {self.train_processes})")
         for stage, on in self.stages.items():
             if stage not in STAGES or not isinstance(on, bool):
                 raise T2SError(f"{self.where(f'stages.{stage}')}: stages maps a stage ({', '.join(STAGES)}) to true "

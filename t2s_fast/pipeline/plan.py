@@ -140,13 +140,13 @@ def _default_tokens_per_s(backend: str, device_kind: str) -> float:
     return HFBackend().default_tokens_per_s(device_kind)
 
 
-def project_training(cfg: RunConfig, stage: str, tc, device: Device) -> Projection:
-    """Start-up + planned tokens / expected tokens per second (train/projection.py)."""
+def project_training(cfg: RunConfig, stage: str, tc, device: Device, processes: int = 1) -> Projection:
+    """Start-up + planned tokens / (expected tokens per second x data-parallel processes) (train/projection.py)."""
     from t2s_fast.train.projection import expected_tokens_per_s
 
     per_epoch, mean, source = epoch_tokens(tc.train_file)
     if tc.max_steps > 0:
-        batch = tc.global_batch_size or tc.per_device_train_batch_size * tc.gradient_accumulation_steps * cfg.gpus
+        batch = tc.global_batch_size or tc.per_device_train_batch_size * tc.gradient_accumulation_steps * processes
         tokens = tc.max_steps * batch * mean
         how = f"{tc.max_steps} steps x {batch} examples x {mean:.0f} tokens ({source})"
     else:
@@ -162,8 +162,9 @@ def project_training(cfg: RunConfig, stage: str, tc, device: Device) -> Projecti
     tps = exp.tokens_per_s if exp and exp.tokens_per_s else _default_tokens_per_s(backend, device.kind)
     rate = f"{tps:,.0f} tok/s ({exp.basis if exp and exp.tokens_per_s else f'{backend} default on {device.kind}'})"
     start = TRAIN_START_S.get(stage, TRAIN_START_S["stage2"])
-    seconds = start + tokens / (tps * cfg.gpus)
-    return _priced(cfg, seconds, f"{how} at {rate}, + {start:.0f} s to start ({TRAIN_START_SOURCE})")
+    seconds = start + tokens / (tps * processes)
+    over = f" x {processes} processes (linear scaling assumed, not measured)" if processes > 1 else ""
+    return _priced(cfg, seconds, f"{how} at {rate}{over}, + {start:.0f} s to start ({TRAIN_START_SOURCE})")
 
 
 def project_rl(cfg: RunConfig, rl_cfg, train_prompts: int | None = None) -> Projection:
@@ -212,6 +213,8 @@ def _eval_figures(cfg: RunConfig, device: Device):
 def project_eval(cfg: RunConfig, ecs: list, n_questions: int, n_adapters: int, device: Device) -> Projection:
     """Evaluations of the same models through one engine (one start): each one's answers x seconds an answer."""
     start, per, source = _eval_figures(cfg, device)
+    engines = max(1, ecs[0].data_parallel_size)  # vLLM data parallel: the answers shared by that many engines
+    per /= engines
     seconds, parts = start, []
     for ec in ecs:
         answers = n_questions * n_adapters * max(1, ec.n_samples)
@@ -219,7 +222,8 @@ def project_eval(cfg: RunConfig, ecs: list, n_questions: int, n_adapters: int, d
         seconds += answers * per * factor
         rep = f" x {factor:g} (repair {ec.repair})" if factor != 1.0 else ""
         parts.append(f"{answers:,} answers x {per:.4f} s{rep}")
-    return _priced(cfg, seconds, f"{n_questions:,} questions x {n_adapters} model(s): {' + '.join(parts)} + "
+    over = f" over {engines} engines (linear scaling assumed, not measured)" if engines > 1 else ""
+    return _priced(cfg, seconds, f"{n_questions:,} questions x {n_adapters} model(s): {' + '.join(parts)}{over} + "
                                  f"{start:.0f} s ({source})")
 
 

@@ -48,6 +48,7 @@ def changes(rec: dict, want: dict, ins: dict) -> list[str]:
     if "settings" not in rec:
         return []
     was, was_in = rec.get("settings") or {}, rec.get("inputs") or {}
+    was = {k: v for k, v in was.items() if k not in stages.NOT_COMPARED}  # kept by runs made before they were not
     out = [k for k in sorted(set(want) | set(was)) if want.get(k) != was.get(k)]
     out += [f"input {k}" for k in sorted(set(ins) | set(was_in)) if ins.get(k) != was_in.get(k)]
     return out

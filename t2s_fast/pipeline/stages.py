@@ -20,6 +20,7 @@ so no stage's memory or patched libraries stay behind for the next.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -41,7 +42,8 @@ from t2s_fast.pipeline.state import RunState, adapter_fingerprint, file_fingerpr
 
 log = logging.getLogger(__name__)
 
-_NOT_COMPARED = ("max_cost_usd", "resume", "force")  # budgets and resuming differ between sessions by design
+# budgets, resuming and the price of an hour differ between sessions by design, and change nothing a stage makes
+NOT_COMPARED = ("max_cost_usd", "resume", "force", "gpu_hourly_usd")
 
 
 class Interrupted(Exception):
@@ -67,6 +69,19 @@ class Context:
 
         path = self.cfg.stage_dir(stage) / "adapter"
         return str(path) if self.done(stage) and is_adapter_dir(path) else None
+
+    def train_processes(self, stage: str) -> int:
+        """Processes a training stage runs in: stage 1 and 2 data parallel over the rented GPUs (on a CUDA machine),
+        stage 3 in one."""
+        if stage == "stage3":
+            return 1
+        n = self.cfg.train_processes
+        return n if n is not None else (self.cfg.gpus if self.device.kind == "cuda" else 1)
+
+    def process_hourly_usd(self, stage: str) -> float:
+        """One training process's share of the rented GPUs' hourly price: a trainer meters its processes' hours,
+        and a GPU that no process uses bills too."""
+        return self.cfg.gpu_hourly_usd * self.cfg.gpus / self.train_processes(stage)
 
     def trained(self) -> list[str]:
         return [s for s in TRAINING if self.adapter_of(s)]
@@ -113,7 +128,7 @@ def _build(cls, where: str, **settings):
 
 
 def _compared(settings: dict) -> dict:
-    return jsonable({k: v for k, v in settings.items() if k not in _NOT_COMPARED})
+    return jsonable({k: v for k, v in settings.items() if k not in NOT_COMPARED})
 
 
 # ---------------------------------------------------------------------------------------------- prepare
@@ -144,9 +159,22 @@ def train_config(ctx: Context, stage: str, *, budget: float | None = None, resum
     defaults = {"stage1": {"train_file": str(prepared / STAGE1_TRAIN), "eval_file": str(prepared / STAGE1_VALID)},
                 "stage2": {"train_file": str(prepared / MIXED_TRAIN), "eval_file": str(prepared / MIXED_VALID),
                            "adapter_path": str(cfg.stage_dir("stage1") / "adapter")}}[stage]
-    return _build(TrainConfig, _where(ctx, stage), **{**defaults, **getattr(cfg, stage)}, model_name=cfg.model_name,
-                  tokenizer=cfg.tokenizer, gpu_hourly_usd=cfg.gpu_hourly_usd, output_dir=str(cfg.stage_dir(stage)),
-                  resume=resume, max_cost_usd=budget)
+    settings = {**defaults, **getattr(cfg, stage)}
+    owned = dict(model_name=cfg.model_name, tokenizer=cfg.tokenizer, gpu_hourly_usd=ctx.process_hourly_usd(stage),
+                 output_dir=str(cfg.stage_dir(stage)), resume=resume, max_cost_usd=budget)
+    tc = _build(TrainConfig, _where(ctx, stage), **settings, **owned)
+    processes = ctx.train_processes(stage)
+    if processes > 1 and tc.global_batch_size is None:  # the one-GPU run's optimizer batch
+        tc = _build(TrainConfig, _where(ctx, stage), **settings, **owned, global_batch_size=tc.accumulated_batch())
+    if processes > 1:  # checked here, before anything runs, not by each rank once it has started
+        try:
+            tc.per_process_batch(processes)
+            if not tc.packing:
+                tc.accumulation_for(tc.per_device_train_batch_size, processes)
+        except T2SError as exc:
+            raise T2SError(f"{_where(ctx, stage)}: {processes} training processes (train_processes / gpus): {exc}; "
+                           f"or set {stage}.global_batch_size") from None
+    return tc
 
 
 def rl_config(ctx: Context, *, budget: float | None = None, resume: bool = False):
@@ -164,8 +192,9 @@ def rl_config(ctx: Context, *, budget: float | None = None, resume: bool = False
     settings.update(cfg.stage3)
     if settings.get("adapter_path") in ("stage1", "stage2"):  # a stage of this run, by name: its final adapter
         settings["adapter_path"] = str(cfg.stage_dir(settings["adapter_path"]) / "adapter")
-    return _build(cls, _where(ctx, "stage3"), **settings, model_name=cfg.model_name, gpu_hourly_usd=cfg.gpu_hourly_usd,
-                  output_dir=str(cfg.stage_dir("stage3")), resume=resume, max_cost_usd=budget)
+    return _build(cls, _where(ctx, "stage3"), **settings, model_name=cfg.model_name,
+                  gpu_hourly_usd=ctx.process_hourly_usd("stage3"), output_dir=str(cfg.stage_dir("stage3")),
+                  resume=resume, max_cost_usd=budget)
 
 
 def stage_config(ctx: Context, stage: str, **kw):
@@ -198,15 +227,51 @@ def _train_rl(rc) -> dict:
     return train_rl(rc)
 
 
+def _train_data_parallel(job: dict) -> dict:
+    """`t2s-fast train` under torchrun, one process per GPU, on the config file ``job["config"]``; SIGTERM and
+    SIGINT are passed on (torchrun hands them to every rank, which saves and stops). Its run.json, written by this
+    launch, is the result."""
+    import subprocess
+    import sys
+    import time
+
+    from t2s_fast.jsonl import read_json
+    from t2s_fast.sweep.isolate import forwarding
+
+    run_json = Path(job["output_dir"]) / "run.json"
+    started = time.time()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(job["processes"]),
+           "-m", "t2s_fast", "train", "--config", job["config"]]
+    # a rank saving its checkpoint after the signal gets time to finish before torchrun would SIGKILL it
+    env = {**os.environ, "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")}
+    log.info("%s", " ".join(cmd))
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # signals reach it through the run, once
+    with forwarding(lambda signum: proc.poll() is None and proc.send_signal(signum)):
+        rc = proc.wait()
+    info = read_json(run_json) if run_json.is_file() and run_json.stat().st_mtime >= started else {}
+    if info:
+        return info
+    raise T2SError(f"data-parallel training ({job['processes']} processes, `{' '.join(cmd)}`) exited with code {rc} "
+                   f"without writing {run_json}; its ranks' output is above")
+
+
 def _run_training(ctx: Context, stage: str, budget: float) -> dict:
     folder = ctx.cfg.stage_dir(stage)
     resume = folder.is_dir() and any(folder.iterdir())
     carried = logged_cost(folder) if resume else 0.0
     tc = stage_config(ctx, stage, budget=round(budget + carried, 6), resume=resume)
-    log.info("%s: training with $%.4f of the cap%s", stage, budget, f" (resuming; ${carried:.4f} already spent)"
-             if resume else "")
+    processes = ctx.train_processes(stage)
+    log.info("%s: training with $%.4f of the cap%s%s", stage, budget, f" (resuming; ${carried:.4f} already spent)"
+             if resume else "", f", data parallel over {processes} processes" if processes > 1 else "")
     try:
-        info = _call(_train_rl if stage == "stage3" else _train, tc, ctx)
+        if processes > 1:
+            from t2s_fast.jsonl import write_json
+
+            job = Path(ctx.cfg.out_dir) / f"{stage}.launch.json"  # the stage's settings, as `train --config` reads
+            write_json(job, _config_dict(tc))
+            info = _train_data_parallel({"config": str(job), "processes": processes, "output_dir": tc.output_dir})
+        else:
+            info = _call(_train_rl if stage == "stage3" else _train, tc, ctx)
     except KeyboardInterrupt:
         raise Interrupted(f"{stage}: aborted by a second signal") from None
     reason = info.get("stop_reason")
@@ -223,7 +288,17 @@ def _eval_config(ctx: Context, stage: str, adapters: dict[str, str], defaults: d
     from t2s_fast.evaluate.config import EvalConfig
 
     cfg = ctx.cfg
-    settings = {**defaults, **getattr(cfg, stage), **(cfg.eval_variants[variant] if variant else {})}
+    section = getattr(cfg, stage)
+    if cfg.gpus > 1 and ctx.device.kind == "cuda" and not {"tensor_parallel_size", "data_parallel_size"} & set(section):
+        from t2s_fast.generate.base import select_backend
+
+        try:
+            vllm = select_backend(section.get("backend", "auto")) == "vllm"
+        except T2SError:  # vLLM asked for but not installed: the evaluation itself says so
+            vllm = False
+        if vllm:  # one engine per rented GPU, the questions shared
+            defaults = {**defaults, "data_parallel_size": cfg.gpus}
+    settings = {**defaults, **section, **(cfg.eval_variants[variant] if variant else {})}
     out_dir = cfg.stage_dir(stage) / variant if variant else cfg.stage_dir(stage)
     where = cfg.where(f"eval_variants.{variant}") if variant else _where(ctx, stage)
     return _build(EvalConfig, where, **settings, base_model=cfg.model_name, tokenizer=cfg.tokenizer,
@@ -384,7 +459,8 @@ def settings(ctx: Context, stage: str) -> dict:
     if stage == "prepare":
         return _compared(asdict(prepare_config(ctx)))
     if stage in TRAINING:
-        return _compared(_config_dict(stage_config(ctx, stage)))
+        n = ctx.train_processes(stage)
+        return _compared({**_config_dict(stage_config(ctx, stage)), **({"processes": n} if n > 1 else {})})
     if stage == "choose":
         return _compared(_eval_settings(choose_config(ctx, {})))
     if stage == "eval":
@@ -452,7 +528,7 @@ def project(ctx: Context, stage: str) -> Projection:
     if stage == "prepare":
         return _priced(cfg, PREPARE_S[0], PREPARE_S[1])
     if stage in ("stage1", "stage2"):
-        return project_training(cfg, stage, stage_config(ctx, stage), device)
+        return project_training(cfg, stage, stage_config(ctx, stage), device, ctx.train_processes(stage))
     if stage == "stage3":
         rc = stage_config(ctx, stage)
         train, prompts = Path(getattr(rc, "train_file", "") or ""), None
