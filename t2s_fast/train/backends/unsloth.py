@@ -59,6 +59,8 @@ class UnslothBackend(Backend):
             kwargs["tokenizer_name"] = source.tokenizer_path
         if os.environ.get("HF_HUB_OFFLINE") == "1" or os.path.isdir(source.model_path):
             kwargs["local_files_only"] = True
+        if "LOCAL_RANK" in os.environ:  # data parallel (torchrun): each rank's whole model on its own GPU
+            kwargs["device_map"] = {"": int(os.environ["LOCAL_RANK"])}
         model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
         notes.append(f"Unsloth FastLanguageModel, load_in_4bit={cfg.load_in_4bit}, use_gradient_checkpointing={gc!r}")
         if cfg.adapter_path:
