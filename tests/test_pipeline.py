@@ -274,7 +274,7 @@ def test_with_two_gpus_stages_1_and_2_train_data_parallel_and_every_gpu_hour_is_
     calls = stand_ins.install(monkeypatch, rl=True)
     launched = []
 
-    def data_parallel(job):  # what torchrun would start: `t2s-fast train --config FILE` on each of N processes
+    def data_parallel(job):  # what the ranks would run: `t2s-fast train --config FILE` on each of N processes
         launched.append(job)
         return stand_ins.fake_train(TrainConfig(**json.loads(Path(job["config"]).read_text())))
 
@@ -630,7 +630,7 @@ def test_killed_at_every_stage_boundary_and_mid_stage_then_resumed_ends_with_the
 
 @pytest.mark.slow
 def test_two_training_processes_train_data_parallel_stop_on_sigterm_and_resume(inputs):
-    # train_processes 2: stages 1 and 2 under torchrun (two gloo ranks on the CPU), each keeping the one-process
+    # train_processes 2: stages 1 and 2 as two data-parallel ranks (gloo on the CPU), each keeping the one-process
     # optimizer batch; a SIGTERM to the run in stage 1 stops both ranks at a checkpoint; the same command resumes
     batch = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 2}
     f, out = _run_file(inputs, "two-ranks", gpus=2, train_processes=2, stage1={"max_steps": 30, **batch},

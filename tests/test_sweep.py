@@ -406,6 +406,57 @@ def test_isolated_run_gets_the_sweeps_sigterm_and_reports_it(tmp_path):
     assert time.time() - t0 < 30 and signal.getsignal(signal.SIGTERM) == before
 
 
+def _state_of(pid: int) -> str | None:
+    """A process's state letter (R, S, Z, ...), None once it is gone; a zombie is dead (nobody reaps it here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("how", ["isolated call", "launched ranks"])
+def test_a_stage_process_dies_with_a_run_killed_by_sigkill(tmp_path, how):
+    """A run killed with SIGKILL (kill -9, the OOM killer) takes its stage's processes with it: a run started
+    again must not find the old stage still training beside it."""
+    import time
+
+    body = {"isolated call": "from t2s_fast.sweep.isolate import call; import time; "
+                             "call(time.sleep, 120, isolate=True)",
+            "launched ranks": "from t2s_fast.sweep.isolate import launch_ranks; "
+                              "launch_ranks(['-c', 'import time; time.sleep(120)'], 2)"}[how]
+    root = Path(__file__).resolve().parent.parent
+    parent = subprocess.Popen([sys.executable, "-c", body], cwd=root, start_new_session=True)
+    deadline, children = time.time() + 60, []
+    while time.time() < deadline and len(children) < (1 if how == "isolated call" else 2):
+        out = subprocess.run(["pgrep", "-P", str(parent.pid), "-f", "spawn_main|time.sleep"], capture_output=True,
+                             text=True).stdout
+        children = [int(x) for x in out.split()]
+        time.sleep(0.2)
+    assert children and all(_state_of(c) not in (None, "Z") for c in children)
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_state_of(c) not in (None, "Z") for c in children):
+        time.sleep(0.2)
+    assert all(_state_of(c) in (None, "Z") for c in children), [_state_of(c) for c in children]
+
+
+def test_launched_ranks_get_their_rank_and_a_failed_rank_ends_the_others(tmp_path):
+    from t2s_fast.sweep.isolate import launch_ranks
+
+    write = ("import os, sys; e = os.environ; open(os.path.join(sys.argv[1], 'rank' + e['RANK']), 'w').write("
+             "' '.join(e[k] for k in ('LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')))")
+    import time
+
+    assert launch_ranks(["-c", write, str(tmp_path)], 2) == [0, 0]
+    r0, r1 = ((tmp_path / f"rank{r}").read_text().split() for r in (0, 1))
+    assert r0[0] == "0" and r1[0] == "1" and r0[1:] == r1[1:] and r0[1:3] == ["2", "127.0.0.1"]
+    t0 = time.time()  # rank 1 fails at once; rank 0 would wait 60 s (a collective that never comes)
+    fail = "import os, sys, time; sys.exit(3) if os.environ['RANK'] == '1' else time.sleep(60)"
+    assert launch_ranks(["-c", fail], 2, grace_s=1.0) == [-signal.SIGTERM, 3] and time.time() - t0 < 30
+
+
 # --- sweep_evaluation ---
 def _finished_run(folder: Path, r: int) -> str:
     """What the evaluation reads of a training run: its adapter and its per-step dollars."""

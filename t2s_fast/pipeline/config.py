@@ -83,8 +83,8 @@ class RunConfig:
     gpus: int = _f(1, "GPUs rented (one host): the dollars count each one's hour. On a CUDA machine stage 1 and "
                       "stage 2 train data parallel over them and the evaluations spread over them (vLLM data "
                       "parallel); stage 3 (RL) runs on one.")
-    train_processes: int | None = _f(None, "Processes stage 1 and stage 2 train in, one per GPU (torchrun; each stage "
-                                           "keeps a one-GPU run's global batch unless its section sets "
+    train_processes: int | None = _f(None, "Processes stage 1 and stage 2 train in, one per GPU (data parallel; each "
+                                           "stage keeps a one-GPU run's global batch unless its section sets "
                                            "global_batch_size). Default: gpus on a CUDA machine, else 1.")
     stages: dict = _f({}, "Which stages run, e.g. {stage3: true, merge: false}; default: every stage but stage3 "
                           f"(RL). Stages, in order: {', '.join(STAGES)}.", cli="file")

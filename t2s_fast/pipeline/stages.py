@@ -20,7 +20,6 @@ so no stage's memory or patched libraries stay behind for the next.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -228,31 +227,24 @@ def _train_rl(rc) -> dict:
 
 
 def _train_data_parallel(job: dict) -> dict:
-    """`t2s-fast train` under torchrun, one process per GPU, on the config file ``job["config"]``; SIGTERM and
-    SIGINT are passed on (torchrun hands them to every rank, which saves and stops). Its run.json, written by this
-    launch, is the result."""
-    import subprocess
-    import sys
+    """`t2s-fast train --config FILE` as the ranks of one data-parallel run, one per GPU (sweep/isolate.py
+    `launch_ranks`: a SIGTERM reaches every rank, which finish the step, save and stop; a SIGKILL of the run ends
+    them too). Its run.json, written by this launch, is the result."""
     import time
 
     from t2s_fast.jsonl import read_json
-    from t2s_fast.sweep.isolate import forwarding
+    from t2s_fast.sweep.isolate import launch_ranks
 
     run_json = Path(job["output_dir"]) / "run.json"
     started = time.time()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(job["processes"]),
-           "-m", "t2s_fast", "train", "--config", job["config"]]
-    # a rank saving its checkpoint after the signal gets time to finish before torchrun would SIGKILL it
-    env = {**os.environ, "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")}
-    log.info("%s", " ".join(cmd))
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # signals reach it through the run, once
-    with forwarding(lambda signum: proc.poll() is None and proc.send_signal(signum)):
-        rc = proc.wait()
+    argv = ["-m", "t2s_fast", "train", "--config", job["config"]]
+    log.info("%d ranks of: python %s", job["processes"], " ".join(argv))
+    codes = launch_ranks(argv, job["processes"])
     info = read_json(run_json) if run_json.is_file() and run_json.stat().st_mtime >= started else {}
     if info:
         return info
-    raise T2SError(f"data-parallel training ({job['processes']} processes, `{' '.join(cmd)}`) exited with code {rc} "
-                   f"without writing {run_json}; its ranks' output is above")
+    raise T2SError(f"data-parallel training ({job['processes']} processes of `python {' '.join(argv)}`) ended with "
+                   f"exit codes {codes} without writing {run_json}; the ranks' output is above")
 
 
 def _run_training(ctx: Context, stage: str, budget: float) -> dict:
