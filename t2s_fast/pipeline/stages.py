@@ -413,7 +413,8 @@ def _run_eval(ctx: Context, budget: float, *, force: bool = False) -> dict:
 
 
 def decoding_text(ec) -> str:
-    """How an evaluation decodes, in words: 'greedy, repair auto (K=8)', 'majority vote of 8 at T=0.8, ...'."""
+    """How an evaluation decodes, in words: 'greedy, repair resample (K=8)', 'majority vote of 8 samples at T=0.8,
+    repair none'."""
     if ec.n_samples > 1:
         sampling = f"majority vote of {ec.n_samples} samples at T={ec.temperature:g}"
     else:
