@@ -92,10 +92,16 @@ into chosen.txt, then the SFT start and the choice on Spider dev greedy, with th
 each in its own folder with its per-question file, all through one engine (written by bench/rl_real_model.sh).
   python3 choose_and_report.py WORK MODEL VALID SPIDER_DIR LIMIT GPU_SHARE CACHE_DIR NAME=PATH ...
   python3 choose_and_report.py --choose HELDOUT_REPORT_JSON     (the choice alone: "name path")
+Everything runs under `if __name__ == "__main__"`: vLLM starts its engine core in a spawned process, which imports
+this script again (as __mp_main__) and must find nothing to run.
 """
 import json
 import sys
 from pathlib import Path
+
+from t2s_fast.evaluate.config import EvalConfig
+from t2s_fast.evaluate.harness import evaluate
+from t2s_fast.evaluate.lazy_engine import LazyEngine
 
 
 def choice(ex: dict) -> str:
@@ -106,39 +112,40 @@ def choice(ex: dict) -> str:
     return max(ex, key=lambda n: (ex[n], -step(n)))
 
 
-if sys.argv[1] == "--choose":
-    adapters = json.load(open(sys.argv[2]))["adapters"]
-    best = choice({name: a["ex"] for name, a in adapters.items()})
-    print(best, adapters[best]["path"])
-    sys.exit(0)
+def main(argv: list[str]) -> None:
+    if argv[0] == "--choose":
+        adapters = json.load(open(argv[1]))["adapters"]
+        best = choice({name: a["ex"] for name, a in adapters.items()})
+        print(best, adapters[best]["path"])
+        return
+    work, model, valid, spider, limit, share, cache = argv[:7]
+    adapters = dict(a.split("=", 1) for a in argv[7:])
+    engine_settings = dict(base_model=model, adapters=adapters, timeout=10, limit=int(limit) if limit else None,
+                           **({"gpu_memory_utilization": float(share)} if share else {}),
+                           **({"vllm_cache_dir": cache} if cache else {}))
+    held = EvalConfig(**engine_settings, suite="heldout", questions=valid, spider_dir=spider, repair="none",
+                      workers=12, out_dir=f"{work}/heldout")
+    engine = LazyEngine(held)
+    try:
+        ex = {name: a["ex"] for name, a in evaluate(held, generator=engine)["adapters"].items()}
+        best = choice(ex)
+        Path(work, "chosen.txt").write_text(f"{best} {adapters[best]}\n")
+        print(f"chosen on held-out: {best} (EX {ex[best]:.4f})", flush=True)
+        finalists = {n: adapters[n] for n in ("sft", best)}
+        for name, decoding in (("greedy", {"repair": "none"}), ("repair", {"repair": "auto"}),
+                               ("maj8", {"repair": "none", "n_samples": 8, "temperature": 0.8})):
+            report = evaluate(EvalConfig(**{**engine_settings, "adapters": finalists}, suite="spider1",
+                                         spider_dir=spider, workers=6, out_dir=f"{work}/dev-{name}", **decoding),
+                              generator=engine)
+            print(f"dev {name}: " + ", ".join(f"{n} {a['ex']:.4f}" for n, a in report["adapters"].items()),
+                  flush=True)
+    finally:
+        engine.close()
+    print(f"engine opened once, in {engine.open_seconds:.0f} s", flush=True)
 
-from t2s_fast.evaluate.config import EvalConfig  # noqa: E402
-from t2s_fast.evaluate.harness import evaluate  # noqa: E402
-from t2s_fast.evaluate.lazy_engine import LazyEngine  # noqa: E402
 
-work, model, valid, spider, limit, share, cache = sys.argv[1:8]
-adapters = dict(a.split("=", 1) for a in sys.argv[8:])
-engine_settings = dict(base_model=model, adapters=adapters, timeout=10, limit=int(limit) if limit else None,
-                       **({"gpu_memory_utilization": float(share)} if share else {}),
-                       **({"vllm_cache_dir": cache} if cache else {}))
-held = EvalConfig(**engine_settings, suite="heldout", questions=valid, spider_dir=spider, repair="none",
-                  workers=12, out_dir=f"{work}/heldout")
-engine = LazyEngine(held)
-try:
-    ex = {name: a["ex"] for name, a in evaluate(held, generator=engine)["adapters"].items()}
-    best = choice(ex)
-    Path(work, "chosen.txt").write_text(f"{best} {adapters[best]}\n")
-    print(f"chosen on held-out: {best} (EX {ex[best]:.4f})", flush=True)
-    finalists = {n: adapters[n] for n in ("sft", best)}
-    for name, decoding in (("greedy", {"repair": "none"}), ("repair", {"repair": "auto"}),
-                           ("maj8", {"repair": "none", "n_samples": 8, "temperature": 0.8})):
-        report = evaluate(EvalConfig(**{**engine_settings, "adapters": finalists}, suite="spider1",
-                                     spider_dir=spider, workers=6, out_dir=f"{work}/dev-{name}", **decoding),
-                          generator=engine)
-        print(f"dev {name}: " + ", ".join(f"{n} {a['ex']:.4f}" for n, a in report["adapters"].items()), flush=True)
-finally:
-    engine.close()
-print(f"engine opened once, in {engine.open_seconds:.0f} s", flush=True)
+if __name__ == "__main__":
+    main(sys.argv[1:])
 PY
 }
 one_engine() {
@@ -222,13 +229,11 @@ big=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/n
 s=
 [ "${big:-0}" -ge 100000 ] && { job "$SHAPE_JOB" shape & s=$!; }
 if [ -s "$B/chosen.txt" ] && [ -z "${DEV_DONE:-}" ]; then
-  declare -A DECODING=([greedy]="--repair none" [repair]="--repair auto"
-                       [maj8]="--repair none --n-samples 8 --temperature 0.8") DEV_PID=() DEV_RC=()
-  for n in greedy repair maj8; do job "dev-$n" dev "$n" ${DECODING[$n]} & DEV_PID[$n]=$!; done
-  for n in greedy repair maj8; do wait "${DEV_PID[$n]}"; DEV_RC[$n]=$?; done
-  # Three engines profiling their memory at once can misjudge what is free on an 80 GB card (one H100 run: one
-  # engine saw "Available KV cache memory: -1.57 GiB" and exited); a failed evaluation runs again, alone.
-  for n in greedy repair maj8; do [ "${DEV_RC[$n]}" = 0 ] || job "dev-$n-again" dev "$n" ${DECODING[$n]}; done
+  # one after another: engines that start side by side misjudge the free memory when they profile it (on an
+  # 80 GB card one saw "Available KV cache memory: -1.57 GiB" with the 0.5B, two found none with the 1.5B)
+  job dev-greedy dev greedy --repair none
+  job dev-repair dev repair --repair auto
+  job dev-maj8 dev maj8 --repair none --n-samples 8 --temperature 0.8
 fi
 if [ -n "$s" ]; then wait $s; else job "$SHAPE_JOB" shape; fi
 unsloth

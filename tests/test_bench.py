@@ -712,6 +712,13 @@ def test_rl_driver_full_form_chooses_on_held_out_then_evaluates_the_choice_on_de
     # one engine for the held-out choice and the three dev evaluations; no evaluation in an engine of its own
     assert "engine opened once" in (work / "choose-and-dev.log").read_text()
     assert not (work / "heldout.log").exists() and not (work / "dev-greedy.log").exists()
+    # vLLM's engine core is a spawned process that imports the script again as __mp_main__: it must run nothing
+    # (on a GPU the script without its main guard failed there, and the lease fell back to four engines)
+    import runpy
+
+    before = sorted(p.name for p in work.iterdir())
+    assert "main" in runpy.run_path(str(work / "choose_and_report.py"), run_name="__mp_main__")
+    assert sorted(p.name for p in work.iterdir()) == before
     out = tmp_path / "report"
     subprocess.run([sys.executable, str(REPO / "bench/rl_report.py"), str(work), str(out)], check=True,
                    capture_output=True, text=True, timeout=300)
