@@ -346,17 +346,18 @@ def test_stage3_is_priced_from_the_measured_model_nearest_in_size_with_its_filte
         rl = SimpleNamespace(max_steps=steps, prompts_per_step=prompts, num_generations=8, **rl)
         return project_rl(RunConfig(out_dir="x", max_cost_usd=100, model_name=str(model)), rl, train_prompts)
 
-    # the 1.5B as measured on an H100: its filter pass (1,200 prompts x 8: 174 s engine start, 59.9 s sampling,
-    # 15.4 s scoring), then 138 s to start and 26.5 s a step
+    # the 1.5B as measured on an H100: a filter pass in its own engine (1,200 prompts x 8: 174 s engine start,
+    # 59.9 s sampling, 15.4 s scoring), then 128.9 s to start and 12.4 s a step
     one = plan("qwen2.5-coder-1.5b", steps=24, train_prompts=7670, max_prompts=1200, filter_samples=8)
-    assert one.seconds == pytest.approx(174 + 59.9 + 15.4 + 138 + 24 * 26.5, abs=0.1)
-    assert "first-steps" in one.basis and "9,600 samples" in one.basis
-    assert one.usd == pytest.approx(one.seconds / 3600 * 3.44, abs=1e-5)
+    assert one.seconds == pytest.approx(174 + 59.9 + 15.4 + 128.9 + 24 * 12.436, abs=0.1)
+    assert "2026-12-08-h100-rl-qwen2.5-coder-1.5b" in one.basis and "9,600 samples" in one.basis
+    assert one.usd == pytest.approx(one.seconds / 3600 * 3.44, abs=1e-4)  # seconds are rounded to 0.1
     # sampling in the colocated engine saves the filter engine's start; no pass at all saves the pass
     colocated = plan("qwen2.5-coder-1.5b", steps=24, train_prompts=7670, max_prompts=1200, filter_samples=8,
                      filter_engine="colocated")
     assert one.seconds - colocated.seconds == pytest.approx(174, abs=0.1)
-    assert plan("qwen2.5-coder-1.5b", steps=24, filter_samples=0).seconds == pytest.approx(138 + 24 * 26.5, abs=0.1)
+    assert plan("qwen2.5-coder-1.5b", steps=24, filter_samples=0).seconds == pytest.approx(128.9 + 24 * 12.436,
+                                                                                           abs=0.1)
     # a step of 8 prompts x 8 completions is half a measured step; every prompt of the file is sampled
     half = plan("qwen2.5-coder-0.5b", steps=10, prompts=8, train_prompts=100, filter_samples=2)
     step, start, engine, gen, score, _ = RL_MEASURED["qwen2.5-coder-0.5b"]

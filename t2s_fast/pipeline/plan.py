@@ -37,12 +37,15 @@ REPAIR_FACTOR = 1.5  # --repair resample took about 1.5x the greedy eval's time 
 # step, seconds to load the model and start the colocated engine, the filter pass's engine start, its seconds per
 # sample generating and scoring, where). The filter pass sampled 1,200 training prompts x 8 in its own engine.
 _RL05 = "records/reports/2026-12-07-h100-rl-qwen2.5-coder-0.5b"
-_RL15 = "records/reports/2026-12-07-h100-rl-qwen2.5-coder-1.5b-first-steps"
+_RL15 = "records/reports/2026-12-08-h100-rl-qwen2.5-coder-1.5b"
 RL_MEASURED = {
     "qwen2.5-coder-0.5b": (14.185, 175.0, 99.8, 28.8 / 9600, 7.3 / 9600,
                            f"{_RL05}: 24 steps, H100; its filter pass in ../2026-12-07-h100-rl-qwen2.5-coder-0.5b-"
                            "side-by-side-cut"),
-    "qwen2.5-coder-1.5b": (26.5, 138.0, 174.0, 59.9 / 9600, 15.4 / 9600, f"{_RL15}: 21 steps, H100"),
+    # the start: the run's 534.8 s less its steps' 316.1 s and its (colocated) filter pass's 89.9 s
+    "qwen2.5-coder-1.5b": (12.436, 128.9, 174.0, 59.9 / 9600, 15.4 / 9600,
+                           f"{_RL15}: 24 steps, H100; a separate filter engine as in "
+                           "../2026-12-07-h100-rl-qwen2.5-coder-1.5b-first-steps"),
     # the random-init 8B shape ran without a filter pass: its pass is the 1.5B's, generation scaled by parameters
     "Qwen/Qwen3-8B": (85.0, 119.0, 174.0, 59.9 / 9600 * 8.2 / 1.54, 15.4 / 9600,
                       "records/reports/2026-12-07-h200-rl-qwen3-8b-shape: random-init Qwen3-8B shape, completions "
