@@ -17,8 +17,9 @@
 # SFT_MAX_STEPS it is the weight-sync check, bench/README.md); UNSLOTH_STEPS (6: the Unsloth engine's short run,
 # last; 0 skips it), UNSLOTH_LR (its rate; default: the first of RL_LRS);
 # DEADLINE (epoch seconds the lease ends; each GRPO run then gets the --max-cost-usd that stops it RESERVE_S, 600,
-# before it, so the held-out choice and Spider dev still run; without it $10); a GRPO run given
-# "--filter-engine colocated" in RL_ARGS that fails before its filter pass is written runs again with its own engine;
+# before it, so the held-out choice and Spider dev still run; without it $10); a GRPO run whose filter pass samples
+# in its own colocated engine (the default) that fails before the pass is written runs again with --filter-engine
+# separate;
 # SHAPE_CONFIG (a Qwen3-8B config.json; empty: skip the 8B-shape phase), SHAPE_TOKENIZER, SHAPE_STEPS (4),
 # ONLY_SHAPE (1: that phase alone), SHAPE_ARGS (more rl flags for it, e.g. "--engine unsloth --load-in-4bit" or
 # "--no-gradient-checkpointing --micro-batch-completions 8") and SHAPE_TAG (its folder: rl-shape-8b-TAG).
@@ -65,7 +66,9 @@ rl_budget() {  # the dollars that end a GRPO run RESERVE_S before DEADLINE (at t
 rl() {  # rl NAME LR: the measured runs (RL_STEPS, RL_SAVE, RL_ARGS)
   local rc
   grpo "$1" "$2" --max-steps "$RL_STEPS" --save-steps "$SAVE" --max-cost-usd "$(rl_budget)" ${RL_ARGS:-}; rc=$?
-  if [ $rc != 0 ] && [[ " ${RL_ARGS:-} " == *" --filter-engine colocated "* ]] && [ ! -f "$B/rl-$1/prompts/pass.json" ]
+  # the pass samples in the run's own engine (the default); a run that failed before writing it runs again with
+  # the pass in an engine of its own
+  if [ $rc != 0 ] && [[ " ${RL_ARGS:-} " != *" --filter-engine separate "* ]] && [ ! -f "$B/rl-$1/prompts/pass.json" ]
   then
     say "rl-$1: exit $rc before the colocated filter pass was written: again, the pass in its own engine"
     grpo "$1" "$2" --max-steps "$RL_STEPS" --save-steps "$SAVE" --max-cost-usd "$(rl_budget)" ${RL_ARGS:-} \

@@ -654,7 +654,7 @@ def test_rl_driver_weight_sync_form_runs_on_the_cpu_and_reports_the_check(tmp_pa
     (tmp_path / "data" / "spider1").symlink_to(spider1_dir)
     # a lease ending an hour and RESERVE_S (600 s) from now: each GRPO run gets about an hour's dollars
     env = {**os.environ, "T2S_SMOKE": "1", "STOP_AFTER_RL": "1", "RL_LRS": "0 4e-5", "SFT_MAX_STEPS": "1",
-           "RL_ARGS": "--filter-min-correct 0 --filter-max-correct 2 --filter-engine colocated",
+           "RL_ARGS": "--filter-min-correct 0 --filter-max-correct 2",  # the pass: colocated by default
            "DEADLINE": str(int(time.time()) + 600 + 3600),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("WORLD_SIZE", None)

@@ -254,11 +254,13 @@ def test_colocated_filter_sampling_needs_the_trl_engine_with_vllm_on_a_gpu(caplo
 
     if on_gpu():
         pytest.skip("checks the CPU fallback")
-    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir="o", filter_engine="colocated")
-    with caplog.at_level("WARNING"):
+    cfg = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir="o")
+    assert cfg.filter_engine == "colocated"  # the default: no engine start of its own where it can
+    with caplog.at_level("INFO"):
         assert samples_in_trainer(cfg, "trl") is False
     assert "takes an engine of its own" in caplog.text
-    assert samples_in_trainer(RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir="o"), "trl") is False
+    separate = RLConfig(train_file="t", adapter_path="a", db_root="d", output_dir="o", filter_engine="separate")
+    assert samples_in_trainer(separate, "trl") is False
 
 
 # ------------------------------------------------------------------------------------------ config and CLI

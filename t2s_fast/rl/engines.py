@@ -236,14 +236,14 @@ def _load_unsloth(cfg: RLConfig, model_path: str, tokenizer_dir: str):
 
 
 def samples_in_trainer(cfg: RLConfig, engine: str) -> bool:
-    """Whether the filter pass samples in the trainer's colocated vLLM engine (--filter-engine colocated, engine
-    trl, vLLM on a GPU); elsewhere it takes an engine of its own, and says so when colocated was asked for."""
+    """Whether the filter pass samples in the trainer's colocated vLLM engine (--filter-engine colocated, the
+    default, with engine trl and vLLM on a GPU); elsewhere it takes an engine of its own, and the log says so."""
     if cfg.filter_engine != "colocated" or not cfg.filter_samples:
         return False
     if engine == "trl" and on_gpu() and generates_with_vllm(engine):
         return True
-    log.warning("--filter-engine colocated needs engine trl with vLLM on a GPU (here: engine %s, %s): the filter "
-                "pass takes an engine of its own", engine, "GPU" if on_gpu() else "no GPU")
+    log.info("the filter pass takes an engine of its own: sampling in the trainer's needs engine trl with vLLM on a "
+             "GPU (here: engine %s, %s)", engine, "GPU" if on_gpu() else "no GPU")
     return False
 
 
